@@ -1,0 +1,442 @@
+"""The nature of preferences (RLHF Book, ch. 10): strengths from comparisons, Elo, cycles, agreement, ceiling.
+
+Plain NumPy, float64, deterministic: no randomness anywhere in this module.
+
+Data convention (choix's)
+-------------------------
+``comparisons`` is an integer array of shape (N, 2); row ``(w, l)`` says item ``w`` beat item ``l``. An
+optional boolean ``ties`` of shape (N,) marks rows that were ties (the order within the row then does not
+matter): a tie counts as half a win each way.
+
+The model behind it all is Bradley-Terry: item i has a strength θ_i (a log-scale "reward") and
+
+    P(i ≻ j) = σ(θ_i − θ_j) = 1 / (1 + exp(−(θ_i − θ_j))).
+
+Only differences are identified, so fitted strengths are reported with the gauge Σ_i θ_i = 0. Elo ratings
+are the same model on another scale: P(i ≻ j) = 1 / (1 + 10^(−(R_i − R_j)/400)), i.e. R = 1500 + θ · 400/ln 10
+(:data:`ELO_SCALE` ≈ 173.7 rating points per unit of θ).
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import numpy as np
+
+__all__ = [
+    "ELO_SCALE",
+    "bayes_ceiling",
+    "bradley_terry_nll",
+    "elo_ratings",
+    "find_preference_cycles",
+    "fit_bradley_terry",
+    "fleiss_kappa",
+    "majority_preferences",
+    "percent_agreement",
+    "strengths_to_elo",
+    "win_matrix",
+]
+
+ELO_SCALE = 400.0 / math.log(10.0)
+"""Elo points per unit of Bradley-Terry strength: 10^(ΔR/400) = exp(ΔR / ELO_SCALE)."""
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """σ(x) = (1 + tanh(x/2)) / 2: never overflows."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+# --------------------------------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_comparisons(comparisons, n_items: int, ties=None) -> tuple[np.ndarray, np.ndarray]:
+    """Return comparisons as int64 (N, 2) and ties as bool (N,), or raise ValueError naming the field."""
+    if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items < 2:
+        raise ValueError(f"n_items must be an integer >= 2; got {n_items!r}")
+    c = np.asarray(comparisons)
+    if c.ndim != 2 or c.shape[1] != 2 or c.shape[0] == 0:
+        raise ValueError(f"comparisons must have shape (N, 2) of (winner, loser) rows, N >= 1; got {c.shape}")
+    if not np.issubdtype(c.dtype, np.integer):
+        raise ValueError(f"comparisons must hold integer item indices; got dtype {c.dtype}")
+    c = c.astype(np.int64)
+    if c.min() < 0 or c.max() >= n_items:
+        raise ValueError(f"comparisons must index items 0..{n_items - 1}; got values {c.min()}..{c.max()}")
+    self_rows = np.nonzero(c[:, 0] == c[:, 1])[0]
+    if self_rows.size:
+        raise ValueError(f"comparisons row(s) {self_rows[:10].tolist()} compare an item with itself")
+    if ties is None:
+        t = np.zeros(c.shape[0], dtype=bool)
+    else:
+        t = np.asarray(ties)
+        if t.shape != (c.shape[0],) or t.dtype != bool:
+            raise ValueError(f"ties must be a bool array of shape ({c.shape[0]},); got {t.dtype} {t.shape}")
+    return c, t
+
+
+def _weighted_pairs(c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(winner, loser, weight) rows: a decisive comparison is one row of weight 1; a tie, two rows of 0.5."""
+    w = np.concatenate([c[:, 0], c[t, 1]])
+    l = np.concatenate([c[:, 1], c[t, 0]])
+    weight = np.concatenate([np.where(t, 0.5, 1.0), np.full(int(t.sum()), 0.5)])
+    return w, l, weight
+
+
+# --------------------------------------------------------------------------------------------------
+# Bradley-Terry maximum likelihood
+# --------------------------------------------------------------------------------------------------
+
+
+def win_matrix(comparisons, n_items: int, ties=None) -> np.ndarray:
+    """Count matrix W with W[i, j] = number of times i beat j (a tie adds 0.5 to both W[i, j] and W[j, i]).
+
+    Args:
+        comparisons: Shape (N, 2), int, rows (winner, loser).
+        n_items: number of items n.
+        ties: None or Shape (N,), bool.
+
+    Returns:
+        Shape (n, n), float64, zero diagonal.
+    """
+    c, t = _check_comparisons(comparisons, n_items, ties)
+    w, l, weight = _weighted_pairs(c, t)
+    wins = np.zeros((n_items, n_items))
+    np.add.at(wins, (w, l), weight)
+    return wins
+
+
+def bradley_terry_nll(strengths, comparisons, ties=None, alpha: float = 0.0) -> float:
+    """Penalised Bradley-Terry negative log-likelihood of comparisons under ``strengths`` θ.
+
+    .. math::  \\mathrm{NLL}(\\theta) = \\sum_{(w, l)} c_{wl} \\log\\big(1 + e^{-(\\theta_w -
+                 \\theta_l)}\\big) + \\alpha \\lVert \\theta \\rVert^2
+
+    with c = 1 per decisive comparison and 1/2 each way per tie. The penalty α‖θ‖² is choix's (``alpha`` in
+    ``choix.opt_pairwise``): the MAP estimate under a Gaussian prior N(0, 1/(2α)).
+
+    Args:
+        strengths: Shape (n,), θ.
+        comparisons: Shape (N, 2), rows (winner, loser).
+        ties: None or Shape (N,), bool.
+        alpha: L2 penalty, >= 0.
+
+    Returns:
+        The NLL, a float (nats).
+    """
+    theta = np.asarray(strengths, dtype=np.float64)
+    if theta.ndim != 1:
+        raise ValueError(f"strengths must have shape (n,); got {theta.shape}")
+    c, t = _check_comparisons(comparisons, theta.shape[0], ties)
+    w, l, weight = _weighted_pairs(c, t)
+    return float(np.sum(weight * np.logaddexp(0.0, -(theta[w] - theta[l]))) + alpha * np.sum(theta**2))
+
+
+def _strongly_connected(wins: np.ndarray) -> bool:
+    """True when every item can reach every other along "beat" edges (i → j when W[i, j] > 0)."""
+    adj = wins > 0
+    for graph in (adj, adj.T):
+        reached = np.zeros(len(adj), dtype=bool)
+        reached[0] = True
+        while True:
+            grown = reached | graph[reached].any(axis=0)
+            if (grown == reached).all():
+                break
+            reached = grown
+        if not reached.all():
+            return False
+    return True
+
+
+def fit_bradley_terry(
+    comparisons, n_items: int, ties=None, alpha: float = 0.0, max_iter: int = 100, tol: float = 1e-12
+) -> np.ndarray:
+    """Bradley-Terry strengths θ by (penalised) maximum likelihood: argmin of :func:`bradley_terry_nll`.
+
+    .. math::  \\hat\\theta = \\arg\\min_\\theta \\sum_{(w, l)} c_{wl} \\log\\big(1 + e^{-(\\theta_w -
+                 \\theta_l)}\\big) + \\alpha \\lVert\\theta\\rVert^2, \\qquad \\sum_i \\hat\\theta_i = 0
+
+    (Bradley & Terry 1952; Zermelo 1929.) Solved by Newton's method with a backtracking line search on the
+    convex NLL; the gradient and Hessian are
+
+        g_i = 2αθ_i − Σ_{(i, l)} c σ(θ_l − θ_i) + Σ_{(w, i)} c σ(θ_i − θ_w)
+        H   = 2αI + Σ_{(w, l)} c σ(d)σ(−d) (e_w − e_l)(e_w − e_l)ᵀ,   d = θ_w − θ_l.
+
+    Gauge: the likelihood only sees differences. With α > 0 the optimum has Σθ = 0 by itself (the data part
+    of g sums to zero, so 2αΣθ = 0). With α = 0 the Hessian is singular along (1, …, 1); we solve with
+    H + 11ᵀ/n, which leaves the Newton step inside the sum-zero plane, and centre θ.
+
+    Existence: with α = 0 the maximum is finite only if the "beat" graph is strongly connected (no group of
+    items that never loses to the rest; Ford 1957). Otherwise the winners' strengths run off to +∞; we raise
+    and suggest α > 0.
+
+    Args:
+        comparisons: Shape (N, 2), int, rows (winner, loser).
+        n_items: number of items n.
+        ties: None or Shape (N,), bool; a tie counts as half a win each way.
+        alpha: L2 penalty α >= 0, the same ``alpha`` as ``choix.opt_pairwise``.
+        max_iter: Newton iterations allowed.
+        tol: stop when the largest change of any θ_i falls below ``tol``.
+
+    Returns:
+        Shape (n,), float64, Σθ = 0. P(i ≻ j) = σ(θ_i − θ_j).
+    """
+    c, t = _check_comparisons(comparisons, n_items, ties)
+    if not (alpha >= 0 and math.isfinite(alpha)):
+        raise ValueError(f"alpha must be a finite number >= 0; got {alpha!r}")
+    if alpha == 0 and not _strongly_connected(win_matrix(c, n_items, t)):
+        raise ValueError(
+            "comparisons: the maximum-likelihood strengths are infinite, because some group of items never "
+            "loses to the others (the win graph is not strongly connected); pass alpha > 0 to regularise"
+        )
+    w, l, weight = _weighted_pairs(c, t)
+
+    def nll(theta: np.ndarray) -> float:
+        return float(np.sum(weight * np.logaddexp(0.0, -(theta[w] - theta[l]))) + alpha * np.sum(theta**2))
+
+    theta = np.zeros(n_items)
+    for _ in range(max_iter):
+        d = theta[w] - theta[l]  # (M,)
+        lose = weight * _sigmoid(-d)  # (M,): c σ(−d), the gradient's weight
+        grad = 2 * alpha * theta
+        np.add.at(grad, w, -lose)
+        np.add.at(grad, l, lose)
+        curv = weight * _sigmoid(d) * _sigmoid(-d)  # (M,)
+        hess = 2 * alpha * np.eye(n_items)
+        np.add.at(hess, (w, w), curv)
+        np.add.at(hess, (l, l), curv)
+        np.add.at(hess, (w, l), -curv)
+        np.add.at(hess, (l, w), -curv)
+        if alpha == 0:
+            hess += 1.0 / n_items  # fix the gauge: H + 11ᵀ/n
+        step = np.linalg.solve(hess, grad)
+        # Backtracking (Armijo) line search: Newton from θ = 0 can overshoot on lopsided data.
+        f0, slope, size = nll(theta), float(grad @ step), 1.0
+        while nll(theta - size * step) > f0 - 1e-4 * size * slope and size > 1e-10:
+            size *= 0.5
+        theta = theta - size * step
+        if alpha == 0:
+            theta -= theta.mean()
+        if np.max(np.abs(size * step)) < tol:
+            return theta
+    raise RuntimeError(f"fit_bradley_terry did not converge in {max_iter} Newton iterations")
+
+
+def strengths_to_elo(strengths, initial_rating: float = 1500.0) -> np.ndarray:
+    """Bradley-Terry strengths on the Elo scale, R = initial_rating + θ · 400/ln 10 (as Chatbot Arena does).
+
+    Args:
+        strengths: Shape (n,), θ (e.g. from :func:`fit_bradley_terry`).
+        initial_rating: the rating of an average item (θ = 0).
+
+    Returns:
+        Shape (n,), float64.
+    """
+    return initial_rating + ELO_SCALE * np.asarray(strengths, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Online Elo
+# --------------------------------------------------------------------------------------------------
+
+
+def elo_ratings(
+    comparisons,
+    n_items: int,
+    ties=None,
+    k_factor: float = 32.0,
+    initial_rating: float = 1500.0,
+    scale: float = 400.0,
+    return_history: bool = False,
+) -> np.ndarray:
+    """Online Elo ratings, processing the comparisons one at a time, in order (Elo 1978).
+
+    For a comparison of a against b with score S_a (1 win, 0 loss, 1/2 tie):
+
+    .. math::  E_a = \\frac{1}{1 + 10^{(R_b - R_a)/s}} = \\sigma\\big((R_a - R_b) \\ln 10 / s\\big), \\qquad
+               R_a \\leftarrow R_a + K (S_a - E_a), \\quad R_b \\leftarrow R_b - K (S_a - E_a)
+
+    with s = ``scale`` = 400 by convention: a 400-point gap means 10:1 odds, and R/(s/ln 10) is a
+    Bradley-Terry strength. Each update is zero-sum, so Σ R stays n · ``initial_rating``. Unlike
+    :func:`fit_bradley_terry` the result depends on the order of the comparisons and never settles (recent
+    games weigh more): with K = 32 a rating keeps jittering by tens of points.
+
+    Args:
+        comparisons: Shape (N, 2), int, rows (winner, loser).
+        n_items: number of items n.
+        ties: None or Shape (N,), bool.
+        k_factor: K, the largest change one comparison can make.
+        initial_rating: every item's starting rating.
+        scale: s, the logistic scale in rating points (400).
+        return_history: if True, return every intermediate rating too.
+
+    Returns:
+        Shape (n,), float64, the final ratings; or Shape (N + 1, n), row k the ratings after k comparisons.
+    """
+    c, t = _check_comparisons(comparisons, n_items, ties)
+    if not (k_factor > 0 and scale > 0):
+        raise ValueError(f"k_factor and scale must be > 0; got k_factor={k_factor!r}, scale={scale!r}")
+    ratings = np.full(n_items, float(initial_rating))
+    history = [ratings.copy()] if return_history else None
+    for (a, b), tie in zip(c.tolist(), t.tolist()):
+        expected_a = 1.0 / (1.0 + 10.0 ** ((ratings[b] - ratings[a]) / scale))
+        delta = k_factor * ((0.5 if tie else 1.0) - expected_a)
+        ratings[a] += delta
+        ratings[b] -= delta
+        if history is not None:
+            history.append(ratings.copy())
+    return np.stack(history) if history is not None else ratings
+
+
+# --------------------------------------------------------------------------------------------------
+# Intransitivity
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_wins(wins) -> np.ndarray:
+    W = np.asarray(wins, dtype=np.float64)
+    if W.ndim != 2 or W.shape[0] != W.shape[1]:
+        raise ValueError(f"wins must be a square (n, n) matrix of win counts; got shape {W.shape}")
+    if np.isnan(W).any() or (W < 0).any():
+        raise ValueError("wins must hold non-negative counts (no NaN)")
+    return W
+
+
+def majority_preferences(wins) -> np.ndarray:
+    """Majority relation M[i, j] = (W[i, j] > W[j, i]): i is preferred to j by a strict majority.
+
+    Args:
+        wins: Shape (n, n), W[i, j] = times i beat j (see :func:`win_matrix`).
+
+    Returns:
+        Shape (n, n), bool; pairs with equal counts (or never compared) are False both ways.
+    """
+    W = _check_wins(wins)
+    return W > W.T
+
+
+def find_preference_cycles(wins) -> list[tuple[int, int, int]]:
+    """All intransitive 3-cycles a ≻ b ≻ c ≻ a of the majority relation (Condorcet's paradox).
+
+    Each individual annotator may be perfectly transitive and their majority still cyclic; a cycle means no
+    reward function r can order those items as the majority does, which is why a Bradley-Terry model cannot
+    fit aggregated preferences exactly.
+
+    Args:
+        wins: Shape (n, n), W[i, j] = times i beat j.
+
+    Returns:
+        List of (a, b, c) with M[a, b], M[b, c], M[c, a]; each cycle once, rotated so that a is its smallest
+        item, sorted.
+    """
+    M = majority_preferences(wins)
+    cycles = []
+    for a, b, c in combinations(range(len(M)), 3):  # a < b < c: a cycle runs one of two ways
+        if M[a, b] and M[b, c] and M[c, a]:
+            cycles.append((a, b, c))
+        if M[a, c] and M[c, b] and M[b, a]:
+            cycles.append((a, c, b))
+    return sorted(cycles)
+
+
+# --------------------------------------------------------------------------------------------------
+# Agreement between annotators
+# --------------------------------------------------------------------------------------------------
+
+
+def _category_counts(labels, n_categories: int | None) -> np.ndarray:
+    """(n_items, n_categories) counts from labels (n_annotators, n_items) of small non-negative integers."""
+    y = np.asarray(labels)
+    if y.ndim != 2 or y.shape[0] < 2 or y.shape[1] == 0:
+        raise ValueError(f"labels must have shape (n_annotators >= 2, n_items >= 1); got {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise ValueError(f"labels must be non-negative integer categories; got dtype {y.dtype}")
+    k = int(y.max()) + 1 if n_categories is None else n_categories
+    if y.max() >= k:
+        raise ValueError(f"labels hold category {int(y.max())} but n_categories is {k}")
+    counts = np.zeros((y.shape[1], k))
+    np.add.at(counts, (np.arange(y.shape[1])[None, :].repeat(y.shape[0], 0), y), 1.0)
+    return counts
+
+
+def percent_agreement(labels) -> float:
+    """Pairwise percent agreement: over items and all pairs of annotators, the fraction giving the same label.
+
+    .. math::  \\bar P = \\frac{1}{N} \\sum_i \\frac{\\sum_k n_{ik}(n_{ik} - 1)}{n (n - 1)}
+
+    with n annotators and n_ik of them choosing category k on item i. This is Fleiss' observed agreement P̄.
+
+    Args:
+        labels: Shape (n_annotators, n_items), int categories (e.g. 0 = A better, 1 = B better, 2 = tie).
+
+    Returns:
+        A float in [0, 1].
+    """
+    counts = _category_counts(labels, None)  # (N, k)
+    n = counts.sum(axis=1)[0]
+    return float(np.mean((counts * (counts - 1)).sum(axis=1) / (n * (n - 1))))
+
+
+def fleiss_kappa(labels, n_categories: int | None = None) -> float:
+    """Fleiss' kappa: agreement between n >= 2 annotators beyond what chance would give (Fleiss 1971).
+
+    .. math::  \\kappa = \\frac{\\bar P - \\bar P_e}{1 - \\bar P_e}, \\qquad
+               \\bar P_e = \\sum_k p_k^2, \\quad p_k = \\frac{1}{N n} \\sum_i n_{ik}
+
+    P̄ is :func:`percent_agreement`; P̄_e is the agreement expected if every annotator drew labels at random
+    from the pooled label frequencies p_k. κ = 1 is perfect agreement, 0 chance level, < 0 worse than chance.
+    We chose Fleiss' κ because it handles any number of annotators; with two it equals Scott's π (not Cohen's
+    κ, which gives each annotator their own label frequencies).
+
+    Args:
+        labels: Shape (n_annotators, n_items), int categories; every annotator labels every item.
+        n_categories: number of categories (default: max label + 1). Unused categories do not change κ.
+
+    Returns:
+        A float in [−1, 1].
+    """
+    counts = _category_counts(labels, n_categories)  # (N, k)
+    p_bar = percent_agreement(labels)
+    p_k = counts.sum(axis=0) / counts.sum()  # (k,)
+    p_e = float(np.sum(p_k**2))
+    if p_e == 1.0:
+        raise ValueError("labels use one category throughout: chance agreement is 1 and kappa is undefined")
+    return (p_bar - p_e) / (1.0 - p_e)
+
+
+# --------------------------------------------------------------------------------------------------
+# The Bayes ceiling of a Bradley-Terry labeller
+# --------------------------------------------------------------------------------------------------
+
+
+def bayes_ceiling(gold_a, gold_b, temperature: float = 1.0) -> float:
+    """Best expected accuracy any model can reach on labels drawn from a Bradley-Terry annotator.
+
+    If the annotator prefers a to b with probability p = σ((g_a − g_b)/τ), a label agrees with the better
+    guess with probability max(p, 1 − p), and no predictor beats always guessing the likelier side:
+
+    .. math::  \\mathrm{ceiling} = \\mathbb{E}\\big[\\max(p, 1 - p)\\big]
+                 = \\frac{1}{N} \\sum_i \\sigma\\big(\\lvert g_{a,i} - g_{b,i} \\rvert / \\tau\\big)
+
+    A reward model whose held-out accuracy approaches this number has nothing left to learn from these labels;
+    one above it is reading noise (or the test set).
+
+    Args:
+        gold_a: Shape (N,), gold scores of the first responses.
+        gold_b: Shape (N,), gold scores of the second responses.
+        temperature: τ > 0, the annotator's noise (τ → 0: ceiling 1; τ → ∞: ceiling 1/2).
+
+    Returns:
+        A float in [0.5, 1].
+    """
+    a, b = np.asarray(gold_a, dtype=np.float64), np.asarray(gold_b, dtype=np.float64)
+    if a.ndim != 1 or a.shape[0] == 0:
+        raise ValueError(f"gold_a must have shape (N,) with N >= 1; got {a.shape}")
+    if b.shape != a.shape:
+        raise ValueError(f"gold_b shape {b.shape} does not match gold_a shape {a.shape}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("gold_a / gold_b contain NaN")
+    if not (temperature > 0):
+        raise ValueError(f"temperature must be > 0; got {temperature!r}")
+    return float(np.mean(_sigmoid(np.abs(a - b) / temperature)))
