@@ -1,0 +1,166 @@
+"""Model presets, loading and saving, device choice, and the one forward pass every trainer uses.
+
+Presets are Llama-style ``transformers`` configs:
+
+=========  ======  ======  =====  =====  ==========  ===========================================
+preset     hidden  layers  heads  MLP    parameters  for
+=========  ======  ======  =====  =====  ==========  ===========================================
+``tiny``   192     4       4      512    ≈ 1.8 M     the CPU default; the shipped checkpoints
+``small``  512     8       8      1408   ≈ 25 M      the GPU default
+=========  ======  ======  =====  =====  ==========  ===========================================
+
+``RLHFBOOK_MODEL=<hub id or local path>`` makes :func:`load_model` return any causal LM instead (for users with
+a GPU and a network); the world's tokenizer then comes from the same place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from .paths import CHECKPOINTS
+
+PRESETS: dict[str, dict] = {
+    "tiny": dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512),
+    "small": dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, intermediate_size=1408),
+}
+MAX_LENGTH = 256  # positions the presets support (RoPE; no parameters depend on it)
+
+
+def get_device() -> torch.device:
+    """cuda > mps > cpu."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on a CUDA device that supports it; ``None`` (plain fp32) elsewhere."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def make_config(preset: str, tokenizer) -> LlamaConfig:
+    """A ``LlamaConfig`` for ``preset`` sized to ``tokenizer``'s vocabulary and special tokens."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    p = PRESETS[preset]
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        num_key_value_heads=p["num_attention_heads"],
+        max_position_embeddings=MAX_LENGTH,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        rms_norm_eps=1e-5,
+        attn_implementation="sdpa",
+        **p,
+    )
+
+
+def init_model(preset: str, tokenizer, seed: int = 0) -> LlamaForCausalLM:
+    """A freshly initialised model of ``preset`` (seeded: the same seed gives the same weights)."""
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(make_config(preset, tokenizer))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def num_parameters(model: torch.nn.Module) -> int:
+    """Trainable parameters, tied embeddings counted once."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+
+
+def resolve(name_or_path: str | Path) -> Path | str:
+    """A shipped checkpoint name (``"base-tiny"``) → its folder under ``data/checkpoints``; else as given."""
+    p = CHECKPOINTS / str(name_or_path)
+    return p if p.exists() else name_or_path
+
+
+def load_model(name_or_path: str | Path | None = None, device: torch.device | str | None = None):
+    """Load ``(model, tokenizer)``.
+
+    ``name_or_path``: a shipped checkpoint (``"base-tiny"``, ``"sft-tiny"``), a local folder or a hub id. When
+    it is ``None``, ``$RLHFBOOK_MODEL`` is used if set, else ``"base-tiny"``. The model is put in eval mode on
+    ``device`` (default :func:`get_device`).
+    """
+    if name_or_path is None:
+        name_or_path = os.environ.get("RLHFBOOK_MODEL", "base-tiny")
+    src = resolve(name_or_path)
+    if isinstance(src, Path) or Path(str(src)).exists():
+        if not (Path(src) / "config.json").exists():
+            raise FileNotFoundError(f"no model at {src}: expected a folder written by save_pretrained "
+                                    "(run `rlhfbook-lab pretrain` to build base-tiny)")
+    device = torch.device(device) if device is not None else get_device()
+    model = AutoModelForCausalLM.from_pretrained(str(src)).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(src))
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise ValueError(f"the tokenizer of {name_or_path} needs a pad token distinct from EOS")
+    return model, tokenizer
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and make sure we can write in it; a clear ``PermissionError`` otherwise."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PermissionError(f"cannot create the output folder {folder}: {e}") from e
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot write to {folder}")
+
+
+def save_model(model, tokenizer, out: str | Path, overwrite: bool = False,
+               extra_files: dict[str, str] | None = None) -> Path:
+    """Save model + tokenizer with ``save_pretrained`` (safetensors), atomically.
+
+    ``extra_files`` maps file names to text written beside them (training metadata, curves).
+
+    Everything is written to a temporary folder beside ``out`` and renamed into place, so an interrupted run never
+    leaves a half-written checkpoint. An existing non-empty ``out`` is an error unless ``overwrite``.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+    check_writable(out.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that count only real tokens: (cumsum(mask) − 1) clamped at 0. Shape (B, T) → (B, T).
+
+    With left padding, ``arange(T)`` would start each row's text at a different position and change its
+    log-probs; counting from the first real token makes a row's log-probs independent of its padding.
+    """
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def forward_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The model's logits with padding-independent positions. Shapes: (B, T) → (B, T, V)."""
+    if input_ids.shape != attention_mask.shape:
+        raise ValueError(f"input_ids shape {tuple(input_ids.shape)} does not match "
+                         f"attention_mask shape {tuple(attention_mask.shape)}")
+    out = model(input_ids=input_ids, attention_mask=attention_mask,
+                position_ids=position_ids_from_mask(attention_mask), use_cache=False)
+    return out.logits

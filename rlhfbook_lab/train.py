@@ -1,0 +1,136 @@
+"""The one shared training loop: optimizer, warmup + cosine schedule, gradient accumulation, grad clip, tqdm,
+and a metrics history. Every trainer (pretraining, SFT, reward models, DPO) is a thin layer on top.
+
+The contract that makes gradient accumulation exact
+----------------------------------------------------
+``loss_fn(model, batch)`` returns the loss **summed** over the items of a micro-batch (tokens for language
+modelling, pairs for DPO) and a dict of metrics; each micro-batch dict carries ``"num_items"``. The loop divides
+every micro-batch's sum by the total items of the whole step *before* backward, so k micro-batches give the same
+gradient as one batch of the same examples. (Averaging inside each micro-batch and then over micro-batches
+weights a short micro-batch's tokens more: the classic accumulation bug.)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .models import autocast_dtype
+
+
+@dataclass
+class TrainConfig:
+    """Settings of the shared loop."""
+
+    steps: int = 1000
+    """Optimizer steps (we budget training by steps, not wall time: behaviour appears after a step count)."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW)."""
+    warmup_steps: int = 50
+    """Linear warmup from 0 to ``lr``."""
+    min_lr_ratio: float = 0.1
+    """Cosine decay from ``lr`` down to ``min_lr_ratio * lr`` at the last step."""
+    weight_decay: float = 0.1
+    """AdamW weight decay (applied to matrices only, not to norms and biases)."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 disables)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    log_every: int = 10
+    """Refresh the progress bar every this many steps (the history records every step)."""
+    seed: int = 0
+    """Seeds torch before the first step."""
+    bf16: bool | None = None
+    """bf16 autocast: ``None`` = on CUDA only; ``True``/``False`` force it (CPU bf16 autocast works too)."""
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate at ``step``: linear warmup, then cosine from ``lr`` to ``min_lr_ratio·lr``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on ≥2-D parameters only."""
+    params = {id(p): p for p in model.parameters() if p.requires_grad}.values()
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def train(
+    model: torch.nn.Module,
+    get_batch: Callable[[int, int], dict],
+    loss_fn: Callable[[torch.nn.Module, dict], tuple[torch.Tensor, dict]],
+    cfg: TrainConfig,
+    eval_fn: Callable[[torch.nn.Module, int], dict] | None = None,
+    eval_every: int = 0,
+    desc: str = "train",
+    progress: bool = True,
+) -> dict[str, list]:
+    """Run ``cfg.steps`` optimizer steps; return the metrics history (a dict of lists; ``"step"`` aligns them).
+
+    Args:
+        model: trained in place (put in train mode; left in eval mode at the end).
+        get_batch: ``get_batch(step, micro)`` → a dict of tensors with ``"num_items"`` (int).
+        loss_fn: ``loss_fn(model, batch)`` → (loss summed over the batch's items, metrics dict of floats that
+            are also sums over items; the history records their per-item mean over the step).
+        eval_fn: ``eval_fn(model, step)`` → dict of floats, run every ``eval_every`` steps and after the last
+            step; its keys go into the history with their own ``"eval/step"`` list.
+    """
+    torch.manual_seed(cfg.seed)
+    device = next(model.parameters()).device
+    dtype = autocast_dtype(device) if cfg.bf16 is None else (torch.bfloat16 if cfg.bf16 else None)
+    opt = make_optimizer(model, cfg)
+    history: dict[str, list] = defaultdict(list)
+    model.train()
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, mininterval=1.0)
+    for step in bar:
+        t0 = time.perf_counter()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        micro = [get_batch(step, i) for i in range(cfg.grad_accum)]
+        total = sum(int(b["num_items"]) for b in micro)
+        if total <= 0:
+            raise ValueError(f"step {step}: the batch has no items to train on (num_items = {total})")
+        sums: dict[str, float] = defaultdict(float)
+        for b in micro:
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss_sum, metrics = loss_fn(model, b)
+            (loss_sum / total).backward()
+            sums["loss"] += float(loss_sum.detach())
+            for k, v in metrics.items():
+                sums[k] += float(v)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else 1e12)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        history["step"].append(step)
+        history["losses/train"].append(sums.pop("loss") / total)
+        for k, v in sums.items():
+            history[k].append(v / total)
+        history["charts/lr"].append(opt.param_groups[0]["lr"])
+        history["charts/grad_norm"].append(float(grad_norm))
+        history["charts/step_time"].append(time.perf_counter() - t0)
+        history["charts/items"].append(total)
+        if eval_fn is not None and ((eval_every and (step + 1) % eval_every == 0) or step + 1 == cfg.steps):
+            model.eval()
+            with torch.no_grad():
+                for k, v in eval_fn(model, step + 1).items():
+                    history[k].append(v)
+            history["eval/step"].append(step + 1)
+            model.train()
+        if step % cfg.log_every == 0 or step + 1 == cfg.steps:
+            bar.set_postfix(loss=f"{history['losses/train'][-1]:.3f}")
+    model.eval()
+    return dict(history)

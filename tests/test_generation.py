@@ -1,0 +1,81 @@
+"""Generation: the sampler's own log-probs agree with the log-prob core; masks stop at the first EOS."""
+
+import pytest
+import torch
+
+from rlhfbook_lab.generation import encode_prompts, generate
+from rlhfbook_lab.logprobs import per_token_logprobs
+from rlhfbook_lab.models import forward_logits
+
+PROMPTS = ["What is 2 + 3?", "Spell mirt backward.", "Write a positive review of the lamp."]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sampler_logprobs_match_recomputed(micro_model, tokenizer, temperature):
+    gen = generate(micro_model, tokenizer, PROMPTS, max_new_tokens=12, temperature=temperature, seed=0,
+                   num_return_sequences=2)
+    with torch.no_grad():
+        logits = forward_logits(micro_model, gen.input_ids, gen.attention_mask)
+    recomputed = per_token_logprobs(logits, gen.input_ids, temperature=temperature) * gen.completion_mask
+    torch.testing.assert_close(gen.logprobs, recomputed, atol=1e-5, rtol=0)
+    assert gen.completion_mask.sum() > 0
+
+
+def test_masks_and_shapes(micro_model, tokenizer):
+    gen = generate(micro_model, tokenizer, PROMPTS, max_new_tokens=10, seed=1, num_return_sequences=3)
+    B, P = 9, gen.prompt_length
+    assert gen.input_ids.shape == gen.attention_mask.shape == gen.completion_mask.shape == gen.logprobs.shape
+    assert gen.input_ids.shape[0] == B and len(gen.texts) == B
+    assert torch.all(gen.completion_mask[:, :P] == 0)
+    eos = tokenizer.eos_token_id
+    for i in range(B):
+        comp = gen.input_ids[i, P:][gen.completion_mask[i, P:].bool()].tolist()
+        # the completion holds at most one EOS, and only as its last token
+        assert comp.count(eos) == int(gen.finished[i])
+        if gen.finished[i]:
+            assert comp[-1] == eos
+        # everything after the completion is padding
+        rest = gen.input_ids[i, P + len(comp):]
+        assert torch.all(rest == tokenizer.pad_token_id)
+    # rows of a group share their prompt
+    torch.testing.assert_close(gen.input_ids[0, :P], gen.input_ids[2, :P])
+
+
+def test_stops_at_eos(micro_model, tokenizer):
+    """Force EOS to be the likeliest token: every completion is exactly [EOS] and finished."""
+    eos = tokenizer.eos_token_id
+    head = micro_model.get_output_embeddings()
+    bias_hook = head.register_forward_hook(lambda m, i, o: o + 1e4 * torch.nn.functional.one_hot(
+        torch.tensor(eos), o.shape[-1]).to(o.dtype))
+    try:
+        gen = generate(micro_model, tokenizer, PROMPTS, max_new_tokens=8, greedy=True)
+    finally:
+        bias_hook.remove()
+    assert gen.finished.all()
+    assert gen.completion_mask.sum(1).tolist() == [1, 1, 1]
+    assert gen.texts == ["", "", ""]
+
+
+def test_greedy_is_deterministic_and_seed_reproducible(micro_model, tokenizer):
+    a = generate(micro_model, tokenizer, PROMPTS, max_new_tokens=8, greedy=True)
+    b = generate(micro_model, tokenizer, PROMPTS, max_new_tokens=8, greedy=True)
+    assert torch.equal(a.input_ids, b.input_ids)
+    c = generate(micro_model, tokenizer, PROMPTS, max_new_tokens=8, seed=3)
+    d = generate(micro_model, tokenizer, PROMPTS, max_new_tokens=8, seed=3)
+    assert torch.equal(c.input_ids, d.input_ids)
+
+
+def test_raw_prompts_start_with_bos(tokenizer):
+    ids = encode_prompts(tokenizer, ["17 + 25 ="], chat=False)[0]
+    assert ids[0] == tokenizer.bos_token_id and tokenizer.decode(ids[1:]) == "17 + 25 ="
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(prompts=[]), "prompts is empty"),
+    (dict(prompts=PROMPTS, temperature=0.0), "temperature"),
+    (dict(prompts=PROMPTS, top_p=0.0), "top_p"),
+    (dict(prompts=[["not", "a", "string"]], chat=False), "must be a string"),
+])
+def test_bad_input(micro_model, tokenizer, kw, match):
+    with pytest.raises(ValueError, match=match):
+        generate(micro_model, tokenizer, **kw)
