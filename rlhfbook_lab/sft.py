@@ -1,0 +1,225 @@
+"""Supervised fine-tuning (instruction tuning, the book's chapter 4): next-token prediction on the replies.
+
+The loss is the negative log-likelihood of the reply given the prompt,
+
+.. math::  \\mathcal{L}(\\theta) = -\\sum_{t} \\log \\pi_\\theta(y_t \\mid x, y_{<t})
+
+summed over the reply tokens ``y`` (each assistant turn's content and its ``<|end|>``; ``data`` module) and
+never over the prompt ``x``. How the sum becomes a mean is a choice with a name (``SFTConfig.reduction``):
+
+- ``"token"`` (default): divide by the number of target tokens in the whole optimizer step. Every token weighs
+  the same, so a long reply counts more than a short one.
+- ``"sequence"``: average within each sequence first, then over sequences. Every reply weighs the same, so a
+  short reply's tokens count more.
+
+Both go through the shared loop's contract (``train`` module): :func:`sft_loss_sum` returns the *sum* over
+the items of a micro-batch (tokens, or per-sequence means), each batch says how many items it holds, and the
+loop divides by the step's total, so gradient accumulation is exact.
+
+Layers: :func:`nll_loss_sum` (tensors) → :func:`sft_loss_sum` (model + batch) → :func:`sft` (the loop).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+import torch
+from datasets import Dataset
+
+from .data import BuiltDataset, build_sft_dataset, collate_sft, pack_dataset
+from .logprobs import check_completion_mask, masked_mean, masked_sum, per_token_logprobs
+from .models import forward_logits
+from .train import TrainConfig, train
+
+__all__ = ["SFTConfig", "apply_label_options", "nll_loss_sum", "num_loss_items", "sft", "sft_loss_sum"]
+
+REDUCTIONS = ("token", "sequence")
+
+
+@dataclass
+class SFTConfig:
+    """Instruction-tuning settings. Defaults follow DESIGN.md's feasibility run (≈600 steps at lr 5e-4)."""
+
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=600, lr=5e-4, warmup_steps=30,
+                                                                   bf16=False))
+    """The shared loop's settings (steps, lr, schedule, grad_accum, seed). Training is budgeted in steps."""
+    max_length: int = 160
+    """Longest conversation kept, in tokens. Longer ones are dropped (never truncated) and counted."""
+    batch_size: int = 64
+    """Rows per micro-batch (a step sees ``batch_size * train.grad_accum`` rows)."""
+    reduction: str = "token"
+    """``"token"``: mean over all target tokens of the step. ``"sequence"``: mean within each sequence, then
+    mean over the step's sequences."""
+    mask_prompt: bool = True
+    """Train on the assistant tokens only. ``False`` trains on every token after the first, prompt included
+    (the lesson's exercise: what does the model learn from the user's words?)."""
+    train_on_eos: bool = True
+    """Keep ``<|end|>`` among the targets. ``False`` drops every EOS from the labels (exercise: watch the
+    model ramble, since nothing taught it to stop)."""
+    pack: bool = False
+    """Pack short conversations into rows of ``max_length`` tokens (``data.pack_dataset``: examples attend
+    across their boundaries). Only with ``reduction="token"``: a packed row is not one sequence."""
+    pretrain_mix: float = 0.0
+    """Fraction of each micro-batch's rows that are pretraining text (rounded to whole rows), every real token
+    a target (the elicitation experiment: does replaying pretraining help SFT surface what the base model
+    knew?)."""
+    pretrain_block_size: int = 64
+    """Tokens per pretraining row when ``pretrain_mix > 0`` (the base model's own block size)."""
+    pretrain_statements: int = 20_000
+    """Statements generated for the pretraining rows when ``pretrain_mix > 0``."""
+    data_seed: int = 0
+    """Seed of the world's corpus generator for the pretraining rows."""
+
+
+# --- tensors ------------------------------------------------------------------------------------------------
+
+
+def nll_loss_sum(per_token_logps: torch.Tensor, completion_mask: torch.Tensor,
+                 reduction: str = "token") -> torch.Tensor:
+    """The SFT loss *summed over items*, the numerator of the step's mean.
+
+    - ``"token"``:    −Σ_b Σ_t m_{b,t} log π(y_{b,t} | ·)                 (items: target tokens)
+    - ``"sequence"``: Σ_b [ −Σ_t m_{b,t} log π(y_{b,t} | ·) / Σ_t m_{b,t} ]  (items: sequences)
+
+    Args:
+        per_token_logps: Shape (B, T), aligned with input_ids (``logprobs.per_token_logprobs``).
+        completion_mask: Shape (B, T), 1 on target tokens.
+
+    Returns:
+        A scalar.
+    """
+    if reduction == "token":
+        return -masked_sum(per_token_logps, completion_mask)
+    if reduction == "sequence":
+        return -masked_mean(per_token_logps, completion_mask, dim=1).sum()
+    raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
+
+
+def num_loss_items(completion_mask: torch.Tensor, reduction: str = "token") -> int:
+    """How many items :func:`nll_loss_sum` sums over: target tokens (``"token"``) or rows (``"sequence"``)."""
+    if reduction == "token":
+        return int(completion_mask.sum())
+    if reduction == "sequence":
+        return int(completion_mask.shape[0])
+    raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
+
+
+def apply_label_options(input_ids: list[int], completion_mask: list[int], eos_token_id: int,
+                        mask_prompt: bool = True, train_on_eos: bool = True) -> list[int]:
+    """The target mask of one row under the lesson's switches (``SFTConfig.mask_prompt``, ``train_on_eos``).
+
+    ``mask_prompt=False``: every token but the row's first is a target. ``train_on_eos=False``: no EOS token
+    is. Lists in, a list out (a dataset row).
+    """
+    mask = list(completion_mask) if mask_prompt else [0] + [1] * (len(input_ids) - 1)
+    if not train_on_eos:
+        mask = [0 if tok == eos_token_id else m for tok, m in zip(input_ids, mask)]
+    if not any(mask):
+        raise ValueError("a row has no target token left under these label options")
+    return mask
+
+
+# --- a batch ------------------------------------------------------------------------------------------------
+
+
+def sft_loss_sum(model, batch: dict, reduction: str = "token") -> tuple[torch.Tensor, dict]:
+    """Forward a batch; return (:func:`nll_loss_sum`, metrics summed over the same items).
+
+    Args:
+        batch: ``input_ids``, ``attention_mask``, ``completion_mask``, all (B, T) (``data.collate_sft``).
+
+    Metrics: ``charts/token_accuracy``, how often the argmax next token is the target (per token for
+    ``"token"``, per-sequence means for ``"sequence"``; the loop turns the sums into means).
+    """
+    input_ids, completion_mask = batch["input_ids"], batch["completion_mask"]
+    check_completion_mask(completion_mask, input_ids)
+    logits = forward_logits(model, input_ids, batch["attention_mask"])  # (B, T, V)
+    per_token_logps = per_token_logprobs(logits, input_ids)  # (B, T)
+    loss_sum = nll_loss_sum(per_token_logps, completion_mask, reduction)
+    with torch.no_grad():
+        hits = torch.zeros_like(per_token_logps)
+        hits[:, 1:] = (logits[:, :-1].argmax(-1) == input_ids[:, 1:]).float()  # aligned with input_ids
+        if reduction == "token":
+            acc = masked_sum(hits, completion_mask)
+        else:
+            acc = masked_mean(hits, completion_mask, dim=1).sum()
+    return loss_sum, {"charts/token_accuracy": float(acc)}
+
+
+# --- the loop -----------------------------------------------------------------------------------------------
+
+
+def _pretrain_rows(tokenizer, cfg: SFTConfig) -> list[dict]:
+    from . import world
+    from .pretrain import pack_statements, target_mask
+
+    ids, attn = pack_statements(tokenizer, world.pretraining_corpus(cfg.pretrain_statements, cfg.data_seed),
+                                cfg.pretrain_block_size)
+    tmask = target_mask(attn)
+    lengths = attn.sum(dim=1).tolist()
+    return [{"input_ids": ids[i, :n].tolist(), "completion_mask": tmask[i, :n].tolist()}
+            for i, n in enumerate(lengths)]
+
+
+def sft(model, tokenizer, examples, cfg: SFTConfig, progress: bool = True, eval_fn=None,
+        eval_every: int = 0) -> dict[str, list]:
+    """Fine-tune ``model`` in place on chat ``examples``; return the shared loop's metrics history.
+
+    Args:
+        examples: conversations (lists of messages or ``world.instruction_data`` dicts), or an already
+            tokenized ``datasets.Dataset`` / :class:`data.BuiltDataset` (``input_ids``, ``completion_mask``).
+        cfg: :class:`SFTConfig`. The rows are visited in one random order fixed by ``cfg.train.seed``
+            (cycled), so the same model, data and config give the same loss curve.
+        eval_fn, eval_every: passed to ``train.train``.
+
+    The history adds ``data/num_examples`` and ``data/num_dropped`` (conversations over ``max_length``) and
+    ``charts/wall_time``.
+    """
+    if cfg.reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}; got {cfg.reduction!r}")
+    if not 0.0 <= cfg.pretrain_mix < 1.0:
+        raise ValueError(f"pretrain_mix must be in [0, 1); got {cfg.pretrain_mix}")
+    if cfg.pack and cfg.reduction != "token":
+        raise ValueError("pack=True needs reduction='token': a packed row holds several sequences")
+    if isinstance(examples, BuiltDataset):
+        dataset, dropped = examples
+    elif isinstance(examples, Dataset):
+        dataset, dropped = examples, 0
+    else:
+        dataset, dropped = build_sft_dataset(tokenizer, examples, cfg.max_length)
+    num_examples = len(dataset)
+    if cfg.pack:
+        dataset = pack_dataset(dataset, cfg.max_length)
+    cols = dataset.select_columns(["input_ids", "completion_mask"])[:]
+    eos = tokenizer.eos_token_id
+    rows = [{"input_ids": ids,
+             "completion_mask": apply_label_options(ids, m, eos, cfg.mask_prompt, cfg.train_on_eos)}
+            for ids, m in zip(cols["input_ids"], cols["completion_mask"])]
+    n_pre = round(cfg.pretrain_mix * cfg.batch_size)
+    n_sft = cfg.batch_size - n_pre
+    if n_sft < 1:
+        raise ValueError(f"pretrain_mix={cfg.pretrain_mix} leaves no SFT row in a batch of {cfg.batch_size}")
+    pre_rows = _pretrain_rows(tokenizer, cfg) if n_pre else []
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    order = torch.randperm(len(rows), generator=gen).tolist()
+    pre_order = torch.randperm(len(pre_rows), generator=gen).tolist() if n_pre else []
+    device = next(model.parameters()).device
+
+    def get_batch(step: int, micro: int) -> dict:
+        k = step * cfg.train.grad_accum + micro
+        chosen = [rows[order[(k * n_sft + j) % len(order)]] for j in range(n_sft)]
+        chosen += [pre_rows[pre_order[(k * n_pre + j) % len(pre_order)]] for j in range(n_pre)]
+        batch = collate_sft(chosen, tokenizer.pad_token_id)
+        batch["num_items"] = num_loss_items(batch["completion_mask"], cfg.reduction)
+        return {name: v.to(device) if torch.is_tensor(v) else v for name, v in batch.items()}
+
+    t0 = time.perf_counter()
+    loss_fn = partial(sft_loss_sum, reduction=cfg.reduction)
+    history = train(model, get_batch, loss_fn, cfg.train, eval_fn=eval_fn, eval_every=eval_every, desc="sft",
+                    progress=progress)
+    history["charts/wall_time"] = [time.perf_counter() - t0]
+    history["data/num_examples"] = [num_examples]
+    history["data/num_dropped"] = [dropped]
+    return history

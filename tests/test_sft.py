@@ -1,0 +1,310 @@
+"""Tests for rlhfbook_lab.sft and rlhfbook_lab.evaluation: hand-computed losses, exact gradient accumulation
+(and the classic bug it avoids), prompt tokens get no gradient, padding invariance, packing's pinned
+behaviour, a tiny seeded SFT run, and the chat evaluation's bookkeeping."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch.testing import assert_close
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from rlhfbook_lab import evaluation, world
+from rlhfbook_lab.data import collate_sft, instruction_dataset, pack_dataset, tokenize_conversation
+from rlhfbook_lab.generation import Generation
+from rlhfbook_lab.logprobs import per_token_logprobs
+from rlhfbook_lab.sft import (
+    SFTConfig,
+    apply_label_options,
+    nll_loss_sum,
+    num_loss_items,
+    sft,
+    sft_loss_sum,
+)
+from rlhfbook_lab.train import TrainConfig
+
+
+def tiny_llama(tokenizer, seed=0, layers=1):
+    """A fresh random Llama (hidden 32): cheap enough to train in a test. Never the shared session fixture."""
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=layers,
+                      num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
+                      max_position_embeddings=256,
+                      tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                      eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForCausalLM(cfg).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+class FixedLogits(torch.nn.Module):
+    """A 'model' whose logits are a parameter, whatever the input: the gradient w.r.t. logits is readable."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.nn.Parameter(logits.clone())
+
+    def forward(self, input_ids, **kwargs):
+        return SimpleNamespace(logits=self.logits)
+
+
+# A 2-example batch, T = 4, V = 3. Row 0: prompt [0, 1], reply [2, 0]; row 1: prompt [0], reply [1], then pad.
+LOGITS = torch.tensor([
+    [[1.0, 2.0, 3.0], [0.5, 0.5, 2.0], [2.0, 0.0, 0.0], [9.0, 9.0, 9.0]],
+    [[0.0, 1.0, 0.0], [3.0, 3.0, 3.0], [7.0, 1.0, 2.0], [5.0, 5.0, 5.0]],
+], dtype=torch.float64)
+INPUT_IDS = torch.tensor([[0, 1, 2, 0], [0, 1, 2, 2]])
+ATTENTION = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+COMPLETION = torch.tensor([[0, 0, 1, 1], [0, 1, 0, 0]])
+
+
+def log_softmax_py(z, k):
+    return z[k] - math.log(sum(math.exp(v) for v in z))
+
+
+def hand_nll():
+    """−log p by hand. Row 0 predicts id 2 from logits[0,1] and id 0 from logits[0,2]; row 1 predicts id 1
+    from logits[1,0]."""
+    r0 = [-log_softmax_py([0.5, 0.5, 2.0], 2), -log_softmax_py([2.0, 0.0, 0.0], 0)]
+    r1 = [-log_softmax_py([0.0, 1.0, 0.0], 1)]
+    return r0, r1
+
+
+def test_nll_by_hand_token_and_sequence():
+    r0, r1 = hand_nll()
+    # r0[0] = −log(e^2 / (2e^0.5 + e^2)) = log(1 + 2e^−1.5) ≈ 0.3656
+    assert r0[0] == pytest.approx(math.log(1 + 2 * math.exp(-1.5)))
+    logps = per_token_logprobs(LOGITS, INPUT_IDS)
+    tok = nll_loss_sum(logps, COMPLETION, "token")
+    seq = nll_loss_sum(logps, COMPLETION, "sequence")
+    # the log-prob core computes in float32, hence 1e-6
+    assert float(tok) == pytest.approx(sum(r0) + sum(r1), abs=1e-6)
+    assert float(seq) == pytest.approx(sum(r0) / 2 + sum(r1) / 1, abs=1e-6)
+    assert num_loss_items(COMPLETION, "token") == 3 and num_loss_items(COMPLETION, "sequence") == 2
+    with pytest.raises(ValueError, match="reduction"):
+        nll_loss_sum(logps, COMPLETION, "mean")
+
+
+def fixed_batch():
+    return {"input_ids": INPUT_IDS, "attention_mask": ATTENTION, "completion_mask": COMPLETION,
+            "num_items": 3}
+
+
+def test_sft_loss_sum_matches_hand_value_and_prompt_positions_get_no_gradient():
+    model = FixedLogits(LOGITS)
+    loss, metrics = sft_loss_sum(model, fixed_batch())
+    r0, r1 = hand_nll()
+    assert float(loss.detach()) == pytest.approx(sum(r0) + sum(r1), abs=1e-6)
+    # argmax of logits[0,1] is 2 (hit), of logits[0,2] is 0 (hit), of logits[1,0] is 1 (hit)
+    assert metrics["charts/token_accuracy"] == 3
+    loss.backward()
+    grad_rows = model.logits.grad.abs().sum(-1)  # (B, T): logits[:, t] predict token t + 1
+    predicts_target = torch.zeros_like(COMPLETION)
+    predicts_target[:, :-1] = COMPLETION[:, 1:]
+    assert torch.all(grad_rows[predicts_target == 0] == 0)  # exactly zero, not merely small
+    assert torch.all(grad_rows[predicts_target == 1] > 0)
+
+
+def test_changing_a_prompt_token_does_not_change_the_loss():
+    base, _ = sft_loss_sum(FixedLogits(LOGITS), fixed_batch())
+    base = base.detach()
+    b = fixed_batch()
+    b["input_ids"] = INPUT_IDS.clone()
+    b["input_ids"][0, 1] = 2  # a prompt token's label
+    changed = sft_loss_sum(FixedLogits(LOGITS), b)[0].detach()
+    assert float(changed) == float(base)
+    b["input_ids"][0, 2] = 1  # a reply token's label does change it
+    assert float(sft_loss_sum(FixedLogits(LOGITS), b)[0].detach()) != float(base)
+
+
+def test_mask_prompt_false_trains_on_prompt_tokens():
+    b = fixed_batch()
+    ids = INPUT_IDS[0].tolist()
+    row0 = apply_label_options(ids, COMPLETION[0].tolist(), eos_token_id=99, mask_prompt=False)
+    b["completion_mask"] = torch.tensor([row0, [0, 1, 0, 0]])
+    assert b["completion_mask"][0].tolist() == [0, 1, 1, 1]
+    loss, _ = sft_loss_sum(FixedLogits(LOGITS), b)
+    r0, r1 = hand_nll()
+    prompt_nll = -log_softmax_py([1.0, 2.0, 3.0], 1)  # row 0's prompt token 1, predicted from logits[0,0]
+    assert float(loss.detach()) == pytest.approx(prompt_nll + sum(r0) + sum(r1), abs=1e-6)
+
+
+def test_label_options_on_a_real_conversation(tokenizer):
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo."}]
+    row = tokenize_conversation(tokenizer, messages)
+    ids, mask, eos = row["input_ids"], row["completion_mask"], tokenizer.eos_token_id
+    assert apply_label_options(ids, mask, eos) == mask
+    assert mask[-1] == 1 and ids[-1] == eos  # the reply's EOS is a target by default
+    no_eos = apply_label_options(ids, mask, eos, train_on_eos=False)
+    assert no_eos == mask[:-1] + [0]
+    everything = apply_label_options(ids, mask, eos, mask_prompt=False)
+    assert everything == [0] + [1] * (len(ids) - 1)
+    assert apply_label_options(ids, mask, eos, mask_prompt=False, train_on_eos=False) == [
+        0 if t == eos else m for t, m in zip(ids, everything)]
+
+
+# --- gradient accumulation ----------------------------------------------------------------------------------
+
+
+def conversations(n, seed=0):
+    return [ex["messages"] for ex in world.instruction_data(n, seed=seed)]
+
+
+def grads(model):
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+def test_accumulation_is_exact_and_naive_averaging_is_not(tokenizer):
+    rows = [tokenize_conversation(tokenizer, m) for m in conversations(5, seed=4)]
+    pad = tokenizer.pad_token_id
+    micro = [collate_sft(rows[:1], pad), collate_sft(rows[1:], pad)]
+    assert micro[0]["num_items"] != micro[1]["num_items"] / 4  # different tokens per example: the bug shows
+    model = tiny_llama(tokenizer, seed=1)
+
+    for reduction in ("token", "sequence"):
+        model.zero_grad()
+        full = collate_sft(rows, pad)
+        loss, _ = sft_loss_sum(model, full, reduction)
+        (loss / num_loss_items(full["completion_mask"], reduction)).backward()
+        g_one = grads(model).clone()
+
+        model.zero_grad()  # the loop's contract: Σ loss_sum / total items of the step
+        total = sum(num_loss_items(b["completion_mask"], reduction) for b in micro)
+        for b in micro:
+            (sft_loss_sum(model, b, reduction)[0] / total).backward()
+        assert_close(grads(model), g_one, atol=1e-6, rtol=0)
+
+        model.zero_grad()  # the classic bug: average inside each micro-batch, then over micro-batches
+        for b in micro:
+            loss, _ = sft_loss_sum(model, b, reduction)
+            (loss / num_loss_items(b["completion_mask"], reduction) / len(micro)).backward()
+        assert (grads(model) - g_one).abs().max() > 1e-4
+
+
+def test_padding_does_not_change_the_loss(tokenizer):
+    rows = [tokenize_conversation(tokenizer, m) for m in conversations(3, seed=7)]
+    model = tiny_llama(tokenizer, seed=2)
+    with torch.no_grad():
+        alone = [float(sft_loss_sum(model, collate_sft([r], tokenizer.pad_token_id))[0]) for r in rows]
+        batched, _ = sft_loss_sum(model, collate_sft(rows, tokenizer.pad_token_id))
+    assert float(batched) == pytest.approx(sum(alone), abs=1e-4)
+    assert len({len(r["input_ids"]) for r in rows}) > 1  # there was padding
+
+
+def test_packed_examples_attend_across_boundaries(tokenizer):
+    """Pins data.pack_dataset's documented choice: the first example of a packed row scores as it does alone
+    (causal attention), the second does not (it sees the first)."""
+    ds = instruction_dataset(tokenizer, 2, seed=8).dataset
+    packed = pack_dataset(ds, max_length=160)
+    assert packed["num_examples"] == [2]
+    model = tiny_llama(tokenizer, seed=3)
+    pad = tokenizer.pad_token_id
+    with torch.no_grad():
+        first, second = (float(sft_loss_sum(model, collate_sft([ds[i]], pad))[0]) for i in range(2))
+        n0 = len(ds[0]["input_ids"])
+        row = packed[0]
+        ids, mask, n = row["input_ids"], row["completion_mask"], len(row["input_ids"])
+        only_first = {"input_ids": ids, "completion_mask": mask[:n0] + [0] * (n - n0)}
+        only_second = {"input_ids": ids, "completion_mask": [0] * n0 + mask[n0:]}
+        p_first = float(sft_loss_sum(model, collate_sft([only_first], pad))[0])
+        p_second = float(sft_loss_sum(model, collate_sft([only_second], pad))[0])
+    assert p_first == pytest.approx(first, abs=1e-4)
+    assert abs(p_second - second) > 1e-3
+
+
+# --- the loop -----------------------------------------------------------------------------------------------
+
+
+def small_cfg(**kw):
+    train = TrainConfig(steps=kw.pop("steps", 25), lr=1e-2, warmup_steps=2, seed=kw.pop("seed", 0),
+                        bf16=False, grad_accum=kw.pop("grad_accum", 1))
+    return SFTConfig(train=train, batch_size=kw.pop("batch_size", 8), **kw)
+
+
+def test_tiny_sft_run_learns_and_is_deterministic(tokenizer):
+    data = world.instruction_data(48, seed=9)
+    h1 = sft(tiny_llama(tokenizer, seed=4), tokenizer, data, small_cfg(), progress=False)
+    h2 = sft(tiny_llama(tokenizer, seed=4), tokenizer, data, small_cfg(), progress=False)
+    losses = h1["losses/train"]
+    assert len(losses) == 25
+    assert h1["losses/train"] == h2["losses/train"]  # bit-identical curves
+    assert losses[0] == pytest.approx(math.log(len(tokenizer)), abs=0.2)  # ≈ uniform at init: ln 262 ≈ 5.57
+    assert sum(losses[-5:]) / 5 < 0.7 * losses[0]  # ≈ 3.0 after 25 steps
+    assert h1["data/num_examples"] == [48] and h1["data/num_dropped"] == [0]
+    assert all(0 <= a <= 1 for a in h1["charts/token_accuracy"])
+    h3 = sft(tiny_llama(tokenizer, seed=4), tokenizer, data, small_cfg(seed=1), progress=False)
+    assert h3["losses/train"] != losses  # the seed changes the batch order
+
+
+def test_sft_variants_run(tokenizer):
+    data = world.instruction_data(24, seed=10)
+    h = sft(tiny_llama(tokenizer), tokenizer, data, small_cfg(steps=2, reduction="sequence", grad_accum=2),
+            progress=False)
+    assert h["charts/items"] == [16, 16]  # sequence reduction: items are rows (8 rows × 2 micro-batches)
+    h = sft(tiny_llama(tokenizer), tokenizer, data, small_cfg(steps=2, pack=True), progress=False)
+    assert h["charts/items"][0] > 8 * 30  # packed rows hold several replies
+    cfg = small_cfg(steps=2, pretrain_mix=0.25, pretrain_statements=200)
+    h = sft(tiny_llama(tokenizer), tokenizer, data, cfg, progress=False)
+    assert len(h["losses/train"]) == 2
+    h = sft(tiny_llama(tokenizer), tokenizer, data, small_cfg(steps=1, max_length=70, mask_prompt=False,
+                                                                train_on_eos=False), progress=False)
+    lengths = [len(tokenize_conversation(tokenizer, ex["messages"])["input_ids"]) for ex in data]
+    assert h["data/num_dropped"][0] == sum(n > 70 for n in lengths) > 0
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(reduction="mean"), "reduction"),
+    (dict(pack=True, reduction="sequence"), "pack=True needs reduction='token'"),
+    (dict(pretrain_mix=1.0), "pretrain_mix"),
+    (dict(pretrain_mix=0.99, batch_size=2), "leaves no SFT row"),
+])
+def test_sft_config_errors(tokenizer, kw, match):
+    with pytest.raises(ValueError, match=match):
+        sft(tiny_llama(tokenizer), tokenizer, world.instruction_data(4), small_cfg(steps=1, **kw),
+            progress=False)
+
+
+# --- evaluation ---------------------------------------------------------------------------------------------
+
+
+def fake_generate(replies, finished):
+    def gen(model, tokenizer, prompts, **kwargs):
+        out = [replies[p] for p in prompts]
+        return SimpleNamespace(texts=out, finished=torch.tensor([finished[p] for p in prompts]))
+    return gen
+
+
+def test_evaluate_chat_bookkeeping_by_hand(monkeypatch):
+    problems = world.heldout_prompts(8, seed=0)  # families in turn: 2 of each
+    replies, finished = {}, {}
+    for i, p in enumerate(problems):
+        replies[p.prompt] = p.reference if i < 4 else ""  # first of each family right, second empty
+        finished[p.prompt] = i % 2 == 0
+    monkeypatch.setattr(evaluation, "generate", fake_generate(replies, finished))
+    res = evaluation.evaluate_chat(None, None, problems, batch_size=3)
+    for fam in world.FAMILIES:
+        assert res.by_family[fam]["n"] == 2
+        assert res.by_family[fam]["correct_rate"] == 0.5
+        # a reference answer scores 1.00; an empty reply EMPTY_RESPONSE_SCORE
+        assert res.by_family[fam]["gold_score"] == pytest.approx((1.0 + world.EMPTY_RESPONSE_SCORE) / 2)
+    assert res.overall["eos_rate"] == 0.5 and res.overall["n"] == 8
+    assert [r[0] for r in res.rows] == [p.prompt for p in problems]
+    assert res.rows[0][1:] == (problems[0].reference, pytest.approx(1.0))
+
+
+def test_evaluate_chat_with_a_real_model(tokenizer):
+    problems = world.heldout_prompts(6, seed=1)
+    res = evaluation.evaluate_chat(tiny_llama(tokenizer), tokenizer, problems, max_new_tokens=4, batch_size=4)
+    assert len(res.rows) == 6 and set(res.by_family) == set(world.FAMILIES)
+    for (prompt, reply, score), p in zip(res.rows, problems):
+        assert prompt == p.prompt
+        assert score == world.gold_score(p, reply, allow_empty=True)
+    with pytest.raises(ValueError, match="empty"):
+        evaluation.evaluate_chat(None, tokenizer, [])
+
+
+def test_generation_type_is_what_evaluation_reads():
+    fields = Generation.__dataclass_fields__
+    assert "texts" in fields and "finished" in fields
