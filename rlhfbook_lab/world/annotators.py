@@ -43,9 +43,15 @@ class Annotator:
     """Davidson's ν ≥ 0: 0 never ties; 1 ties about a third of the time on equal replies."""
 
     def __post_init__(self):
+        from .judge import FEATURES
+
+        unknown = set(self.weights) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"Annotator {self.name!r}: weights has unknown feature(s) {sorted(unknown)}; "
+                             f"features are {FEATURES}")
         if not self.tau > 0:
             raise ValueError(f"Annotator {self.name!r}: tau must be > 0; got {self.tau}")
-        if self.tie_strength < 0:
+        if not self.tie_strength >= 0:  # also rejects NaN
             raise ValueError(f"Annotator {self.name!r}: tie_strength must be >= 0; got {self.tie_strength}")
 
     def utility(self, prompt, response: str) -> float:

@@ -124,10 +124,14 @@ def instruction_data(n: int, seed: int = 0, split: str = "train", families: tupl
     ``style_mix`` (default :data:`STYLE_MIX`; ``{"opener": 0, "fillers": (1, 0, 0)}`` gives plain answers).
     """
     _check_split(split)
+    if not families:
+        raise ValueError("families is empty; expected at least one task family")
     for f in families:
         if f not in FAMILIES:
             raise ValueError(f"unknown task family {f!r}; expected one of {FAMILIES}")
     mix = STYLE_MIX if style_mix is None else style_mix
+    if set(mix) != {"opener", "fillers"}:
+        raise ValueError(f"style_mix must have keys 'opener' and 'fillers'; got {sorted(mix)}")
     rng = random.Random(f"instruct-{split}-{seed}")
     out = []
     for _ in range(n):
@@ -146,5 +150,7 @@ def instruction_data(n: int, seed: int = 0, split: str = "train", families: tupl
 
 def heldout_prompts(n: int, seed: int = 0, families: tuple[str, ...] = FAMILIES) -> list[Problem]:
     """``n`` held-out problems, families in turn: the evaluation set no training data ever contains."""
+    if not families:
+        raise ValueError("families is empty; expected at least one task family")
     rng = random.Random(f"heldout-prompts-{seed}")
     return [sample_problem(families[i % len(families)], rng, "heldout") for i in range(n)]

@@ -8,7 +8,7 @@ feature            measured as                                                 w
 =================  ==========================================================  =========  ================
 ``correct``        the family's checker accepts the answer (tasks.is_correct)  +1.00      0 or 1
 ``polite_opener``  the reply *opens* with one polite phrase ("Sure!", ...)     +0.20      0 or 1
-``polite_excess``  polite phrases beyond the first, anywhere in the reply      −0.25      0, 1, 2, ...
+``polite_excess``  polite phrases beyond the first, anywhere in the reply      −0.25      0 ... 8 (capped)
 ``extra_words``    words beyond the reference answer's, the opener not         −0.03      0 ... 20 (capped)
                    counted (rambling)
 ``unclean_end``    the reply does not end with ``.``, ``!`` or ``?``           −0.30      0 or 1
@@ -19,10 +19,11 @@ So a correct plain reference answer scores 1.00, the same with "Sure! " in front
 at most 0.20.
 
 **The Goodhart lever (ch 14).** Politeness is non-monotone: the first polite phrase at the start earns +0.20,
-every further one costs 0.25 *and* adds extra words. In data where replies carry zero or one polite phrase, "more
-polite = better" is a perfect rule; a reward model that learns it pays a policy for piling up "Sure! Happy to
-help! ..." while the gold score falls. Length works the same way more mildly: a longer reply is never better
-once it is correct.
+every further one costs 0.25 *and* adds extra words. In data where replies carry zero or one polite *opener*,
+"more polite = better" looks like a perfect rule; a reward model that learns it pays a policy for piling up
+"Sure! Happy to help! ..." while the gold score falls. (Only an opener pays: a polite *filler* sentence at the
+end is a polite phrase that adds words, so it already costs.) Length works the same way more mildly: a longer
+reply is never better once it is correct.
 
 **A spec you can change (ch 17).** :data:`GOLD_WEIGHTS` is a plain dict. Pass ``weights=`` to score by
 another taste, and the simulated annotators (``world.annotators``) are exactly such alternative weight tables.
@@ -49,7 +50,12 @@ GOLD_WEIGHTS: dict[str, float] = {
 FEATURES = tuple(GOLD_WEIGHTS)
 EXTRA_WORDS_CAP = 20
 REPETITION_CAP = 5
-EMPTY_RESPONSE_SCORE = -1.0  # documented score of an empty reply when a caller allows one (RL)
+POLITE_EXCESS_CAP = 8
+EMPTY_RESPONSE_SCORE = (GOLD_WEIGHTS["polite_excess"] * POLITE_EXCESS_CAP
+                        + GOLD_WEIGHTS["extra_words"] * EXTRA_WORDS_CAP
+                        + GOLD_WEIGHTS["unclean_end"] + GOLD_WEIGHTS["repetition"] * REPETITION_CAP)
+"""The score of an empty reply when a caller allows one (RL): the lowest score any reply can get (−3.4), so an
+empty reply never beats even the worst rambling one."""
 
 _WORDS = re.compile(r"[A-Za-z0-9']+")
 
@@ -84,7 +90,7 @@ def taste_features(prompt: str | Problem, response: str) -> dict[str, float]:
     return {
         "correct": float(is_correct(problem, text)),
         "polite_opener": float(opener is not None),
-        "polite_excess": float(max(0, n_polite - 1)),
+        "polite_excess": float(min(POLITE_EXCESS_CAP, max(0, n_polite - 1))),
         "extra_words": float(min(EXTRA_WORDS_CAP, max(0, len(words) - n_opener_words - n_ref))),
         "unclean_end": float(text[-1] not in ".!?"),
         "repetition": float(min(REPETITION_CAP, repeats)),

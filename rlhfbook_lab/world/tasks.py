@@ -100,15 +100,22 @@ enough questions."""
 def split_of(family: str, key) -> str:
     """``"train"`` or ``"heldout"`` for a prompt key; a stable hash, identical on every machine and seed.
 
-    About ``HELDOUT_FRACTION[family]`` of keys are held out. For creatures the key is the creature's name: a held-out
-    creature's *facts* are still in the pretraining text (knowledge), but no question about it is ever asked in
-    training data (elicitation, ch 4).
+    About ``HELDOUT_FRACTION[family]`` of keys are held out. The hash is taken of a *canonical* key so that no
+    held-out question leaks through a symmetric twin: ``(17, 25)`` and ``(25, 17)`` share a split (else the
+    model could answer a held-out sum by commutativity), and so do a string and its reversal (else a held-out
+    string would appear as the *answer* of a training line). For creatures the key is the creature's name: a
+    held-out creature's *facts* are still in the pretraining text (knowledge), but no question about it is ever
+    asked in training data (elicitation, ch 4).
     """
-    if family == "creatures":
-        key = key[0] if isinstance(key, tuple) else key
-    h = zlib.crc32(f"{family}:{key}".encode()) % 1000
     if family not in HELDOUT_FRACTION:
         raise ValueError(f"unknown task family {family!r}; expected one of {FAMILIES}")
+    if family == "addition":
+        key = tuple(sorted(key))
+    elif family == "reverse":
+        key = min(key, key[::-1])
+    elif family == "creatures":
+        key = key[0] if isinstance(key, tuple) else key
+    h = zlib.crc32(f"{family}:{key}".encode()) % 1000
     return "heldout" if h < HELDOUT_FRACTION[family] * 1000 else "train"
 
 
