@@ -43,7 +43,12 @@ def _cmd_sample(args) -> None:
     from .generation import generate
     from .models import load_model
 
-    model, tok = load_model(args.model)
+    from .paths import CHECKPOINTS
+
+    name = args.model or os.environ.get("RLHFBOOK_MODEL") or \
+        ("sft-tiny" if (CHECKPOINTS / "sft-tiny").exists() else "base-tiny")
+    model, tok = load_model(name)
+    print(f"model: {name}", file=sys.stderr)
     problems = world.heldout_prompts(args.n, seed=args.seed)
     t0 = time.perf_counter()
     if args.raw:  # a base model: continue plain statement prefixes
@@ -83,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=_cmd_pretrain)
 
     p = sub.add_parser("sample", help="sample replies to held-out prompts and score them with the gold judge")
-    p.add_argument("--model", default=None, help="checkpoint name, folder or hub id (default $RLHFBOOK_MODEL or "
-                                                  "base-tiny)")
+    p.add_argument("--model", default=None, help="checkpoint name, folder or hub id (default $RLHFBOOK_MODEL, "
+                                                  "else sft-tiny if shipped, else base-tiny)")
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--seed", type=int, default=0)
