@@ -42,7 +42,6 @@ def _cmd_sample(args) -> None:
     from . import world
     from .generation import generate
     from .models import load_model
-
     from .paths import CHECKPOINTS
 
     name = args.model or os.environ.get("RLHFBOOK_MODEL") or \
