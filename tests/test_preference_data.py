@@ -1,0 +1,373 @@
+"""Tests for rlhfbook_lab.preference_data: every builder's determinism and counts, label noise, nested subsets,
+split hygiene, the Bayes ceiling against a Monte-Carlo estimate, tokenization drops, the stacked collator, and
+every ValueError."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+import torch
+
+from rlhfbook_lab import world
+from rlhfbook_lab.preference_data import (
+    DEFAULT_STYLES,
+    STYLES,
+    collate_pairs,
+    corrupt_answer,
+    flip_labels,
+    label_pairs,
+    off_policy_pairs,
+    on_policy_pairs,
+    pairs_bayes_ceiling,
+    read_pairs,
+    split_pairs,
+    styled_replies,
+    subsample_pairs,
+    tokenize_pairs,
+    validate_pairs,
+    write_pairs,
+)
+from rlhfbook_lab.preferences import bayes_ceiling
+
+NOISY = world.Annotator("noisy", tau=0.4)  # gold taste, four times the noise: many pairs are close calls
+
+
+def problems(n: int, seed: int = 0, split: str = "train") -> list[world.Problem]:
+    rng = random.Random(seed)
+    return [world.sample_problem(world.FAMILIES[i % 4], rng, split) for i in range(n)]
+
+
+def good_row(**kw) -> dict:
+    row = {"prompt": "What is 2 + 3?", "chosen": "2 + 3 = 5.", "rejected": "2 + 3 = 6.", "label_source": "gold",
+           "family": "addition", "p_chosen": 0.99, "label": 1.0}
+    row.update(kw)
+    return row
+
+
+# --------------------------------------------------------------------------------------------------
+# validate_pairs and files
+# --------------------------------------------------------------------------------------------------
+
+
+def test_validate_accepts_good_pairs():
+    validate_pairs([good_row(), good_row(label=0.5, p_chosen=0.5)])
+    validate_pairs([{"prompt": "p", "chosen": "a", "rejected": "b"}])  # p_chosen and label are optional
+
+
+@pytest.mark.parametrize("field", ["prompt", "chosen", "rejected"])
+def test_validate_names_a_missing_field_and_its_row(field):
+    row = good_row()
+    del row[field]
+    with pytest.raises(ValueError, match=rf"pair 1 is missing the field '{field}'"):
+        validate_pairs([good_row(), row])
+
+
+@pytest.mark.parametrize("row, match", [
+    (good_row(rejected="2 + 3 = 5."), r"pair 1: 'chosen' is identical to 'rejected'"),
+    (good_row(p_chosen=float("nan")), r"pair 1: 'p_chosen' is NaN"),
+    (good_row(label=float("nan")), r"pair 1: 'label' is NaN"),
+    (good_row(p_chosen=1.5), r"pair 1: 'p_chosen' must lie in \[0, 1\]"),
+    (good_row(label=-0.1), r"pair 1: 'label' must lie in \[0, 1\]"),
+    (good_row(p_chosen="high"), r"pair 1: 'p_chosen' must be a number"),
+    (good_row(chosen=3), r"pair 1: 'chosen' must be a string"),
+    (good_row(rejected="  "), r"pair 1: 'rejected' is empty"),
+    ("not a dict", r"pair 1 must be a dict"),
+])
+def test_validate_errors_name_the_row_and_field(row, match):
+    with pytest.raises(ValueError, match=match):
+        validate_pairs([good_row(), row])
+
+
+def test_validate_wants_a_list():
+    with pytest.raises(ValueError, match="pairs must be a list"):
+        validate_pairs(good_row())
+
+
+def test_jsonl_roundtrip_and_errors(tmp_path):
+    rows = off_policy_pairs(problems(6), seed=1).rows
+    path = write_pairs(tmp_path / "pairs.jsonl", rows)
+    assert read_pairs(path) == rows
+    with pytest.raises(ValueError, match="pair 0: 'chosen' is identical"):
+        write_pairs(tmp_path / "bad.jsonl", [good_row(rejected="2 + 3 = 5.")])
+    assert not (tmp_path / "bad.jsonl").exists()
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p"}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl: pair 1 is missing the field 'chosen'"):
+        read_pairs(tmp_path / "bad.jsonl")
+
+
+# --------------------------------------------------------------------------------------------------
+# label_pairs: the shared labelling step
+# --------------------------------------------------------------------------------------------------
+
+
+def test_label_pairs_drops_and_counts_identical_and_empty():
+    p = world.make_problem("addition", (2, 3))
+    cands = [(p, "2 + 3 = 5.", "2 + 3 = 5.", {}), (p, "", "2 + 3 = 5.", {}), (p, "2 + 3 = 5.", "  ", {}),
+             (p.prompt, "2 + 3 = 5.", "2 + 3 = 6.", {"a_source": "x", "b_source": "y", "note": 7})]
+    out = label_pairs(cands, "gold", random.Random(0))
+    assert out.counts == {"candidates": 4, "identical": 1, "empty": 2, "ties": 0, "kept": 1}
+    (row,) = out.rows
+    pa, pb, _ = world.ANNOTATORS["gold"].probabilities(p, row["chosen"], row["rejected"])
+    assert row["p_chosen"] == pytest.approx(pa / (pa + pb))
+    assert row["family"] == "addition" and row["label_source"] == "gold" and row["note"] == 7
+    assert {row["chosen_source"], row["rejected_source"]} == {"x", "y"}
+    assert (row["chosen_source"] == "x") == (row["chosen"] == "2 + 3 = 5.")  # sources follow the label
+    validate_pairs(out.rows)
+
+
+def test_labels_are_drawn_with_the_annotators_probability():
+    p = world.make_problem("addition", (2, 3))
+    a, b = "2 + 3 = 5.", "Sure! 2 + 3 = 5. I hope this helps."  # close call for a noisy annotator
+    pa, pb, _ = NOISY.probabilities(p, a, b)
+    assert 0.3 < pa < 0.7
+    out = label_pairs([(p, a, b, {})] * 4000, NOISY, random.Random(1))
+    freq = sum(r["chosen"] == a for r in out.rows) / len(out.rows)
+    assert freq == pytest.approx(pa, abs=0.03)  # 4 sigma at n = 4000
+
+
+def test_ties_are_dropped_or_kept_and_always_counted():
+    tier = world.Annotator("tier", tau=0.4, tie_strength=1.0)
+    cands = [(p, *list(styled_replies(p, random.Random(i), ("reference", "opener")).values()), {})
+             for i, p in enumerate(problems(60))]
+    dropped = label_pairs(cands, tier, random.Random(3), ties="drop")
+    kept = label_pairs(cands, tier, random.Random(3), ties="keep")
+    assert dropped.counts["ties"] == kept.counts["ties"] > 0
+    assert dropped.counts["kept"] == 60 - dropped.counts["ties"] and kept.counts["kept"] == 60
+    assert sum(r["label"] == 0.5 for r in kept.rows) == kept.counts["ties"]
+    assert all(r["label"] == 1.0 for r in dropped.rows)
+    with pytest.raises(ValueError, match="ties must be one of"):
+        label_pairs(cands, tier, ties="half")
+    with pytest.raises(ValueError, match="unknown annotator"):
+        label_pairs(cands, "nobody")
+
+
+# --------------------------------------------------------------------------------------------------
+# Builders
+# --------------------------------------------------------------------------------------------------
+
+
+def test_on_policy_pairs_counts_and_determinism(micro_model, tokenizer):
+    prompts = [p.prompt for p in problems(4)]
+    kw = dict(num_samples=3, max_new_tokens=10, seed=5)
+    a = on_policy_pairs(micro_model, tokenizer, prompts, **kw)
+    b = on_policy_pairs(micro_model, tokenizer, prompts, **kw)
+    assert a == b
+    c = a.counts
+    assert c["candidates"] == 4 * 3 and c["samples"] == 12 and 0 <= c["unfinished"] <= 12
+    assert c["kept"] == c["candidates"] - c["identical"] - c["empty"] - c["ties"] == len(a.rows)
+    assert all(r["chosen_source"] == r["rejected_source"] == "policy" for r in a.rows)
+    validate_pairs(a.rows)
+    one = on_policy_pairs(micro_model, tokenizer, prompts, pairs_per_prompt=1, **kw)
+    assert one.counts["candidates"] == 4
+    # greedy samples of one prompt are all the same reply: every pair is identical, dropped and counted
+    greedy = on_policy_pairs(micro_model, tokenizer, prompts, num_samples=3, max_new_tokens=10, greedy=True)
+    assert greedy.counts["identical"] + greedy.counts["empty"] == 12 and greedy.rows == []
+    with pytest.raises(ValueError, match="num_samples must be >= 2"):
+        on_policy_pairs(micro_model, tokenizer, prompts, num_samples=1)
+
+
+def test_corrupted_answers_are_wrong_and_styles_are_right():
+    for i, p in enumerate(problems(200, seed=2)):
+        rng = random.Random(i)
+        assert not world.is_correct(p, corrupt_answer(p, rng)), p
+        replies = styled_replies(p, rng, tuple(STYLES))
+        for style, text in replies.items():
+            assert world.is_correct(p, text) == (not style.startswith("wrong")), (style, text)
+        gold = {s: world.gold_score(p, t) for s, t in replies.items()}
+        assert gold["opener"] > gold["reference"] > gold["fillers"]
+        assert gold["reference"] > gold["unclean_end"] and gold["reference"] > gold["polite_pileup"]
+        assert max(gold["wrong_answer"], gold["wrong_answer_opener"]) < min(gold["unclean_end"], gold["fillers"])
+
+
+def test_off_policy_pairs_counts_sources_and_determinism():
+    probs = problems(20)
+    base = [f"{p.reference} {p.reference}" for p in probs]  # a rambling "base model"
+    replies = {"base": base, "sft": [p.reference for p in probs]}  # "sft" duplicates the reference style
+    a = off_policy_pairs(probs, replies, pairs_per_prompt=None, seed=3)
+    assert a == off_policy_pairs(probs, replies, pairs_per_prompt=None, seed=3)
+    assert a != off_policy_pairs(probs, replies, pairs_per_prompt=None, seed=4)
+    n_src = 2 + len(DEFAULT_STYLES)
+    c = a.counts
+    assert c["candidates"] == 20 * math.comb(n_src, 2)
+    assert c["identical"] == 20  # sft vs reference, once per prompt
+    assert c["kept"] == c["candidates"] - c["identical"] - c["empty"] - c["ties"] == len(a.rows)
+    assert {r["chosen_source"] for r in a.rows} | {r["rejected_source"] for r in a.rows} == set(replies) | set(
+        DEFAULT_STYLES)
+    validate_pairs(a.rows)
+    few = off_policy_pairs(probs, pairs_per_prompt=2, seed=3)
+    assert few.counts["candidates"] == 40
+    with pytest.raises(ValueError, match="one reply per prompt"):
+        off_policy_pairs(probs, {"base": base[:3]})
+    with pytest.raises(ValueError, match="has the name of a style"):
+        off_policy_pairs(probs, {"reference": base})
+    with pytest.raises(ValueError, match="unknown style"):
+        off_policy_pairs(probs, styles=("reference", "shouting"))
+    with pytest.raises(ValueError, match="at least two sources"):
+        off_policy_pairs(probs, styles=("reference",))
+
+
+# --------------------------------------------------------------------------------------------------
+# Label noise, data size, splits
+# --------------------------------------------------------------------------------------------------
+
+
+def test_flip_labels_swaps_counts_and_is_deterministic():
+    rows = off_policy_pairs(problems(100), pairs_per_prompt=10, seed=0).rows
+    rows.append(good_row(label=0.5, p_chosen=0.5))  # a tie: no order to flip
+    noisy, n = flip_labels(rows, 0.3, seed=1)
+    assert (noisy, n) == flip_labels(rows, 0.3, seed=1)
+    assert abs(n - 0.3 * 1000) < 4 * math.sqrt(1000 * 0.3 * 0.7)
+    assert sum(r["flipped"] for r in noisy) == n and not noisy[-1]["flipped"]
+    for old, new in zip(rows, noisy):
+        assert new["label_noise"] == 0.3
+        if new["flipped"]:
+            assert (new["chosen"], new["rejected"]) == (old["rejected"], old["chosen"])
+            assert new["p_chosen"] == pytest.approx(1 - old["p_chosen"])
+            assert new["chosen_source"] == old["rejected_source"]
+        else:
+            assert (new["chosen"], new["p_chosen"]) == (old["chosen"], old["p_chosen"])
+    assert "flipped" not in rows[0]  # the input is not modified
+    assert flip_labels(rows, 0.0)[1] == 0
+    with pytest.raises(ValueError, match="epsilon must lie in"):
+        flip_labels(rows, 0.7)
+
+
+def test_subsample_is_nested_and_deterministic():
+    rows = [good_row(chosen=f"answer {i}") for i in range(50)]
+    small, big = subsample_pairs(rows, 10, seed=2), subsample_pairs(rows, 30, seed=2)
+    assert big[:10] == small and len({r["chosen"] for r in big}) == 30
+    assert subsample_pairs(rows, 10, seed=2) == small != subsample_pairs(rows, 10, seed=3)
+    with pytest.raises(ValueError, match="n must be in"):
+        subsample_pairs(rows, 51)
+
+
+def test_split_by_prompt_key_never_leaks():
+    probs = problems(80, seed=0, split="train") + problems(80, seed=1, split="heldout")
+    # every phrasing of each question, so a leak through another template would show
+    probs += [world.make_problem(p.family, p.key, template=t) for p in probs[::8] for t in range(3)]
+    rows = off_policy_pairs(probs, pairs_per_prompt=2, seed=0).rows
+    split = split_pairs(rows)
+    assert len(split["train"]) + len(split["heldout"]) == len(rows)
+    assert split["train"] and split["heldout"]
+
+    def canonical(row):
+        p = world.parse_prompt(row["prompt"])
+        k = p.key
+        if p.family == "addition":
+            k = tuple(sorted(k))
+        elif p.family == "reverse":
+            k = min(k, k[::-1])
+        elif p.family == "creatures":
+            k = k[0]
+        return p.family, k
+
+    train_keys, held_keys = ({canonical(r) for r in split[s]} for s in ("train", "heldout"))
+    assert not train_keys & held_keys
+    assert all(world.split_of(*canonical(r)) == "heldout" for r in split["heldout"])
+    with pytest.raises(ValueError, match="pair 0: cannot split"):
+        split_pairs([good_row(prompt="Tell me a joke.")])
+
+
+# --------------------------------------------------------------------------------------------------
+# The Bayes ceiling
+# --------------------------------------------------------------------------------------------------
+
+
+def close_call_candidates(n: int = 100) -> list[tuple]:
+    cands = []
+    for i, p in enumerate(problems(n // 5, seed=7)):
+        replies = list(styled_replies(p, random.Random(i)).values())
+        pairs = random.Random(i).sample(list(itertools.combinations(replies, 2)), 5)
+        cands += [(p, a, b, {}) for a, b in pairs]
+    return cands
+
+
+def test_ceiling_of_the_labels_agrees_with_preferences_bayes_ceiling():
+    rows = label_pairs(close_call_candidates(), NOISY, random.Random(0)).rows
+    u_c = [NOISY.utility(r["prompt"], r["chosen"]) for r in rows]
+    u_r = [NOISY.utility(r["prompt"], r["rejected"]) for r in rows]
+    assert pairs_bayes_ceiling(rows) == pytest.approx(bayes_ceiling(u_c, u_r, NOISY.tau), abs=1e-12)
+    # rows without p_chosen fall back to the annotator given
+    stripped = [{k: v for k, v in r.items() if k != "p_chosen"} for r in rows]
+    assert pairs_bayes_ceiling(stripped, NOISY) == pytest.approx(pairs_bayes_ceiling(rows), abs=1e-12)
+    with pytest.raises(ValueError, match="no decisive pair"):
+        pairs_bayes_ceiling([good_row(label=0.5)])
+
+
+def test_ceiling_matches_monte_carlo_best_accuracy():
+    """Redraw the labels of fixed candidates many times (with and without label noise ε); a predictor that
+    knows the annotator picks the likelier reply (the chosen one iff p_chosen > 1/2) and on average scores
+    exactly the ceiling."""
+    cands = close_call_candidates()
+    reps, epsilons = 200, (0.0, 0.2)
+    accs = {e: [] for e in epsilons}
+    ceilings = {e: set() for e in epsilons}
+    for s in range(reps):
+        clean = label_pairs(cands, NOISY, random.Random(s)).rows
+        for e in epsilons:
+            rows, _ = flip_labels(clean, e, seed=s)
+            accs[e].append(sum(1.0 if r["p_chosen"] > 0.5 else 0.5 if r["p_chosen"] == 0.5 else 0.0
+                               for r in rows) / len(rows))
+            ceilings[e].add(round(pairs_bayes_ceiling(rows), 12))
+    for e in epsilons:
+        assert len(ceilings[e]) == 1  # the ceiling depends on the candidates and ε, not on the draw
+        ceiling = ceilings[e].pop()
+        assert 0.55 < ceiling < 0.95  # close calls: the test is not trivial
+        assert sum(accs[e]) / reps == pytest.approx(ceiling, abs=0.012), e  # ≈ 4 standard errors
+
+
+# --------------------------------------------------------------------------------------------------
+# Tokens and the stacked batch
+# --------------------------------------------------------------------------------------------------
+
+
+def test_tokenize_pairs_drops_too_long_and_truncated_identical(tokenizer):
+    long_a = "17 + 25 = 42. " + "I hope this helps. " * 5
+    rows = [good_row(),  # short: kept
+            good_row(chosen=long_a + "Thank you.", rejected=long_a + "Bye now.")]  # differ only at the end
+    full = tokenize_pairs(rows, tokenizer)
+    assert full.counts == {"too_long": 0, "identical_tokens": 0, "kept": 2}
+    n_short = len(full.rows[0]["chosen_input_ids"])
+    max_length = n_short + 10
+    dropped = tokenize_pairs(rows, tokenizer, max_length=max_length)
+    assert dropped.counts == {"too_long": 1, "identical_tokens": 0, "kept": 1}
+    cut = tokenize_pairs(rows, tokenizer, max_length=max_length, truncation=True)
+    assert cut.counts == {"too_long": 0, "identical_tokens": 1, "kept": 1}
+    assert cut.rows[0]["index"] == 0 and cut.rows[0]["label"] == 1.0
+    with pytest.raises(ValueError, match="truncation=True needs a max_length"):
+        tokenize_pairs(rows, tokenizer, truncation=True)
+    with pytest.raises(ValueError, match="pair 1: .*special token"):
+        tokenize_pairs([good_row(), good_row(chosen="5<|end|>")], tokenizer)
+
+
+def test_collate_pairs_stacks_chosen_first(tokenizer):
+    rows = [good_row(), good_row(prompt="Spell cat backward.", chosen="The reverse of cat is tac.",
+                                 rejected="tac", label=0.5, p_chosen=0.5)]
+    tok = tokenize_pairs(rows, tokenizer)
+    batch = collate_pairs(tok.rows, tokenizer.pad_token_id)
+    B = 2
+    assert batch["num_items"] == B and batch["input_ids"].shape[0] == 2 * B
+    assert batch["labels"].tolist() == [1.0, 0.5]
+    order = [tok.rows[0]["chosen_input_ids"], tok.rows[1]["chosen_input_ids"],
+             tok.rows[0]["rejected_input_ids"], tok.rows[1]["rejected_input_ids"]]
+    for i, ids in enumerate(order):
+        n = len(ids)
+        assert batch["input_ids"][i, :n].tolist() == ids
+        assert batch["attention_mask"][i].tolist() == [1] * n + [0] * (batch["input_ids"].shape[1] - n)
+        assert (batch["input_ids"][i, n:] == tokenizer.pad_token_id).all()
+    chosen_ids, rejected_ids = batch["input_ids"].chunk(2)
+    assert torch.equal(chosen_ids[1, :len(order[1])], torch.tensor(order[1]))
+
+
+def test_collate_pairs_errors(tokenizer):
+    seq = {"input_ids": [1, 2, 3], "completion_mask": [0, 1, 1]}
+    assert collate_pairs([seq, seq], tokenizer.pad_token_id)["num_items"] == 1  # stacked rows, chosen first
+    with pytest.raises(ValueError, match="got 3 sequence rows: a stacked pair batch needs an even count"):
+        collate_pairs([seq, seq, seq], tokenizer.pad_token_id)
+    with pytest.raises(ValueError, match="pair 0 is missing 'rejected_input_ids'"):
+        collate_pairs([{"chosen_input_ids": [1, 2], "chosen_completion_mask": [0, 1]}], tokenizer.pad_token_id)
+    with pytest.raises(ValueError, match="no rows"):
+        collate_pairs([], tokenizer.pad_token_id)

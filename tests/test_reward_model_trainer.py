@@ -1,0 +1,390 @@
+"""Tests for the reward model and its trainer (rlhfbook_lab.reward_model, second half): the head reads the last
+real token whatever the padding, normalisation, save/load, a hand-computed batch loss, exact gradient
+accumulation, a tiny seeded run that learns, determinism, and the evaluation next to the Bayes ceiling."""
+
+from __future__ import annotations
+
+import math
+import random
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from torch.testing import assert_close
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from rlhfbook_lab import world
+from rlhfbook_lab.data import tokenize_conversation
+from rlhfbook_lab.generation import encode_prompts, generate
+from rlhfbook_lab.models import load_model, save_model
+from rlhfbook_lab.preference_data import collate_pairs, off_policy_pairs, pairs_bayes_ceiling, tokenize_pairs
+from rlhfbook_lab.reward_model import (
+    HEAD_FILE,
+    RewardModel,
+    RMConfig,
+    evaluate_reward_model,
+    load_reward_model,
+    normalization_stats,
+    normalize_on_policy,
+    normalize_on_replies,
+    pairwise_accuracy,
+    rm_loss_sum,
+    save_reward_model,
+    score_replies,
+    train_reward_model,
+)
+from rlhfbook_lab.train import TrainConfig
+
+
+def tiny_llama(tokenizer, seed=0, layers=1):
+    """A fresh random Llama (hidden 32): cheap enough to train in a test. Never the shared session fixture."""
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=layers,
+                      num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
+                      max_position_embeddings=256, tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                      eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def conv(prompt: str, reply: str) -> list[dict]:
+    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+
+
+def problems(n: int, seed: int = 0) -> list[world.Problem]:
+    rng = random.Random(seed)
+    return [world.sample_problem(world.FAMILIES[i % 4], rng) for i in range(n)]
+
+
+def pad(seqs: list[list[int]], pad_id: int, left: list[int], right: list[int]):
+    """Each sequence with ``left[i]`` pads before it and ``right[i]`` after (then right-filled to one width)."""
+    rows = [[pad_id] * l + s + [pad_id] * r for s, l, r in zip(seqs, left, right)]
+    masks = [[0] * l + [1] * len(s) + [0] * r for s, l, r in zip(seqs, left, right)]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in rows])
+    mask = torch.tensor([m + [0] * (width - len(m)) for m in masks])
+    return ids, mask
+
+
+@pytest.fixture(scope="module")
+def rm(micro_model):
+    return RewardModel.from_causal_lm(micro_model, seed=1).eval()  # a copy: the session fixture stays as it is
+
+
+@pytest.fixture(scope="module")
+def seqs(tokenizer):
+    return [tokenize_conversation(tokenizer, conv(p, r))["input_ids"] for p, r in [
+        ("What is 2 + 3?", "2 + 3 = 5."),
+        ("Spell mirt backward.", "Sure! The reverse of mirt is trim. I hope this helps."),
+        ("What does the blorp eat?", "The blorp eats moss."),
+    ]]
+
+
+# --------------------------------------------------------------------------------------------------
+# The model: where the head reads
+# --------------------------------------------------------------------------------------------------
+
+
+def test_from_causal_lm_copies_by_default(micro_model):
+    rm = RewardModel.from_causal_lm(micro_model)
+    assert rm.backbone is not micro_model
+    assert rm.head.weight.shape == (1, micro_model.config.hidden_size) and rm.head.bias is None
+    assert RewardModel.from_causal_lm(micro_model, copy=False).backbone is micro_model
+    assert torch.equal(RewardModel.from_causal_lm(micro_model, seed=3).head.weight,
+                       RewardModel.from_causal_lm(micro_model, seed=3).head.weight)
+
+
+@torch.no_grad()
+def test_score_is_independent_of_padding_side_amount_and_company(rm, seqs, tokenizer):
+    pad_id = tokenizer.pad_token_id
+    alone = torch.cat([rm(torch.tensor([s]), torch.ones(1, len(s), dtype=torch.long)) for s in seqs])  # (3,)
+    layouts = {
+        "right": ([0, 0, 0], [0, 0, 0]),
+        "left": ([30, 0, 21], [0, 0, 0]),  # left-aligned to one width... then right-filled
+        "more right padding": ([0, 0, 0], [9, 4, 17]),
+        "both sides (generation's layout)": ([5, 0, 3], [2, 11, 0]),
+    }
+    for name, (left, right) in layouts.items():
+        ids, mask = pad(seqs, pad_id, left, right)
+        assert_close(rm(ids, mask), alone, atol=1e-5, rtol=0, msg=name)
+    # batch company: the first sequence beside different neighbours, in a different row
+    for company in ([seqs[1]], [seqs[2], seqs[1]], [seqs[1]] * 4):
+        ids, mask = pad(company + [seqs[0]], pad_id, [0] * (len(company) + 1), [0] * (len(company) + 1))
+        assert_close(rm(ids, mask)[-1], alone[0], atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_head_reads_the_last_real_token_hooked(rm, seqs, tokenizer):
+    captured = {}
+    handle = rm.backbone.base_model.register_forward_hook(
+        lambda mod, args, out: captured.__setitem__("h", out.last_hidden_state))
+    ids, mask = pad(seqs, tokenizer.pad_token_id, [4, 0, 2], [1, 6, 0])
+    try:
+        rewards = rm(ids, mask)
+    finally:
+        handle.remove()
+    h = captured["h"]  # (B, T, H)
+    for b in range(ids.shape[0]):
+        last = max(t for t in range(ids.shape[1]) if mask[b, t] == 1)  # the loop way
+        assert ids[b, last] == tokenizer.eos_token_id  # a chat pair ends with <|end|>
+        assert_close(rewards[b], (h[b, last] @ rm.head.weight[0] - rm.reward_mean) / rm.reward_std)
+
+
+class StubBackbone(nn.Module):
+    """A 'language model' whose hidden state at t is (token id, position id, mask, 1): the head's input is
+    readable by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = SimpleNamespace(hidden_size=4, initializer_range=0.02)
+        self.base_model = self._Base()
+
+    class _Base(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dummy = nn.Parameter(torch.zeros(()))
+
+        def forward(self, input_ids, attention_mask, position_ids, use_cache):
+            h = torch.stack([input_ids.float(), position_ids.float(), attention_mask.float(),
+                             torch.ones_like(input_ids, dtype=torch.float)], dim=-1)
+            return SimpleNamespace(last_hidden_state=h + self.dummy)
+
+
+@torch.no_grad()
+def test_head_reads_token_and_position_of_the_last_real_token():
+    rm = RewardModel(StubBackbone())
+    ids = torch.tensor([[0, 0, 7, 8, 9],    # left padding: last real token 9, position 2
+                        [5, 6, 0, 0, 0],    # right padding: last real token 6, position 1
+                        [0, 4, 3, 0, 0]])   # both sides: last real token 3, position 1
+    mask = (ids != 0).long()
+    rm.head.weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+    assert rm(ids, mask).tolist() == [9.0, 6.0, 3.0]
+    rm.head.weight.copy_(torch.tensor([[0.0, 1.0, 0.0, 0.0]]))
+    assert rm(ids, mask).tolist() == [2.0, 1.0, 1.0]  # positions count real tokens only
+    rm.set_normalization(1.0, 2.0)
+    assert rm(ids, mask).tolist() == [0.5, 0.0, 0.0]
+    assert rm.raw_rewards(ids, mask).tolist() == [2.0, 1.0, 1.0]
+
+
+@torch.no_grad()
+def test_head_runs_in_float32_under_bf16_autocast(rm, seqs, tokenizer):
+    ids, mask = pad(seqs, tokenizer.pad_token_id, [0, 0, 0], [0, 0, 0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rewards = rm(ids, mask)
+    assert rewards.dtype == torch.float32 and torch.isfinite(rewards).all()
+
+
+def test_forward_rejects_bad_inputs(rm):
+    with pytest.raises(ValueError, match=r"no real token in row\(s\) \[1\]"):
+        rm(torch.ones(2, 3, dtype=torch.long), torch.tensor([[1, 1, 1], [0, 0, 0]]))
+    with pytest.raises(ValueError, match="must both have shape"):
+        rm(torch.ones(2, 3, dtype=torch.long), torch.ones(2, 4, dtype=torch.long))
+
+
+def test_text_scoring_matches_the_samplers_layout(rm, tokenizer):
+    """RL scores ``generate``'s own tokens; ``score_replies`` re-renders text. Same tokens, same reward."""
+    prompt, reply = "What is 2 + 3?", "2 + 3 = 5."
+    sampled = encode_prompts(tokenizer, [prompt])[0] + tokenizer.encode(reply, add_special_tokens=False)
+    sampled += [tokenizer.eos_token_id]
+    assert sampled == tokenize_conversation(tokenizer, conv(prompt, reply))["input_ids"]
+    ids, mask = pad([sampled], tokenizer.pad_token_id, [3], [4])
+    with torch.no_grad():
+        assert_close(rm(ids, mask), score_replies(rm, tokenizer, [prompt], [reply]), atol=1e-5, rtol=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Normalisation and save / load
+# --------------------------------------------------------------------------------------------------
+
+
+def test_normalization_stats_hand_values():
+    mean, std = normalization_stats(torch.tensor([1.0, 2.0, 3.0]))
+    assert mean == pytest.approx(2.0) and std == pytest.approx(math.sqrt(2 / 3))
+    with pytest.raises(ValueError, match="std is 0"):
+        normalization_stats(torch.full((4,), 0.3))
+    with pytest.raises(ValueError, match="N >= 2"):
+        normalization_stats(torch.tensor([1.0]))
+
+
+def test_normalize_on_replies_gives_mean0_std1(micro_model, tokenizer):
+    rm = RewardModel.from_causal_lm(micro_model, seed=2)
+    probs = problems(12)
+    prompts, replies = [p.prompt for p in probs], [p.reference for p in probs]
+    raw = score_replies(rm, tokenizer, prompts, replies, raw=True)
+    stats = normalize_on_replies(rm, tokenizer, prompts, replies, batch_size=5)
+    scores = score_replies(rm, tokenizer, prompts, replies, batch_size=5)
+    assert abs(float(scores.mean())) < 1e-5 and float(scores.std(unbiased=False)) == pytest.approx(1.0, abs=1e-5)
+    assert_close(score_replies(rm, tokenizer, prompts, replies, raw=True), raw)  # raw rewards untouched
+    assert normalize_on_replies(rm, tokenizer, prompts, replies) == pytest.approx(stats)  # idempotent
+    with pytest.raises(ValueError, match="std > 0"):
+        rm.set_normalization(0.0, 0.0)
+
+
+def test_normalize_on_policy_gives_mean0_std1_on_its_samples(micro_model, tokenizer):
+    rm = RewardModel.from_causal_lm(micro_model, seed=2)
+    prompts = [p.prompt for p in problems(4)]
+    normalize_on_policy(rm, tokenizer, micro_model, prompts, num_samples=3, seed=7, max_new_tokens=8)
+    torch.manual_seed(7)  # the same samples again
+    gen = generate(micro_model, tokenizer, prompts, num_return_sequences=3, max_new_tokens=8)
+    with torch.no_grad():
+        scores = rm(gen.input_ids, gen.attention_mask)
+    assert abs(float(scores.mean())) < 1e-5 and float(scores.std(unbiased=False)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_save_and_load_round_trip(micro_model, tokenizer, tmp_path):
+    rm = RewardModel.from_causal_lm(micro_model, seed=4)
+    rm.set_normalization(0.25, 1.5)
+    out = save_reward_model(rm, tokenizer, tmp_path / "rm", extra_files={"notes.txt": "hello"})
+    assert (out / HEAD_FILE).exists() and (out / "notes.txt").read_text() == "hello"
+    loaded, tok = load_reward_model(out, device="cpu")
+    assert loaded.reward_mean.item() == 0.25 and loaded.reward_std.item() == 1.5
+    probs = problems(5)
+    args = ([p.prompt for p in probs], [p.reference for p in probs])
+    assert torch.equal(score_replies(loaded, tok, *args), score_replies(rm, tokenizer, *args))
+    lm, _ = load_model(out, device="cpu")  # still an ordinary causal LM folder
+    assert isinstance(lm, LlamaForCausalLM)
+    with pytest.raises(FileExistsError):
+        save_reward_model(rm, tokenizer, out)
+    save_reward_model(rm, tokenizer, out, overwrite=True)
+    save_model(micro_model, tokenizer, tmp_path / "lm")
+    with pytest.raises(FileNotFoundError, match="is a causal LM, not a reward model"):
+        load_reward_model(tmp_path / "lm", device="cpu")
+
+
+# --------------------------------------------------------------------------------------------------
+# The batch loss
+# --------------------------------------------------------------------------------------------------
+
+
+class ScalarStub(nn.Module):
+    """Reward of a row = ``values[input_ids[row, 0]]``: the rewards are parameters we can read gradients of."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = nn.Parameter(torch.tensor(values))
+
+    def forward(self, input_ids, attention_mask):
+        return self.values[input_ids[:, 0]]
+
+
+def softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def stub_batch(labels=None) -> dict:
+    ids = torch.tensor([[0, 9], [1, 9], [2, 9], [3, 9]])  # chosen rows 0, 1; rejected rows 2, 3
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "num_items": 2}
+    if labels is not None:
+        batch["labels"] = torch.tensor(labels)
+    return batch
+
+
+def test_rm_loss_sum_hand_computed_two_pairs():
+    model = ScalarStub([2.0, -1.0, 0.5, 1.0])  # r_c = (2, -1), r_r = (0.5, 1): gaps 1.5, -2
+    loss, metrics = rm_loss_sum(model, stub_batch())
+    assert loss.item() == pytest.approx(softplus(-1.5) + softplus(2.0), abs=1e-6)
+    assert metrics == pytest.approx({"rewards/chosen": 1.0, "rewards/rejected": 1.5, "rewards/margins": -0.5,
+                                     "rewards/accuracies": 1.0})
+    loss.backward()
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    expected = [-sig(-1.5), -sig(2.0), sig(-1.5), sig(2.0)]  # d/dr_c −log σ(r_c − r_r) = −σ(r_r − r_c)
+    assert model.values.grad.tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_rm_loss_sum_margin_and_ties():
+    model = ScalarStub([2.0, -1.0, 0.5, 1.0])
+    loss, _ = rm_loss_sum(model, stub_batch(), margin=1.0)
+    assert loss.item() == pytest.approx(softplus(-(1.5 - 1)) + softplus(-(-2 - 1)), abs=1e-6)
+    # pair 1 a tie: ½ of each direction, and no margin
+    loss, metrics = rm_loss_sum(model, stub_batch(labels=[1.0, 0.5]), margin=1.0)
+    assert loss.item() == pytest.approx(softplus(-0.5) + 0.5 * softplus(2.0) + 0.5 * softplus(-2.0), abs=1e-6)
+    assert metrics["rewards/accuracies"] == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="num_items = 3 pairs"):
+        rm_loss_sum(model, {**stub_batch(), "num_items": 3})
+
+
+def test_gradient_accumulation_matches_one_batch(tokenizer):
+    rm = RewardModel.from_causal_lm(tiny_llama(tokenizer), seed=0)
+    rows = tokenize_pairs(off_policy_pairs(problems(4), pairs_per_prompt=1, seed=0).rows, tokenizer).rows
+
+    def grads(micro_batches):
+        rm.zero_grad()
+        total = sum(len(m) for m in micro_batches)
+        for m in micro_batches:
+            loss_sum, _ = rm_loss_sum(rm, collate_pairs(m, tokenizer.pad_token_id))
+            (loss_sum / total).backward()
+        return {n: p.grad.clone() for n, p in rm.named_parameters() if p.grad is not None}
+
+    one, two = grads([rows]), grads([rows[:1], rows[1:]])
+    assert one.keys() == two.keys() and "head.weight" in one
+    for name in one:
+        assert_close(two[name], one[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training and evaluation
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def easy_pairs():
+    """The reference answer against the same answer behind every polite opener: easy to tell apart."""
+    return off_policy_pairs(problems(48), styles=("reference", "polite_pileup"), pairs_per_prompt=None,
+                            seed=0).rows
+
+
+def quick_config(seed=0, steps=30) -> RMConfig:
+    return RMConfig(train=TrainConfig(steps=steps, lr=3e-3, warmup_steps=3, seed=seed, bf16=False), batch_size=16)
+
+
+def test_short_run_learns_an_easy_preference(tokenizer, easy_pairs):
+    rm = RewardModel.from_causal_lm(tiny_llama(tokenizer), seed=0)
+    before = evaluate_reward_model(rm, tokenizer, easy_pairs)
+    history = train_reward_model(rm, tokenizer, easy_pairs, quick_config(), eval_pairs=easy_pairs[:16],
+                                 eval_every=10, progress=False)
+    after = evaluate_reward_model(rm, tokenizer, easy_pairs)
+    assert after.accuracy >= 0.95 and after.accuracy > before.accuracy + 0.2
+    assert after.loss < 0.3 < before.loss
+    assert history["losses/train"][-1] < history["losses/train"][0]
+    assert history["rewards/accuracies"][-1] >= 0.9
+    assert history["eval/step"] == [10, 20, 30] and len(history["eval/accuracy"]) == 3
+    assert history["data/num_pairs"] == [len(easy_pairs)]
+
+
+def test_training_is_deterministic_given_the_seed(tokenizer, easy_pairs):
+    def run(seed):
+        rm = RewardModel.from_causal_lm(tiny_llama(tokenizer), seed=0)
+        h = train_reward_model(rm, tokenizer, easy_pairs[:24], quick_config(seed, steps=4), progress=False)
+        return h["losses/train"], rm.head.weight.detach().clone()
+
+    (l1, w1), (l2, w2), (l3, _) = run(0), run(0), run(1)
+    assert l1 == l2 and torch.equal(w1, w2)
+    assert l1 != l3  # another seed visits the pairs in another order
+
+
+def test_train_refuses_a_normalized_model_and_an_empty_set(tokenizer, easy_pairs):
+    rm = RewardModel.from_causal_lm(tiny_llama(tokenizer))
+    rm.set_normalization(1.0, 2.0)
+    with pytest.raises(ValueError, match="normalisation set"):
+        train_reward_model(rm, tokenizer, easy_pairs, quick_config(steps=1), progress=False)
+    rm.set_normalization(0.0, 1.0)
+    cfg = quick_config(steps=1)
+    cfg.max_length = 10
+    with pytest.raises(ValueError, match="no pair to train on"):
+        train_reward_model(rm, tokenizer, easy_pairs, cfg, progress=False)
+
+
+def test_evaluate_reports_accuracy_next_to_the_ceiling(rm, tokenizer):
+    rows = off_policy_pairs(problems(10), pairs_per_prompt=3, seed=1).rows
+    tie = {**rows[0], "label": 0.5}
+    too_long = {**rows[1], "chosen": rows[1]["chosen"] + " I hope this helps." * 8}
+    ev = evaluate_reward_model(rm, tokenizer, rows + [tie, too_long], max_length=160, batch_size=7)
+    assert ev.num_pairs == len(rows) and ev.counts == {"too_long": 1, "identical_tokens": 0, "ties": 1}
+    assert ev.bayes_ceiling == pytest.approx(pairs_bayes_ceiling(rows))
+    assert ev.accuracy == pytest.approx(float(pairwise_accuracy(ev.chosen_rewards, ev.rejected_rewards)))
+    # the evaluation's rewards are the model's, pair by pair
+    assert_close(ev.chosen_rewards, score_replies(rm, tokenizer, [r["prompt"] for r in rows],
+                                                  [r["chosen"] for r in rows]), atol=1e-5, rtol=0)
+    assert int(ev.calibration.counts.sum()) == 2 * len(rows)
+    text = str(ev)
+    assert f"accuracy {ev.accuracy:.3f}" in text and f"Bayes ceiling {ev.bayes_ceiling:.3f}" in text
