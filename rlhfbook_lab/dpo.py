@@ -24,6 +24,9 @@ Rewards come back detached: they are metrics, not part of the graph.
 
 All arithmetic runs in float32 or wider (bf16 inputs are upcast; gradients still flow back to them), and every
 ``-log σ(·)`` is ``-F.logsigmoid(·)``, which stays finite where ``-log(sigmoid(·))`` overflows.
+
+The trainer that puts these losses on the shared loop (a model, a batch, the reference) is ``dpo_trainer``;
+nothing here sees a model.
 """
 
 from __future__ import annotations

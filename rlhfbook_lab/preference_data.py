@@ -33,12 +33,14 @@ is **counted** (``PreferencePairs.counts``), never silently lost:
 - *empty replies*: the gold judge does not score them (a policy that stops at once);
 - *ties* (an annotator with ``tie_strength > 0``): dropped by default (``ties="drop"``), or kept with
   ``label = 0.5`` (``ties="keep"``): the reward-model loss then pulls the two rewards together
-  (``reward_model.rm_loss_sum``).
+  (``reward_trainer.rm_loss_sum``).
 
 Tokenization (:func:`tokenize_pairs`) drops and counts two more: pairs longer than ``max_length`` (never
-truncated, as in ``data``) and pairs whose two sides are the same token ids (possible after truncation, when
-the replies differ only past the cut; :func:`tokenize_pairs` with ``truncation=True`` shows how often).
-:func:`collate_pairs` stacks a batch as (2B, T), chosen rows first: TRL's layout, split with ``.chunk(2)``.
+truncated, as in ``data``) and pairs whose two sides are the same token ids (pairs from elsewhere may repeat a
+reply; after truncation, replies that differ only past the cut; :func:`tokenize_pairs` with ``truncation=True``
+shows how often). :func:`collate_pairs` stacks a batch as (2B, T), chosen rows first: TRL's layout, split with
+``.chunk(2)``. Both trainers use these two: ``reward_trainer`` (ties kept, label 0.5) and ``dpo_trainer``
+(ties refused at its entry, and precomputed reference log-probs carried through the collator).
 
 Helpers for ch 11's curves: :func:`flip_labels` (label noise ε, counted), :func:`subsample_pairs` (nested
 subsets for data-size curves), :func:`split_pairs` (train / held-out by prompt key, ``world.split_of``).
@@ -47,6 +49,7 @@ subsets for data-size curves), :func:`split_pairs` (train / held-out by prompt k
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import random
 from pathlib import Path
@@ -61,6 +64,8 @@ from .world.tasks import ATTRIBUTES, CREATURE_FACTS, CREATURES
 
 __all__ = [
     "DEFAULT_STYLES",
+    "PAIR_COLUMNS",
+    "REF_PAIR_COLUMNS",
     "STYLES",
     "PreferencePairs",
     "TokenizedPairs",
@@ -79,6 +84,8 @@ __all__ = [
     "validate_pairs",
     "write_pairs",
 ]
+
+log = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("prompt", "chosen", "rejected")
 TIE_POLICIES = ("drop", "keep")
@@ -103,7 +110,7 @@ class TokenizedPairs(NamedTuple):
     (lists of ints), ``label`` (float) and ``index`` (the pair's position in the input)."""
     counts: dict[str, int]
     """``too_long`` (a side over ``max_length``, dropped), ``identical_tokens`` (both sides the same ids after
-    tokenization and any truncation, dropped), ``kept``."""
+    tokenization and any truncation, or the same text to begin with; dropped), ``kept``."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -123,12 +130,13 @@ def _check_probability(row: dict, i: int, name: str) -> None:
         raise ValueError(f"pair {i}: {name!r} must lie in [0, 1]; got {v}")
 
 
-def validate_pairs(rows) -> None:
+def validate_pairs(rows, allow_identical: bool = False) -> None:
     """Raise ``ValueError`` naming the pair's index and the field unless ``rows`` is a usable list of pairs.
 
     Each pair must be a dict with string ``prompt``, ``chosen`` and ``rejected``, non-empty, and ``chosen``
-    different from ``rejected`` (an identical pair has zero gradient and a meaningless label). ``p_chosen``
-    and ``label``, when present, must be numbers in [0, 1] (not NaN).
+    different from ``rejected`` (an identical pair has zero gradient and a meaningless label; with
+    ``allow_identical=True`` it passes, for a caller that drops and counts it, as :func:`tokenize_pairs` does).
+    ``p_chosen`` and ``label``, when present, must be numbers in [0, 1] (not NaN).
     """
     if not isinstance(rows, (list, tuple)):
         raise ValueError(f"pairs must be a list of dicts; got {type(rows).__name__}")
@@ -142,7 +150,7 @@ def validate_pairs(rows) -> None:
                 raise ValueError(f"pair {i}: {name!r} must be a string; got {type(row[name]).__name__}")
             if not row[name].strip():
                 raise ValueError(f"pair {i}: {name!r} is empty")
-        if row["chosen"] == row["rejected"]:
+        if row["chosen"] == row["rejected"] and not allow_identical:
             raise ValueError(f"pair {i}: 'chosen' is identical to 'rejected' (such a pair carries zero gradient; "
                              "the builders drop and count them)")
         _check_probability(row, i, "p_chosen")
@@ -491,8 +499,15 @@ def pairs_bayes_ceiling(rows: list[dict], annotator: str | world.Annotator = "go
 # Tokens: pairs → token ids → a stacked (2B, T) batch
 # --------------------------------------------------------------------------------------------------
 
+PAIR_COLUMNS = ("chosen_input_ids", "chosen_completion_mask", "rejected_input_ids", "rejected_completion_mask")
+"""The token columns of a tokenized pair (:func:`tokenize_pairs`), what :func:`collate_pairs` stacks."""
+REF_PAIR_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+"""Optional per-pair floats a DPO trainer precomputes (``dpo_trainer.compute_ref_logps``); carried by
+:func:`collate_pairs` when every row has them."""
+
 
 def _conversation(prompt: str, reply: str) -> list[dict]:
+    """A single-turn chat: the user's ``prompt`` and the assistant's ``reply``."""
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
 
 
@@ -501,8 +516,13 @@ def tokenize_pairs(rows: list[dict], tokenizer, max_length: int | None = None,
     """Render each side of each pair as a chat conversation (``data.tokenize_conversation``); drop and count
     pairs that do not fit or that tokenize identically.
 
+    Each side's ``completion_mask`` marks the reply and its ``<|end|>``; the prompt tokens are the same on both
+    sides. Other keys of a pair are ignored (``label`` is kept, ties included: the reward model trains on them;
+    ``dpo_trainer.train_dpo`` refuses them). Drops are counted, and logged as a warning.
+
     Args:
-        rows: pairs (validated by :func:`validate_pairs`).
+        rows: pairs (validated by :func:`validate_pairs`; a pair whose chosen and rejected texts are the same is
+            counted in ``identical_tokens``, not refused).
         max_length: the longest conversation (prompt + reply) in tokens; ``None``: no limit.
         truncation: ``False`` (the package's rule): a pair with a side over ``max_length`` is dropped
             (``too_long``). ``True``: each side is cut to its first ``max_length`` tokens, what a truncating
@@ -510,9 +530,9 @@ def tokenize_pairs(rows: list[dict], tokenizer, max_length: int | None = None,
             (``identical_tokens``). The reward head then reads a cut-off reply, not its ``<|end|>``.
 
     Returns:
-        :class:`TokenizedPairs`.
+        :class:`TokenizedPairs`; it may hold no rows (the trainers refuse that, naming the counts).
     """
-    validate_pairs(rows)
+    validate_pairs(rows, allow_identical=True)
     if truncation and max_length is None:
         raise ValueError("truncation=True needs a max_length")
     out, counts = [], {"too_long": 0, "identical_tokens": 0, "kept": 0}
@@ -538,31 +558,73 @@ def tokenize_pairs(rows: list[dict], tokenizer, max_length: int | None = None,
                     "rejected_completion_mask": sides["rejected"]["completion_mask"],
                     "label": float(row.get("label", 1.0)), "index": i})
     counts["kept"] = len(out)
+    if counts["too_long"] or counts["identical_tokens"]:
+        log.warning("dropped %d of %d pairs: %d longer than max_length=%s tokens, %d with chosen == rejected tokens",
+                    len(rows) - len(out), len(rows), counts["too_long"], max_length, counts["identical_tokens"])
     return TokenizedPairs(out, counts)
 
 
-def collate_pairs(rows: list[dict], pad_token_id: int) -> dict:
+def _rows_of(rows, what: str) -> list[dict]:
+    """A non-empty list of row dicts, from a list or a dict of equal-length columns (what ``dataset[i:j]``
+    returns). Shared with ``dpo_trainer.collate_kto``."""
+    if isinstance(rows, dict):
+        lengths = {name: len(col) for name, col in rows.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"{what}: the columns have different lengths {lengths}: every chosen needs its "
+                             "rejected (mismatched chosen/rejected counts)")
+        rows = [dict(zip(rows, vals)) for vals in zip(*rows.values())]
+    rows = list(rows)
+    if not rows:
+        raise ValueError(f"{what} got no rows")
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise ValueError(f"{what}: row {i} must be a dict of token columns; got {type(r).__name__}")
+    return rows
+
+
+def _stack_ref(rows: list[dict], names: tuple[str, ...], batch: dict) -> None:
+    """Put precomputed reference log-probs into ``batch`` as (B,) float32 tensors, if the rows carry them (all
+    rows or none). Shared with ``dpo_trainer.collate_kto``."""
+    has = [all(name in r for name in names) for r in rows]
+    if not any(has):
+        return
+    if not all(has):
+        missing = [i for i, h in enumerate(has) if not h]
+        raise ValueError(f"reference log-probs missing in row(s) {missing} of a batch whose other rows have them; "
+                         f"expected {list(names)} in every row (dpo_trainer.compute_ref_logps)")
+    for name in names:
+        batch[name] = torch.tensor([float(r[name]) for r in rows], dtype=torch.float32)
+
+
+def _as_list(x) -> list:
+    return x.tolist() if torch.is_tensor(x) else list(x)
+
+
+def collate_pairs(rows, pad_token_id: int) -> dict:
     """Stack a batch of pairs as (2B, T): rows 0..B−1 the chosen sides, rows B..2B−1 the rejected ones.
 
     Args:
-        rows: either B tokenized pairs (:func:`tokenize_pairs`'s rows), or 2B sequence rows
-            (``input_ids``, ``completion_mask``) already stacked chosen first — then their count must be even,
-            so that row b and row B + b are one pair.
+        rows: either B tokenized pairs (:func:`tokenize_pairs`'s rows, as a list or as a dict of columns;
+            other keys are ignored), or 2B sequence rows (``input_ids``, ``completion_mask``) already stacked
+            chosen first — then their count must be even, so that row b and row B + b are one pair.
         pad_token_id: the tokenizer's pad id.
 
     Returns:
         ``input_ids``, ``attention_mask``, ``completion_mask`` (2B, T), right-padded (``data.collate_sft``);
-        ``labels`` (B,) float32 (1 = chosen preferred, 0.5 = tie); ``num_items`` = B, the number of pairs (the
-        shared loop's items).
+        ``labels`` (B,) float32 (1 = chosen preferred, 0.5 = a tie: the collator passes ties on, each trainer
+        decides); ``num_items`` = B, the number of pairs (the shared loop's items); ``ref_chosen_logps``,
+        ``ref_rejected_logps`` (B,) float32 when the rows carry them (:data:`REF_PAIR_COLUMNS`). ``ValueError``
+        for mismatched chosen/rejected counts, a missing column, or a pair whose two sides are the same tokens.
     """
-    if not rows:
-        raise ValueError("collate_pairs got no rows")
+    rows = _rows_of(rows, "collate_pairs")
     if "chosen_input_ids" in rows[0]:
         for i, r in enumerate(rows):
-            for name in ("chosen_input_ids", "chosen_completion_mask", "rejected_input_ids",
-                         "rejected_completion_mask"):
+            for name in PAIR_COLUMNS:
                 if name not in r:
                     raise ValueError(f"pair {i} is missing {name!r} (tokenize the pairs with tokenize_pairs)")
+            if _as_list(r["chosen_input_ids"]) == _as_list(r["rejected_input_ids"]):
+                raise ValueError(f"pair {i}: chosen is identical to rejected; the pair carries no preference "
+                                 "(tokenize_pairs drops such pairs)")
         seqs = [{"input_ids": r[f"{side}_input_ids"], "completion_mask": r[f"{side}_completion_mask"]}
                 for side in ("chosen", "rejected") for r in rows]
         labels = torch.tensor([float(r.get("label", 1.0)) for r in rows], dtype=torch.float32)
@@ -575,4 +637,5 @@ def collate_pairs(rows: list[dict], pad_token_id: int) -> dict:
     batch = collate_sft(seqs, pad_token_id)
     batch["labels"] = labels
     batch["num_items"] = len(seqs) // 2
+    _stack_ref(rows, REF_PAIR_COLUMNS, batch)
     return batch

@@ -1,10 +1,7 @@
-"""Reward models (RLHF Book, ch. 5): the losses that turn preferences into a scalar reward, their metrics, the
-model (a causal LM with a scalar head) and its trainer.
+"""Reward models (RLHF Book, ch. 5): the losses that turn preferences into a scalar reward, and their metrics.
 
-Layers, top of the file to the bottom: the losses and metrics are pure functions of reward tensors (no models,
-no I/O); :class:`RewardModel` reads a scalar off a language model; :func:`rm_loss_sum` (a batch) and
-:func:`train_reward_model` (the shared loop) train it; :func:`evaluate_reward_model` prints its accuracy next
-to the Bayes ceiling of the labels.
+Tensor math only: pure functions of reward tensors, no models, no I/O. The model (a causal LM with a scalar
+head), its batch loss and its trainer are in ``reward_trainer``.
 
 The one model behind every loss here is Bradley-Terry (1952): a reward model assigns a scalar r(x, y) to each
 completion, and the probability that ``y_c`` is preferred to ``y_r`` is
@@ -31,49 +28,25 @@ Conventions
 
 from __future__ import annotations
 
-import copy as _copy
-import math
-from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
-from torch import nn
 
-from rlhfbook_lab.data import collate_sft, tokenize_conversation
-from rlhfbook_lab.generation import generate
 from rlhfbook_lab.logprobs import check_completion_mask, masked_mean
-from rlhfbook_lab.models import load_model, position_ids_from_mask, resolve, save_model
-from rlhfbook_lab.preference_data import collate_pairs, pairs_bayes_ceiling, tokenize_pairs
-from rlhfbook_lab.train import TrainConfig, train
 
 __all__ = [
-    "HEAD_FILE",
-    "RMConfig",
-    "RMEval",
     "ReliabilityBins",
-    "RewardModel",
     "bradley_terry_loss",
     "calibration_bins",
-    "evaluate_reward_model",
     "instructgpt_pairwise_loss",
-    "load_reward_model",
     "normalization_stats",
-    "normalize_on_policy",
-    "normalize_on_replies",
     "orm_loss",
     "pairwise_accuracy",
     "plackett_luce_loss",
     "preference_calibration",
     "ranking_to_pairs",
-    "rm_loss_sum",
-    "save_reward_model",
-    "score_replies",
     "split_chosen_rejected",
-    "train_reward_model",
 ]
 
 
@@ -455,127 +428,8 @@ def preference_calibration(
 
 
 # --------------------------------------------------------------------------------------------------
-# The reward model: a causal LM backbone with a scalar head read at the last real token
+# Normalisation
 # --------------------------------------------------------------------------------------------------
-
-HEAD_FILE = "reward_head.safetensors"
-"""The head's weights and normalisation, saved beside the backbone's ``model.safetensors``."""
-
-
-class RewardModel(nn.Module):
-    """r(x, y): a causal LM's final hidden state at the last real token of ``x + y``, times a linear head.
-
-    .. math::  r(x, y) = \\big(w^\\top h_L(x, y)_{t^*} - \\mu\\big) / s,
-               \\qquad t^* = \\text{the last position with attention\\_mask} = 1
-
-    ``h_L`` is the backbone's last hidden state (after its final norm: ``backbone.base_model(...)``'s
-    ``last_hidden_state``), so the LM head is not used. For a chat pair the last real token is the reply's
-    ``<|end|>``, which has attended to the whole prompt and reply. Reading it by the attention mask works for
-    right padding (``preference_data.collate_pairs``), left padding, and ``generation.generate``'s layout
-    (left-padded prompt, right-padded completion: ``rm(gen.input_ids, gen.attention_mask)`` scores samples
-    for RL directly, an unfinished one at its last token); positions come from the mask
-    (``models.position_ids_from_mask``), so a row's reward does not depend on its padding.
-
-    The head is ``nn.Linear(hidden, 1, bias=False)``: Bradley-Terry sees only reward *differences*, so a bias
-    would get exactly zero gradient. The offset and scale live in two buffers instead, ``reward_mean`` μ and
-    ``reward_std`` s (0 and 1 until :meth:`set_normalization`; see :func:`normalize_on_policy`), saved with
-    the head. The head runs in float32 even under bf16 autocast (bf16 cannot resolve small reward gaps).
-    """
-
-    def __init__(self, backbone: nn.Module, seed: int = 0):
-        super().__init__()
-        self.backbone = backbone
-        hidden = backbone.config.hidden_size
-        self.head = nn.Linear(hidden, 1, bias=False)
-        std = getattr(backbone.config, "initializer_range", 0.02)
-        with torch.no_grad():
-            self.head.weight.normal_(0.0, std, generator=torch.Generator().manual_seed(seed))
-        self.register_buffer("reward_mean", torch.zeros(()))
-        self.register_buffer("reward_std", torch.ones(()))
-        self.to(next(backbone.parameters()).device)
-
-    @classmethod
-    def from_causal_lm(cls, model: nn.Module, copy: bool = True, seed: int = 0) -> "RewardModel":
-        """A reward model on top of ``model`` (any ``transformers`` causal LM, e.g. the SFT model), with a fresh
-        head drawn from N(0, initializer_range²) by ``seed``.
-
-        ``copy=True`` (default) trains a deep copy, so the policy you started from is left untouched;
-        ``copy=False`` shares the weights.
-        """
-        return cls(_copy.deepcopy(model) if copy else model, seed=seed)
-
-    def raw_rewards(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """w^T h at the last real token of each row, before normalisation. Shapes: (B, T), (B, T) → (B,)."""
-        if input_ids.dim() != 2 or input_ids.shape != attention_mask.shape:
-            raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask "
-                             f"{tuple(attention_mask.shape)} must both have shape (B, T)")
-        real = attention_mask.bool()
-        empty = (~real.any(dim=1)).nonzero().flatten().tolist()
-        if empty:
-            raise ValueError(f"attention_mask has no real token in row(s) {empty}: nothing to score")
-        out = self.backbone.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                                       position_ids=position_ids_from_mask(attention_mask), use_cache=False)
-        hidden = out.last_hidden_state  # (B, T, H)
-        T = input_ids.shape[1]
-        positions = torch.arange(T, device=input_ids.device).expand_as(input_ids)  # (B, T)
-        last = torch.where(real, positions, -1).max(dim=1).values  # (B,): last real token, any padding side
-        h_last = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
-        with torch.autocast(h_last.device.type, enabled=False):
-            return self.head(h_last.float()).squeeze(-1)  # (B,)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Normalised rewards (raw − reward_mean) / reward_std. Shapes: (B, T), (B, T) → (B,), float32."""
-        return (self.raw_rewards(input_ids, attention_mask) - self.reward_mean) / self.reward_std
-
-    def set_normalization(self, mean: float, std: float) -> None:
-        """Make :meth:`forward` return (raw − mean) / std (``mean=0, std=1`` undoes it)."""
-        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
-            raise ValueError(f"normalisation needs a finite mean and a std > 0; got mean={mean}, std={std}")
-        self.reward_mean.fill_(float(mean))
-        self.reward_std.fill_(float(std))
-
-    @property
-    def is_normalized(self) -> bool:
-        """True when :meth:`set_normalization` set anything but (0, 1)."""
-        return float(self.reward_mean) != 0.0 or float(self.reward_std) != 1.0
-
-    def save_pretrained(self, path: str | Path, safe_serialization: bool = True) -> None:
-        """Write the backbone with its own ``save_pretrained`` and the head + normalisation to
-        :data:`HEAD_FILE` (what ``models.save_model`` calls; use :func:`save_reward_model`)."""
-        self.backbone.save_pretrained(str(path), safe_serialization=safe_serialization)
-        tensors = {"head.weight": self.head.weight, "reward_mean": self.reward_mean, "reward_std": self.reward_std}
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(Path(path) / HEAD_FILE),
-                  metadata={"format": "pt", "hidden_size": str(self.head.in_features)})
-
-
-def save_reward_model(rm: RewardModel, tokenizer, out: str | Path, overwrite: bool = False,
-                      extra_files: dict[str, str] | None = None) -> Path:
-    """Save backbone, head and tokenizer atomically (``models.save_model``). The folder also loads as a plain
-    causal LM (``models.load_model``): the head is an extra file."""
-    return save_model(rm, tokenizer, out, overwrite=overwrite, extra_files=extra_files)
-
-
-def load_reward_model(name_or_path: str | Path, device: torch.device | str | None = None):
-    """Load ``(RewardModel, tokenizer)`` saved by :func:`save_reward_model` (a folder or a shipped name), in eval
-    mode on ``device`` (default ``models.get_device()``)."""
-    backbone, tokenizer = load_model(name_or_path, device)
-    head_path = Path(resolve(name_or_path)) / HEAD_FILE
-    if not head_path.exists():
-        raise FileNotFoundError(f"{head_path} not found: {name_or_path} is a causal LM, not a reward model "
-                                "(start one with RewardModel.from_causal_lm)")
-    rm = RewardModel(backbone)
-    state = load_file(str(head_path), device=str(next(backbone.parameters()).device))
-    with torch.no_grad():
-        if state["head.weight"].shape != rm.head.weight.shape:
-            raise ValueError(f"{head_path}: head weight {tuple(state['head.weight'].shape)} does not fit a "
-                             f"backbone of hidden size {rm.head.in_features}")
-        rm.head.weight.copy_(state["head.weight"])
-        rm.reward_mean.copy_(state["reward_mean"])
-        rm.reward_std.copy_(state["reward_std"])
-    return rm.eval(), tokenizer
-
-
-# --- scoring and normalisation ------------------------------------------------------------------------------
 
 
 def normalization_stats(scores: torch.Tensor) -> tuple[float, float]:
@@ -595,263 +449,3 @@ def normalization_stats(scores: torch.Tensor) -> tuple[float, float]:
     if std <= 1e-12:
         raise ValueError("every calibration score is the same: the std is 0, nothing to normalise by")
     return mean, std
-
-
-@torch.no_grad()
-def score_replies(rm: RewardModel, tokenizer, prompts: list[str], replies: list[str], batch_size: int = 64,
-                  raw: bool = False) -> torch.Tensor:
-    """Rewards of ``replies`` to ``prompts`` (user messages), each rendered as a chat conversation
-    (``data.tokenize_conversation``), right-padded and scored in batches. Returns Shape (N,), float32, on CPU.
-    ``raw=True`` skips the normalisation."""
-    if len(prompts) != len(replies):
-        raise ValueError(f"got {len(prompts)} prompts and {len(replies)} replies; expected one reply per prompt")
-    if not prompts:
-        raise ValueError("prompts is empty")
-    device = next(rm.parameters()).device
-    was_training = rm.training
-    rm.eval()
-    rows = [tokenize_conversation(tokenizer, [{"role": "user", "content": p}, {"role": "assistant", "content": r}])
-            for p, r in zip(prompts, replies)]
-    out = []
-    for i in range(0, len(rows), batch_size):
-        batch = collate_sft(rows[i:i + batch_size], tokenizer.pad_token_id)
-        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        out.append((rm.raw_rewards(ids, mask) if raw else rm(ids, mask)).float().cpu())
-    rm.train(was_training)
-    return torch.cat(out)
-
-
-def normalize_on_replies(rm: RewardModel, tokenizer, prompts: list[str], replies: list[str],
-                         batch_size: int = 64) -> tuple[float, float]:
-    """Set ``rm``'s normalisation so that these replies score mean 0, std 1; return (mean, std) of the raw
-    scores (:func:`normalization_stats`)."""
-    mean, std = normalization_stats(score_replies(rm, tokenizer, prompts, replies, batch_size, raw=True))
-    rm.set_normalization(mean, std)
-    return mean, std
-
-
-@torch.no_grad()
-def normalize_on_policy(rm: RewardModel, tokenizer, policy, prompts: list[str], num_samples: int = 4,
-                        seed: int = 0, batch_size: int = 64, **generate_kwargs) -> tuple[float, float]:
-    """Normalise ``rm`` to mean 0, std 1 on samples from a reference policy (e.g. the SFT model RL starts from).
-
-    Samples ``num_samples`` replies per prompt with ``generation.generate`` (seeded; ``generate_kwargs`` such as
-    ``temperature`` and ``max_new_tokens`` are passed on) and scores them in the sampler's own token layout,
-    exactly as RL will. Rewards then read in units of "standard deviations of the reference policy's replies",
-    so a KL coefficient or a reward threshold means the same thing whatever the head's scale. Returns the raw
-    (mean, std).
-    """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1; got {num_samples}")
-    if not prompts:
-        raise ValueError("prompts is empty")
-    torch.manual_seed(seed)
-    per_call = max(1, batch_size // num_samples)
-    device = next(rm.parameters()).device
-    was_training = rm.training
-    rm.eval()
-    raw = []
-    for i in range(0, len(prompts), per_call):
-        gen = generate(policy, tokenizer, prompts[i:i + per_call], num_return_sequences=num_samples,
-                       **generate_kwargs)
-        raw.append(rm.raw_rewards(gen.input_ids.to(device), gen.attention_mask.to(device)).float().cpu())
-    rm.train(was_training)
-    mean, std = normalization_stats(torch.cat(raw))
-    rm.set_normalization(mean, std)
-    return mean, std
-
-
-# --------------------------------------------------------------------------------------------------
-# Trainer: tensor loss → batch (rm_loss_sum) → loop (train_reward_model)
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RMConfig:
-    """Reward-model training settings (TRL's ``RewardConfig`` in miniature)."""
-
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=2e-4, warmup_steps=20,
-                                                                   bf16=False))
-    """The shared loop's settings (steps, lr, schedule, grad_accum, seed). Reward models overfit fast
-    (InstructGPT trained one epoch): keep ``steps * batch_size * grad_accum`` near the number of pairs."""
-    batch_size: int = 32
-    """Pairs per micro-batch (each is two rows of the stacked (2B, T) batch)."""
-    max_length: int = 160
-    """Longest conversation (prompt + reply) in tokens; a pair with a longer side is dropped and counted, never
-    truncated."""
-    margin: float | None = None
-    """A constant margin m in −log σ(r_c − r_r − m) (Llama 2's margin loss, here the same for every decisive
-    pair; never applied to ties). ``None``: the plain Bradley-Terry loss."""
-    eval_batch_size: int = 128
-    """Pairs per forward pass when evaluating."""
-
-
-def rm_loss_sum(model, batch: dict, margin: float | None = None) -> tuple[torch.Tensor, dict]:
-    """Bradley-Terry loss of a stacked pair batch, **summed** over pairs, and metrics summed the same way.
-
-    One forward pass over the (2B, T) batch (``preference_data.collate_pairs``: chosen rows first), split
-    with ``.chunk(2)`` (:func:`split_chosen_rejected`). With label y (1 = chosen preferred, 0.5 = a tie,
-    ``batch["labels"]``; all 1 when absent):
-
-    .. math::  \\mathcal{L} = \\sum_b \\Big[ -y_b \\log\\sigma(r_c - r_r - m_b)
-                 - (1 - y_b) \\log\\sigma(r_r - r_c) \\Big]
-
-    with m_b = ``margin`` on decisive pairs and 0 on ties (so a tie pulls the two rewards together).
-
-    Args:
-        model: ``model(input_ids, attention_mask) -> (2B,)`` rewards (a :class:`RewardModel`).
-        batch: ``input_ids``, ``attention_mask`` (2B, T); ``num_items`` = B; optional ``labels`` (B,).
-        margin: see :class:`RMConfig`.
-
-    Returns:
-        (loss summed over the B pairs, metrics): ``rewards/chosen``, ``rewards/rejected``,
-        ``rewards/margins`` (r_c − r_r) and ``rewards/accuracies`` (1 if r_c > r_r, ½ if equal; ½ for a tie,
-        which has no order), each summed over pairs (the shared loop turns sums into means).
-    """
-    input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
-    n_pairs = int(batch["num_items"])
-    if input_ids.shape[0] != 2 * n_pairs:
-        raise ValueError(f"batch has {input_ids.shape[0]} rows but num_items = {n_pairs} pairs; a pair batch "
-                         "stacks 2B rows, chosen first (preference_data.collate_pairs)")
-    rewards = model(input_ids, attention_mask)  # (2B,)
-    chosen_rewards, rejected_rewards = split_chosen_rejected(rewards)  # (B,), (B,)
-    labels = batch.get("labels")
-    if labels is None:
-        labels = torch.ones_like(chosen_rewards)
-    labels = labels.to(chosen_rewards.device, torch.float32)
-    if labels.shape != chosen_rewards.shape:
-        raise ValueError(f"labels must have shape (B,) = ({n_pairs},); got {tuple(labels.shape)}")
-    decisive = labels == 1.0
-    m = None if margin is None else margin * decisive.float()  # (B,)
-    loss_sum = (labels * bradley_terry_loss(chosen_rewards, rejected_rewards, m, reduction="none")
-                + (1 - labels) * bradley_terry_loss(rejected_rewards, chosen_rewards, reduction="none")).sum()
-    with torch.no_grad():
-        c, r = chosen_rewards.detach().float(), rejected_rewards.detach().float()
-        n_dec = int(decisive.sum())
-        acc = 0.5 * (n_pairs - n_dec)
-        if n_dec:
-            acc += float(pairwise_accuracy(c[decisive], r[decisive])) * n_dec
-        metrics = {"rewards/chosen": float(c.sum()), "rewards/rejected": float(r.sum()),
-                   "rewards/margins": float((c - r).sum()), "rewards/accuracies": acc}
-    return loss_sum, metrics
-
-
-@dataclass
-class RMEval:
-    """What :func:`evaluate_reward_model` returns. ``str()`` prints accuracy next to the Bayes ceiling."""
-
-    accuracy: float
-    """Pairwise accuracy on the decisive pairs (:func:`pairwise_accuracy`, ties of the rewards count ½)."""
-    bayes_ceiling: float
-    """The best accuracy any model can reach on these labels (``preference_data.pairs_bayes_ceiling``)."""
-    loss: float
-    """Mean Bradley-Terry loss on the decisive pairs (nats)."""
-    calibration: ReliabilityBins
-    """:func:`preference_calibration` of σ(r_c − r_r) on the decisive pairs."""
-    num_pairs: int
-    """Decisive pairs scored."""
-    counts: dict[str, int]
-    """Pairs left out: ``too_long``, ``identical_tokens`` (``preference_data.tokenize_pairs``), ``ties``."""
-    chosen_rewards: torch.Tensor
-    """Shape (num_pairs,), float32, CPU."""
-    rejected_rewards: torch.Tensor
-    """Shape (num_pairs,), float32, CPU."""
-
-    def __str__(self) -> str:
-        return (f"accuracy {self.accuracy:.3f} · Bayes ceiling {self.bayes_ceiling:.3f} · "
-                f"ECE {float(self.calibration.ece):.3f} · loss {self.loss:.3f} (n = {self.num_pairs} pairs)")
-
-
-@torch.no_grad()
-def _score_pairs(rm, tok_rows: list[dict], pad_token_id: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    device = next(rm.parameters()).device
-    chosen, rejected = [], []
-    for i in range(0, len(tok_rows), batch_size):
-        batch = collate_pairs(tok_rows[i:i + batch_size], pad_token_id)
-        rewards = rm(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float().cpu()
-        c, r = split_chosen_rejected(rewards)
-        chosen.append(c)
-        rejected.append(r)
-    return torch.cat(chosen), torch.cat(rejected)
-
-
-def _evaluate_tokenized(rm, tokenized, rows: list[dict], pad_token_id: int, batch_size: int,
-                        n_bins: int = 10) -> RMEval:
-    decisive = [t for t in tokenized.rows if t["label"] == 1.0]
-    if not decisive:
-        raise ValueError("no decisive pair to evaluate on (every pair was dropped or is a tie)")
-    was_training = rm.training
-    rm.eval()
-    c, r = _score_pairs(rm, decisive, pad_token_id, batch_size)
-    rm.train(was_training)
-    counts = {k: v for k, v in tokenized.counts.items() if k != "kept"}
-    counts["ties"] = len(tokenized.rows) - len(decisive)
-    return RMEval(
-        accuracy=float(pairwise_accuracy(c, r)),
-        bayes_ceiling=pairs_bayes_ceiling([rows[t["index"]] for t in decisive]),
-        loss=float(bradley_terry_loss(c, r)),
-        calibration=preference_calibration(c, r, n_bins),
-        num_pairs=len(decisive), counts=counts, chosen_rewards=c, rejected_rewards=r,
-    )
-
-
-def evaluate_reward_model(rm, tokenizer, pairs: list[dict], max_length: int | None = None, batch_size: int = 128,
-                          n_bins: int = 10) -> RMEval:
-    """Accuracy, loss and calibration of ``rm`` on ``pairs``, next to the pairs' Bayes ceiling.
-
-    The ceiling comes from the labeller's own probabilities (``p_chosen``, and ``label_noise`` when labels were
-    flipped; rows without ``p_chosen`` use the gold annotator): accuracy close to it means nothing is left to
-    learn from these labels; accuracy above it on held-out pairs means a leak. Ties are left out of every
-    number (they have no order) and counted.
-    """
-    tokenized = tokenize_pairs(pairs, tokenizer, max_length)
-    return _evaluate_tokenized(rm, tokenized, pairs, tokenizer.pad_token_id, batch_size, n_bins)
-
-
-def train_reward_model(rm: RewardModel, tokenizer, pairs: list[dict], cfg: RMConfig,
-                       eval_pairs: list[dict] | None = None, eval_every: int = 0,
-                       progress: bool = True) -> dict[str, list]:
-    """Train ``rm`` in place on preference ``pairs`` with the shared loop; return its metrics history.
-
-    Pairs are tokenized once (``preference_data.tokenize_pairs``: over-long and token-identical pairs dropped
-    and counted) and visited in one random order fixed by ``cfg.train.seed`` (cycled), ``cfg.batch_size``
-    pairs per micro-batch, so the same model, pairs and config give the same curve.
-
-    The history has the loop's keys, the :func:`rm_loss_sum` metrics (per-pair means), ``data/num_pairs``,
-    ``data/num_too_long``, ``data/num_identical_tokens``, and with ``eval_pairs`` ``eval/accuracy``,
-    ``eval/loss``, ``eval/ece`` and ``eval/bayes_ceiling`` every ``eval_every`` steps and at the end.
-    """
-    if rm.is_normalized:
-        raise ValueError("rm has a reward normalisation set: it would rescale the Bradley-Terry logits. Train "
-                         "first and normalise after, or call rm.set_normalization(0.0, 1.0)")
-    if cfg.batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {cfg.batch_size}")
-    tokenized = tokenize_pairs(pairs, tokenizer, cfg.max_length)
-    rows = tokenized.rows
-    if not rows:
-        raise ValueError(f"no pair to train on: {tokenized.counts}")
-    gen = torch.Generator().manual_seed(cfg.train.seed)
-    order = torch.randperm(len(rows), generator=gen).tolist()
-    device = next(rm.parameters()).device
-
-    def get_batch(step: int, micro: int) -> dict:
-        k = step * cfg.train.grad_accum + micro
-        batch = collate_pairs([rows[order[(k * cfg.batch_size + j) % len(order)]] for j in range(cfg.batch_size)],
-                              tokenizer.pad_token_id)
-        return {name: v.to(device) if torch.is_tensor(v) else v for name, v in batch.items()}
-
-    eval_fn = None
-    if eval_pairs is not None:
-        eval_tok = tokenize_pairs(eval_pairs, tokenizer, cfg.max_length)
-
-        def eval_fn(model, step):
-            ev = _evaluate_tokenized(model, eval_tok, eval_pairs, tokenizer.pad_token_id, cfg.eval_batch_size)
-            return {"eval/accuracy": ev.accuracy, "eval/loss": ev.loss, "eval/ece": float(ev.calibration.ece),
-                    "eval/bayes_ceiling": ev.bayes_ceiling}
-
-    history = train(rm, get_batch, partial(rm_loss_sum, margin=cfg.margin), cfg.train, eval_fn=eval_fn,
-                    eval_every=eval_every, desc="reward model", progress=progress)
-    history["data/num_pairs"] = [len(rows)]
-    history["data/num_too_long"] = [tokenized.counts["too_long"]]
-    history["data/num_identical_tokens"] = [tokenized.counts["identical_tokens"]]
-    return history

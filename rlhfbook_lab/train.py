@@ -69,6 +69,14 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
+def autocast_context(device: torch.device, bf16: bool | None) -> torch.autocast:
+    """The autocast every ``loss_fn`` call of the loop runs under (``TrainConfig.bf16``): bf16 when ``bf16`` is
+    True, or when it is None and ``device`` is a bf16-capable CUDA GPU (``models.autocast_dtype``); otherwise a
+    disabled autocast (plain fp32). Use it wherever a number must match the loop's, e.g. precomputed log-probs."""
+    dtype = autocast_dtype(device) if bf16 is None else (torch.bfloat16 if bf16 else None)
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def train(
     model: torch.nn.Module,
     get_batch: Callable[[int, int], dict],
@@ -91,7 +99,6 @@ def train(
     """
     torch.manual_seed(cfg.seed)
     device = next(model.parameters()).device
-    dtype = autocast_dtype(device) if cfg.bf16 is None else (torch.bfloat16 if cfg.bf16 else None)
     opt = make_optimizer(model, cfg)
     history: dict[str, list] = defaultdict(list)
     model.train()
@@ -106,7 +113,7 @@ def train(
             raise ValueError(f"step {step}: the batch has no items to train on (num_items = {total})")
         sums: dict[str, float] = defaultdict(float)
         for b in micro:
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with autocast_context(device, cfg.bf16):
                 loss_sum, metrics = loss_fn(model, b)
             (loss_sum / total).backward()
             sums["loss"] += float(loss_sum.detach())

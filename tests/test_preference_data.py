@@ -1,6 +1,6 @@
 """Tests for rlhfbook_lab.preference_data: every builder's determinism and counts, label noise, nested subsets,
-split hygiene, the Bayes ceiling against a Monte-Carlo estimate, tokenization drops, the stacked collator, and
-every ValueError."""
+split hygiene, the Bayes ceiling against a Monte-Carlo estimate, tokenization (the reply and its EOS marked, drops
+counted), the stacked collator both trainers share, and every ValueError."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import torch
 from rlhfbook_lab import world
 from rlhfbook_lab.preference_data import (
     DEFAULT_STYLES,
+    PAIR_COLUMNS,
     STYLES,
     collate_pairs,
     corrupt_answer,
@@ -55,6 +56,7 @@ def good_row(**kw) -> dict:
 def test_validate_accepts_good_pairs():
     validate_pairs([good_row(), good_row(label=0.5, p_chosen=0.5)])
     validate_pairs([{"prompt": "p", "chosen": "a", "rejected": "b"}])  # p_chosen and label are optional
+    validate_pairs([good_row(rejected="2 + 3 = 5.")], allow_identical=True)  # for a caller that drops and counts
 
 
 @pytest.mark.parametrize("field", ["prompt", "chosen", "rejected"])
@@ -324,7 +326,22 @@ def test_ceiling_matches_monte_carlo_best_accuracy():
 # --------------------------------------------------------------------------------------------------
 
 
-def test_tokenize_pairs_drops_too_long_and_truncated_identical(tokenizer):
+def test_tokenize_pairs_marks_the_reply_and_eos_and_shares_the_prompt(tokenizer):
+    rows = off_policy_pairs(problems(8), pairs_per_prompt=1, seed=0).rows
+    tok = tokenize_pairs(rows, tokenizer)
+    assert tok.counts == {"too_long": 0, "identical_tokens": 0, "kept": len(rows)}
+    for i, (pair, row) in enumerate(zip(rows, tok.rows)):
+        assert set(row) == {*PAIR_COLUMNS, "label", "index"} and (row["index"], row["label"]) == (i, 1.0)
+        for side in ("chosen", "rejected"):
+            ids, mask = row[f"{side}_input_ids"], row[f"{side}_completion_mask"]
+            reply = [t for t, m in zip(ids, mask) if m]
+            assert tokenizer.decode(reply) == pair[side] + tokenizer.eos_token
+        start = row["chosen_completion_mask"].index(1)
+        assert row["rejected_completion_mask"].index(1) == start
+        assert row["chosen_input_ids"][:start] == row["rejected_input_ids"][:start]  # the same prompt tokens
+
+
+def test_tokenize_pairs_drops_too_long_and_truncated_identical(tokenizer, caplog):
     long_a = "17 + 25 = 42. " + "I hope this helps. " * 5
     rows = [good_row(),  # short: kept
             good_row(chosen=long_a + "Thank you.", rejected=long_a + "Bye now.")]  # differ only at the end
@@ -334,40 +351,79 @@ def test_tokenize_pairs_drops_too_long_and_truncated_identical(tokenizer):
     max_length = n_short + 10
     dropped = tokenize_pairs(rows, tokenizer, max_length=max_length)
     assert dropped.counts == {"too_long": 1, "identical_tokens": 0, "kept": 1}
+    assert f"dropped 1 of 2 pairs: 1 longer than max_length={max_length}" in caplog.text
     cut = tokenize_pairs(rows, tokenizer, max_length=max_length, truncation=True)
     assert cut.counts == {"too_long": 0, "identical_tokens": 1, "kept": 1}
     assert cut.rows[0]["index"] == 0 and cut.rows[0]["label"] == 1.0
+    # the same text on both sides (pairs from elsewhere): counted with the identical tokens, not refused
+    same = tokenize_pairs([good_row(rejected="2 + 3 = 5."), good_row(), good_row(label=0.5)], tokenizer)
+    assert same.counts == {"too_long": 0, "identical_tokens": 1, "kept": 2}
+    assert [(r["index"], r["label"]) for r in same.rows] == [(1, 1.0), (2, 0.5)]  # a tie is kept, label and all
+    assert tokenize_pairs([good_row(rejected="2 + 3 = 5.")], tokenizer).rows == []  # empty: the trainers refuse it
     with pytest.raises(ValueError, match="truncation=True needs a max_length"):
         tokenize_pairs(rows, tokenizer, truncation=True)
     with pytest.raises(ValueError, match="pair 1: .*special token"):
         tokenize_pairs([good_row(), good_row(chosen="5<|end|>")], tokenizer)
+    with pytest.raises(ValueError, match="pair 1 is missing the field 'rejected'"):
+        tokenize_pairs([good_row(), {"prompt": "hi", "chosen": "yo"}], tokenizer)
+    with pytest.raises(ValueError, match="pair 0: 'chosen' must be a string"):
+        tokenize_pairs([good_row(chosen=3)], tokenizer)
 
 
 def test_collate_pairs_stacks_chosen_first(tokenizer):
+    pad = tokenizer.pad_token_id
     rows = [good_row(), good_row(prompt="Spell cat backward.", chosen="The reverse of cat is tac.",
-                                 rejected="tac", label=0.5, p_chosen=0.5)]
+                                 rejected="tac", label=0.5, p_chosen=0.5),
+            good_row(prompt="What is 10 + 3?", chosen="10 + 3 = 13.", rejected="Sure! 10 + 3 = 13. Bye.")]
     tok = tokenize_pairs(rows, tokenizer)
-    batch = collate_pairs(tok.rows, tokenizer.pad_token_id)
-    B = 2
-    assert batch["num_items"] == B and batch["input_ids"].shape[0] == 2 * B
-    assert batch["labels"].tolist() == [1.0, 0.5]
-    order = [tok.rows[0]["chosen_input_ids"], tok.rows[1]["chosen_input_ids"],
-             tok.rows[0]["rejected_input_ids"], tok.rows[1]["rejected_input_ids"]]
-    for i, ids in enumerate(order):
-        n = len(ids)
-        assert batch["input_ids"][i, :n].tolist() == ids
-        assert batch["attention_mask"][i].tolist() == [1] * n + [0] * (batch["input_ids"].shape[1] - n)
-        assert (batch["input_ids"][i, n:] == tokenizer.pad_token_id).all()
+    batch = collate_pairs(tok.rows, pad)
+    B = 3
+    widths = [len(r[f"{s}_input_ids"]) for s in ("chosen", "rejected") for r in tok.rows]
+    assert batch["num_items"] == B and batch["input_ids"].shape == (2 * B, max(widths))
+    assert batch["labels"].dtype == torch.float32 and batch["labels"].tolist() == [1.0, 0.5, 1.0]  # ties kept
+    for i, r in enumerate(tok.rows):
+        for j, side in ((i, "chosen"), (i + B, "rejected")):  # row b and row B + b are one pair
+            ids, n = r[f"{side}_input_ids"], len(r[f"{side}_input_ids"])
+            assert batch["input_ids"][j, :n].tolist() == ids
+            assert batch["completion_mask"][j, :n].tolist() == r[f"{side}_completion_mask"]
+            assert batch["attention_mask"][j].tolist() == [1] * n + [0] * (batch["input_ids"].shape[1] - n)
+            assert (batch["input_ids"][j, n:] == pad).all() and not batch["completion_mask"][j, n:].any()
     chosen_ids, rejected_ids = batch["input_ids"].chunk(2)
-    assert torch.equal(chosen_ids[1, :len(order[1])], torch.tensor(order[1]))
+    n = len(tok.rows[1]["rejected_input_ids"])
+    assert torch.equal(rejected_ids[1, :n], torch.tensor(tok.rows[1]["rejected_input_ids"]))
+    # a dict of columns (what dataset[i:j] returns) gives the same batch
+    cols = {k: [r[k] for r in tok.rows] for k in tok.rows[0]}
+    assert all(torch.equal(v, collate_pairs(cols, pad)[k]) for k, v in batch.items() if k != "num_items")
+    # precomputed reference log-probs (the DPO trainer's) ride along as (B,) float32 when every row has them
+    assert "ref_chosen_logps" not in batch
+    with_ref = [dict(r, ref_chosen_logps=-1.5 * i, ref_rejected_logps=-2.0) for i, r in enumerate(tok.rows)]
+    ref = collate_pairs(with_ref, pad)
+    assert ref["ref_chosen_logps"].dtype == ref["ref_rejected_logps"].dtype == torch.float32
+    assert ref["ref_chosen_logps"].tolist() == [0.0, -1.5, -3.0] and ref["ref_rejected_logps"].tolist() == [-2.0] * 3
+    assert torch.equal(ref["input_ids"], batch["input_ids"])
 
 
 def test_collate_pairs_errors(tokenizer):
+    pad = tokenizer.pad_token_id
     seq = {"input_ids": [1, 2, 3], "completion_mask": [0, 1, 1]}
-    assert collate_pairs([seq, seq], tokenizer.pad_token_id)["num_items"] == 1  # stacked rows, chosen first
+    assert collate_pairs([seq, seq], pad)["num_items"] == 1  # stacked rows, chosen first
     with pytest.raises(ValueError, match="got 3 sequence rows: a stacked pair batch needs an even count"):
-        collate_pairs([seq, seq, seq], tokenizer.pad_token_id)
+        collate_pairs([seq, seq, seq], pad)
     with pytest.raises(ValueError, match="pair 0 is missing 'rejected_input_ids'"):
-        collate_pairs([{"chosen_input_ids": [1, 2], "chosen_completion_mask": [0, 1]}], tokenizer.pad_token_id)
+        collate_pairs([{"chosen_input_ids": [1, 2], "chosen_completion_mask": [0, 1]}], pad)
     with pytest.raises(ValueError, match="no rows"):
-        collate_pairs([], tokenizer.pad_token_id)
+        collate_pairs([], pad)
+    with pytest.raises(ValueError, match="row 0 must be a dict"):
+        collate_pairs(["chosen_input_ids"], pad)
+    rows = tokenize_pairs([good_row(), good_row(rejected="2 + 3 = 7."), good_row(rejected="5")], tokenizer).rows
+    cols = {k: [r[k] for r in rows] for k in rows[0]}
+    cols["rejected_input_ids"] = cols["rejected_input_ids"][:2]
+    cols["rejected_completion_mask"] = cols["rejected_completion_mask"][:2]
+    with pytest.raises(ValueError, match="mismatched chosen/rejected counts"):
+        collate_pairs(cols, pad)
+    same = dict(rows[0], rejected_input_ids=rows[0]["chosen_input_ids"],
+                rejected_completion_mask=rows[0]["chosen_completion_mask"])
+    with pytest.raises(ValueError, match="pair 1: chosen is identical to rejected"):
+        collate_pairs([rows[1], same], pad)
+    with pytest.raises(ValueError, match=r"reference log-probs missing in row\(s\) \[1\]"):
+        collate_pairs([dict(rows[0], ref_chosen_logps=-1.0, ref_rejected_logps=-2.0), rows[1]], pad)

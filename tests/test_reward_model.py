@@ -12,6 +12,7 @@ from rlhfbook_lab.reward_model import (
     bradley_terry_loss,
     calibration_bins,
     instructgpt_pairwise_loss,
+    normalization_stats,
     orm_loss,
     pairwise_accuracy,
     plackett_luce_loss,
@@ -389,6 +390,20 @@ def test_preference_calibration_separates_calibrated_from_overconfident_models()
     # Mirror symmetry: the bin at p and the bin at 1 − p see complementary frequencies.
     freq = calibrated.observed_frequency
     torch.testing.assert_close(freq + freq.flip(0), torch.ones(10, dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------------------------------
+# Normalisation statistics
+# --------------------------------------------------------------------------------------------------
+
+
+def test_normalization_stats_hand_values():
+    mean, std = normalization_stats(torch.tensor([1.0, 2.0, 3.0]))
+    assert mean == pytest.approx(2.0) and std == pytest.approx(math.sqrt(2 / 3))
+    with pytest.raises(ValueError, match="std is 0"):
+        normalization_stats(torch.full((4,), 0.3))
+    with pytest.raises(ValueError, match="N >= 2"):
+        normalization_stats(torch.tensor([1.0]))
 
 
 # --------------------------------------------------------------------------------------------------

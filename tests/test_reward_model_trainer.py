@@ -1,6 +1,6 @@
-"""Tests for the reward model and its trainer (rlhfbook_lab.reward_model, second half): the head reads the last
-real token whatever the padding, normalisation, save/load, a hand-computed batch loss, exact gradient
-accumulation, a tiny seeded run that learns, determinism, and the evaluation next to the Bayes ceiling."""
+"""Tests for the reward model and its trainer (rlhfbook_lab.reward_trainer): the head reads the last real token
+whatever the padding, normalisation, save/load, a hand-computed batch loss, exact gradient accumulation, a tiny
+seeded run that learns, determinism, and the evaluation next to the Bayes ceiling."""
 
 from __future__ import annotations
 
@@ -19,16 +19,15 @@ from rlhfbook_lab.data import tokenize_conversation
 from rlhfbook_lab.generation import encode_prompts, generate
 from rlhfbook_lab.models import load_model, save_model
 from rlhfbook_lab.preference_data import collate_pairs, off_policy_pairs, pairs_bayes_ceiling, tokenize_pairs
-from rlhfbook_lab.reward_model import (
+from rlhfbook_lab.reward_model import pairwise_accuracy
+from rlhfbook_lab.reward_trainer import (
     HEAD_FILE,
     RewardModel,
     RMConfig,
     evaluate_reward_model,
     load_reward_model,
-    normalization_stats,
     normalize_on_policy,
     normalize_on_replies,
-    pairwise_accuracy,
     rm_loss_sum,
     save_reward_model,
     score_replies,
@@ -195,15 +194,6 @@ def test_text_scoring_matches_the_samplers_layout(rm, tokenizer):
 # --------------------------------------------------------------------------------------------------
 # Normalisation and save / load
 # --------------------------------------------------------------------------------------------------
-
-
-def test_normalization_stats_hand_values():
-    mean, std = normalization_stats(torch.tensor([1.0, 2.0, 3.0]))
-    assert mean == pytest.approx(2.0) and std == pytest.approx(math.sqrt(2 / 3))
-    with pytest.raises(ValueError, match="std is 0"):
-        normalization_stats(torch.full((4,), 0.3))
-    with pytest.raises(ValueError, match="N >= 2"):
-        normalization_stats(torch.tensor([1.0]))
 
 
 def test_normalize_on_replies_gives_mean0_std1(micro_model, tokenizer):

@@ -1,0 +1,567 @@
+"""The direct-alignment trainer (book chapter 8): the losses of ``dpo`` on the shared loop, ``train.train``.
+
+Three layers, each testable alone (STYLE.md; rasbt's ``compute_dpo_loss`` → ``compute_dpo_loss_batch`` →
+``train_model_dpo_simple``):
+
+1. **The tensor loss** lives in ``dpo`` (``dpo_loss``, ``ipo_loss``, ``kto_loss``, ...): per-sequence log-probs
+   in, per-pair losses out; it never sees a model.
+2. **A batch**: :func:`concatenated_forward` scores the chosen and rejected replies of a stacked (2B, T) batch
+   in one forward pass; :func:`dpo_loss_sum` adds the reference's log-probs (a frozen copy,
+   :func:`make_reference_model`, or log-probs precomputed once, :func:`compute_ref_logps`) and returns the loss
+   **summed** over pairs, the shared loop's contract.
+3. **The loop**: :func:`train_dpo` tokenizes the pairs, refuses ties (label 0.5: these losses read every pair
+   as chosen ≻ rejected), fixes the visiting order by seed and hands ``dpo_loss_sum`` to ``train.train``.
+
+Pairs are tokenized and stacked by ``preference_data.tokenize_pairs`` / ``collate_pairs``, the same helpers the
+reward-model trainer uses; the collator also carries precomputed reference log-probs. KTO's unpaired examples
+have their own :func:`tokenize_kto` / :func:`collate_kto`: each row adds a mismatched conversation from which
+KTO estimates its reference point. Items of the loop's contract: pairs for the paired losses, examples for KTO.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import NamedTuple
+
+import torch
+from datasets import Dataset
+
+from .data import BuiltDataset, ExampleTooLong, collate_sft, tokenize_conversation
+from .dpo import LOSS_REDUCTION, REFERENCE_FREE_LOSSES, _check_positive, kto_loss, preference_loss
+from .logprobs import check_completion_mask, masked_mean, masked_sum, per_token_logprobs
+from .models import forward_logits
+from .preference_data import (
+    REF_PAIR_COLUMNS,
+    TokenizedPairs,
+    _conversation,
+    _rows_of,
+    _stack_ref,
+    collate_pairs,
+    tokenize_pairs,
+)
+from .train import TrainConfig, autocast_context, train
+
+__all__ = [
+    "KTO_COLUMNS",
+    "REF_KTO_COLUMNS",
+    "ConcatenatedOutput",
+    "DPOConfig",
+    "check_dpo_config",
+    "collate_kto",
+    "compute_ref_logps",
+    "concatenated_forward",
+    "dpo_loss_sum",
+    "kto_examples",
+    "make_reference_model",
+    "tokenize_kto",
+    "train_dpo",
+]
+
+log = logging.getLogger(__name__)
+
+KTO_COLUMNS = ("input_ids", "completion_mask", "desirable", "kl_input_ids", "kl_completion_mask")
+REF_KTO_COLUMNS = ("ref_logps", "ref_kl_logps")
+
+
+@dataclass
+class DPOConfig:
+    """Direct-alignment settings: one trainer for every loss of ``dpo``; ``loss`` picks which."""
+
+    loss: str = "dpo"
+    """``"dpo"``, ``"cdpo"``, ``"ipo"``, ``"simpo"``, ``"orpo"`` or ``"kto"``. It also fixes the reduction over
+    tokens (``LOSS_REDUCTION``) and whether a reference model is needed (``REFERENCE_FREE_LOSSES``)."""
+    beta: float = 0.1
+    """The loss's ``beta``: the KL strength β of DPO, cDPO and KTO; IPO's τ; SimPO's reward scale (SimPO wants
+    β ≈ 2–10, not 0.1); ORPO's λ, the weight of the odds-ratio term (TRL's naming throughout)."""
+    label_smoothing: float = 0.1
+    """cDPO only: ε in [0, 0.5], the assumed probability that a preference label is flipped."""
+    gamma: float = 1.0
+    """SimPO only: γ >= 0, the target reward margin."""
+    orpo_nll_weight: float = 1.0
+    """ORPO only: weight of the SFT term, the mean NLL of each chosen reply, beside λ·L_OR (the paper: 1)."""
+    desirable_weight: float = 1.0
+    """KTO only: λ_D, the weight of a desirable example's loss."""
+    undesirable_weight: float = 1.0
+    """KTO only: λ_U, the weight of an undesirable example's loss."""
+    max_length: int = 160
+    """Longest conversation (prompt + reply) kept, in tokens. A pair with either side longer is dropped, never
+    truncated (a cut reply would lose its ``<|end|>``), and counted."""
+    batch_size: int = 16
+    """Items per micro-batch: pairs (a forward pass sees 2·batch_size rows), or examples for KTO (>= 2, and each
+    micro-batch holds both desirable and undesirable ones)."""
+    precompute_ref_logps: bool = False
+    """Score the whole dataset with the reference once before training and store the log-probs in the rows;
+    training then runs no reference forward pass and holds no reference model in memory."""
+    disable_dropout: bool = True
+    """Set every ``nn.Dropout`` of the policy (and reference) to p = 0, as TRL does: with dropout on, the
+    policy's log-probs at step 0 are not the reference's and the step-0 loss is not ln 2. (Attention dropout
+    that a ``transformers`` config applies functionally is not an ``nn.Dropout``; the presets have none.)"""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, lr=1e-4, warmup_steps=10,
+                                                                   weight_decay=0.0, bf16=False))
+    """The shared loop's settings (steps, lr, schedule, grad_accum, seed). No weight decay by default: it pulls
+    the weights toward 0, not toward the reference, which is what β regularises toward. fp32 by default: the
+    losses compare differences of summed log-probs, which bf16 blurs."""
+
+    def __post_init__(self):
+        check_dpo_config(self)
+
+
+def check_dpo_config(cfg: DPOConfig) -> None:
+    """Raise ``ValueError`` naming the field unless ``cfg`` is usable (called on construction and at every
+    entry point, so a field changed after construction is caught too)."""
+    if cfg.loss not in LOSS_REDUCTION:
+        raise ValueError(f"loss must be one of {sorted(LOSS_REDUCTION)}; got {cfg.loss!r}")
+    _check_positive("beta", cfg.beta)
+    if not 0.0 <= cfg.label_smoothing <= 0.5:
+        raise ValueError(f"label_smoothing must be in [0, 0.5] (a flip probability); got {cfg.label_smoothing}")
+    if not cfg.gamma >= 0 or math.isinf(cfg.gamma):
+        raise ValueError(f"gamma must be a finite number >= 0 (SimPO's target margin); got {cfg.gamma}")
+    if not cfg.orpo_nll_weight >= 0 or math.isinf(cfg.orpo_nll_weight):
+        raise ValueError(f"orpo_nll_weight must be a finite number >= 0; got {cfg.orpo_nll_weight}")
+    _check_positive("desirable_weight", cfg.desirable_weight)
+    _check_positive("undesirable_weight", cfg.undesirable_weight)
+    smallest = 2 if cfg.loss == "kto" else 1
+    if not isinstance(cfg.batch_size, int) or cfg.batch_size < smallest:
+        raise ValueError(f"batch_size must be an int >= {smallest} for loss={cfg.loss!r}"
+                         + (" (a KTO micro-batch needs a desirable and an undesirable example)" if smallest == 2
+                            else "") + f"; got {cfg.batch_size!r}")
+    if not isinstance(cfg.max_length, int) or cfg.max_length < 2:
+        raise ValueError(f"max_length must be an int >= 2; got {cfg.max_length!r}")
+    if cfg.train.grad_accum < 1:
+        raise ValueError(f"train.grad_accum must be >= 1; got {cfg.train.grad_accum}")
+
+
+# --- data: pairs (tokenized and stacked by preference_data) ---------------------------------------------------
+
+
+def _refuse_ties(labels, indices, what: str) -> None:
+    """The losses read every pair as chosen ≻ rejected: a pair with ``label`` other than 1.0 (``preference_data``'s
+    0.5 = a tie, which the reward model trains on) would be trained on as a win, so it is refused."""
+    for k, label in zip(indices, labels):
+        if isinstance(label, bool) or label != 1.0:
+            raise ValueError(f"{what} {k} has label {label!r}: these losses need a strict preference (label 1.0, "
+                             "chosen ≻ rejected); drop ties (preference_data: ties='drop') or swap flipped pairs")
+
+
+def _pair_rows(tokenizer, pairs, max_length: int) -> tuple[list[dict], int, int]:
+    """``train_dpo``'s paired input → (tokenized rows, pairs dropped as too long, pairs dropped as identical).
+
+    ``pairs``: raw pairs (a list or a ``datasets.Dataset``; ``preference_data.tokenize_pairs`` tokenizes them), a
+    ``TokenizedPairs``, or rows that already have the token columns (used as they are). Ties are refused here.
+    """
+    if isinstance(pairs, TokenizedPairs):
+        rows, counts = pairs
+    else:
+        pairs = pairs.to_list() if isinstance(pairs, Dataset) else list(pairs)
+        if pairs and isinstance(pairs[0], dict) and "chosen_input_ids" in pairs[0]:
+            rows, counts = pairs, {}  # tokenized rows, used as they are
+        else:
+            rows, counts = tokenize_pairs(pairs, tokenizer, max_length)
+    dropped, identical = counts.get("too_long", 0), counts.get("identical_tokens", 0)
+    if not rows:
+        raise ValueError(f"no pair to train on: {dropped} longer than max_length={max_length}, "
+                         f"{identical} with chosen identical to rejected")
+    _refuse_ties([r.get("label", 1.0) for r in rows], [r.get("index", i) for i, r in enumerate(rows)], "pair")
+    return list(rows), dropped, identical
+
+
+# --- data: KTO's unpaired examples ---------------------------------------------------------------------------
+
+
+def _require_keys(item, keys, what: str, k: int) -> None:
+    if not isinstance(item, dict):
+        raise ValueError(f"{what} {k} must be a dict with keys {list(keys)}; got {type(item).__name__}")
+    missing = [key for key in keys if key not in item]
+    if missing:
+        raise ValueError(f"{what} {k} is missing key(s) {missing}; expected {list(keys)}")
+
+
+def kto_examples(pairs) -> list[dict]:
+    """Unroll pairs into KTO's unpaired examples as TRL does: each pair gives its chosen reply as a desirable
+    example and its rejected reply as an undesirable one, ``{"prompt", "completion", "label": bool}``."""
+    out = []
+    for k, pair in enumerate(pairs):
+        _require_keys(pair, ("prompt", "chosen", "rejected"), "pair", k)
+        out.append({"prompt": pair["prompt"], "completion": pair["chosen"], "label": True})
+        out.append({"prompt": pair["prompt"], "completion": pair["rejected"], "label": False})
+    return out
+
+
+def tokenize_kto(tokenizer, examples, max_length: int, seed: int = 0) -> BuiltDataset:
+    """Tokenize KTO examples ``{"prompt", "completion", "label": bool}`` (TRL's unpaired format).
+
+    Each row also carries a *mismatched* conversation for KTO's reference point z_ref (``kto_reference_point``):
+    its prompt with the completion of another example, chosen once here by a seeded cyclic shift over a random
+    order (TRL shifts completions by one inside each batch; fixing the partner per row makes the reference's
+    log-probs precomputable). Mismatched rows are not limited to ``max_length``.
+
+    Returns:
+        ``data.BuiltDataset`` with columns ``input_ids``, ``completion_mask``, ``desirable``, ``kl_input_ids``,
+        ``kl_completion_mask``, and the count of examples dropped as longer than ``max_length``. ``ValueError``
+        for a malformed example, for fewer than two examples, or when one label is absent.
+    """
+    kept: list[tuple[dict, dict]] = []
+    dropped = 0
+    for k, ex in enumerate(examples):
+        _require_keys(ex, ("prompt", "completion", "label"), "example", k)
+        if not isinstance(ex["label"], bool):
+            raise ValueError(f"example {k}: label must be a bool (True = desirable); got {ex['label']!r}")
+        try:
+            row = tokenize_conversation(tokenizer, _conversation(ex["prompt"], ex["completion"]), max_length)
+        except ExampleTooLong:
+            dropped += 1
+            continue
+        except ValueError as e:
+            raise ValueError(f"example {k}: {e}") from e
+        kept.append((ex, row))
+    if len(kept) < 2:
+        raise ValueError(f"KTO needs at least 2 examples; {len(kept)} left ({dropped} longer than "
+                         f"max_length={max_length})")
+    labels = [ex["label"] for ex, _ in kept]
+    if all(labels) or not any(labels):
+        raise ValueError(f"KTO needs desirable and undesirable examples; all {len(kept)} are "
+                         f"{'desirable' if labels[0] else 'undesirable'}")
+    order = torch.randperm(len(kept), generator=torch.Generator().manual_seed(seed)).tolist()
+    partner = {order[j]: order[(j + 1) % len(order)] for j in range(len(order))}
+    cols: dict[str, list] = {c: [] for c in KTO_COLUMNS}
+    for i, (ex, row) in enumerate(kept):
+        kl_row = tokenize_conversation(tokenizer, _conversation(ex["prompt"], kept[partner[i]][0]["completion"]))
+        for name, value in zip(KTO_COLUMNS, (row["input_ids"], row["completion_mask"], ex["label"],
+                                             kl_row["input_ids"], kl_row["completion_mask"])):
+            cols[name].append(value)
+    if dropped:
+        log.warning("dropped %d of %d KTO examples longer than max_length=%d tokens",
+                    dropped, dropped + len(kept), max_length)
+    return BuiltDataset(Dataset.from_dict(cols), dropped)
+
+
+def collate_kto(rows, pad_token_id: int) -> dict:
+    """Pad B KTO examples on the right: ``input_ids``, ``attention_mask``, ``completion_mask`` (B, T); the
+    mismatched rows as ``kl_input_ids``, ``kl_attention_mask``, ``kl_completion_mask`` (B, T'); ``desirable``
+    (B,) bool; ``num_items`` = B; ``ref_logps``, ``ref_kl_logps`` (B,) when precomputed."""
+    rows = _rows_of(rows, "collate_kto")
+    for i, r in enumerate(rows):
+        _require_keys(r, KTO_COLUMNS, "row", i)
+    batch = collate_sft([{"input_ids": r["input_ids"], "completion_mask": r["completion_mask"]} for r in rows],
+                        pad_token_id)
+    kl = collate_sft([{"input_ids": r["kl_input_ids"], "completion_mask": r["kl_completion_mask"]} for r in rows],
+                     pad_token_id)
+    for name in ("input_ids", "attention_mask", "completion_mask"):
+        batch[f"kl_{name}"] = kl[name]
+    batch["desirable"] = torch.tensor([bool(r["desirable"]) for r in rows], dtype=torch.bool)
+    batch["num_items"] = len(rows)
+    _stack_ref(rows, REF_KTO_COLUMNS, batch)
+    return batch
+
+
+# --- a batch --------------------------------------------------------------------------------------------------
+
+
+class ConcatenatedOutput(NamedTuple):
+    """What :func:`concatenated_forward` returns."""
+
+    chosen_logps: torch.Tensor  # (B,) log π(y_w|x), summed or averaged over the reply's tokens
+    rejected_logps: torch.Tensor  # (B,) log π(y_l|x)
+    per_token_logps: torch.Tensor  # (2B, T) aligned with input_ids, chosen rows first (0 where not a reply)
+    completion_mask: torch.Tensor  # (2B, T)
+
+
+def _sequence_logps(model, input_ids, attention_mask, completion_mask, reduction: str):
+    """One forward pass → (per-sequence log-probs (N,), per-token log-probs (N, T))."""
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean'; got {reduction!r}")
+    check_completion_mask(completion_mask, input_ids)
+    logits = forward_logits(model, input_ids, attention_mask)  # (N, T, V)
+    per_token_logps = per_token_logprobs(logits, input_ids)  # (N, T)
+    reduce = masked_sum if reduction == "sum" else masked_mean
+    return reduce(per_token_logps, completion_mask, dim=1), per_token_logps
+
+
+def concatenated_forward(model, batch: dict, reduction: str) -> ConcatenatedOutput:
+    """Score chosen and rejected replies in ONE forward pass of the stacked (2B, T) batch (``collate_pairs``).
+
+    One pass instead of two: the model's weights are read once, and both halves see the same padding and the
+    same kernels. ``reduction`` is ``LOSS_REDUCTION[loss]``: ``"sum"`` gives log π(y|x), ``"mean"`` gives
+    log π(y|x)/|y|. Gradients flow unless the caller wraps this in ``torch.no_grad()``.
+    """
+    input_ids = batch["input_ids"]
+    n = input_ids.shape[0]
+    if n % 2 or ("num_items" in batch and int(batch["num_items"]) * 2 != n):
+        raise ValueError(f"a pair batch must stack B chosen rows on B rejected rows; got {n} rows for "
+                         f"num_items={batch.get('num_items')} pairs (mismatched chosen/rejected counts)")
+    logps, per_token_logps = _sequence_logps(model, input_ids, batch["attention_mask"], batch["completion_mask"],
+                                             reduction)
+    chosen_logps, rejected_logps = logps.chunk(2)  # chosen rows stacked first
+    return ConcatenatedOutput(chosen_logps, rejected_logps, per_token_logps, batch["completion_mask"])
+
+
+def _missing_ref(names) -> ValueError:
+    return ValueError(f"precompute_ref_logps=True but the batch's reference log-probs missing: expected "
+                      f"{list(names)} (train_dpo stores them in the rows; else call compute_ref_logps)")
+
+
+def _paired_ref_logps(batch: dict, cfg: DPOConfig, ref_model, reduction: str):
+    if cfg.loss in REFERENCE_FREE_LOSSES:
+        return None, None  # the reference is skipped entirely
+    if cfg.precompute_ref_logps:
+        if not all(name in batch for name in REF_PAIR_COLUMNS):
+            raise _missing_ref(REF_PAIR_COLUMNS)
+        return batch["ref_chosen_logps"], batch["ref_rejected_logps"]
+    if ref_model is None:
+        raise ValueError(f"loss={cfg.loss!r} needs a reference model: pass ref_model (make_reference_model) or "
+                         "set precompute_ref_logps=True")
+    with torch.no_grad():
+        ref = concatenated_forward(ref_model, batch, reduction)
+    return ref.chosen_logps, ref.rejected_logps
+
+
+def dpo_loss_sum(policy, batch: dict, cfg: DPOConfig, ref_model=None) -> tuple[torch.Tensor, dict]:
+    """The shared loop's ``loss_fn``: (loss summed over the batch's items, metrics summed over them).
+
+    Paired losses (items: pairs): one stacked forward of the policy (:func:`concatenated_forward`), the
+    reference's log-probs (a no-grad forward of ``ref_model``, or the batch's precomputed ones, or none for
+    the reference-free losses), then ``preference_loss``. ORPO adds ``orpo_nll_weight`` × the chosen reply's mean
+    NLL, −log π(y_w|x)/|y_w|, per pair. KTO (items: examples) goes to :func:`_kto_loss_sum`. A batch whose
+    ``labels`` (``collate_pairs``) are not all 1.0 is refused: a tie is not a win.
+
+    Metrics (TRL's names; the loop divides by the step's items): ``rewards/chosen``, ``rewards/rejected``,
+    ``rewards/margins`` (chosen − rejected), ``rewards/accuracies`` (chosen > rejected, strictly: a tie counts
+    0), ``logps/chosen``, ``logps/rejected`` (the policy's, with the loss's reduction); ORPO also
+    ``losses/nll`` and ``losses/odds_ratio``.
+    """
+    check_dpo_config(cfg)
+    if cfg.loss == "kto":
+        return _kto_loss_sum(policy, batch, cfg, ref_model)
+    if "labels" in batch:
+        labels = batch["labels"].tolist()
+        _refuse_ties(labels, range(len(labels)), "the batch's pair")
+    reduction = LOSS_REDUCTION[cfg.loss]
+    out = concatenated_forward(policy, batch, reduction)
+    ref_chosen_logps, ref_rejected_logps = _paired_ref_logps(batch, cfg, ref_model, reduction)
+    extra = {"cdpo": {"label_smoothing": cfg.label_smoothing}, "simpo": {"gamma": cfg.gamma}}.get(cfg.loss, {})
+    losses, chosen_rewards, rejected_rewards = preference_loss(
+        cfg.loss, policy_chosen_logps=out.chosen_logps, policy_rejected_logps=out.rejected_logps,
+        ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps, beta=cfg.beta, **extra)
+    metrics = {}
+    if cfg.loss == "orpo":
+        nll = -out.chosen_logps  # (B,) mean NLL of each chosen reply (the reduction is "mean")
+        metrics["losses/nll"] = nll.sum()
+        metrics["losses/odds_ratio"] = losses.sum()
+        losses = cfg.orpo_nll_weight * nll + losses
+    margins = chosen_rewards - rejected_rewards
+    metrics.update({
+        "rewards/chosen": chosen_rewards.sum(),
+        "rewards/rejected": rejected_rewards.sum(),
+        "rewards/margins": margins.sum(),
+        "rewards/accuracies": (margins > 0).float().sum(),
+        "logps/chosen": out.chosen_logps.detach().sum(),
+        "logps/rejected": out.rejected_logps.detach().sum(),
+    })
+    return losses.sum(), {k: float(v.detach()) for k, v in metrics.items()}
+
+
+def _kto_loss_sum(policy, batch: dict, cfg: DPOConfig, ref_model=None) -> tuple[torch.Tensor, dict]:
+    """KTO's ``loss_fn`` (items: examples). z_ref comes from the mismatched rows, scored without gradient.
+
+    The per-class metrics are class means within the micro-batch, times its size, so the loop reports the
+    class mean exactly when ``grad_accum == 1`` (else a size-weighted mean of micro-batch means). Because z_ref
+    is a batch statistic, KTO's gradient depends on how a step is split into micro-batches (TRL's too).
+    """
+    args = (batch["input_ids"], batch["attention_mask"], batch["completion_mask"], "sum")
+    kl_args = (batch["kl_input_ids"], batch["kl_attention_mask"], batch["kl_completion_mask"], "sum")
+    policy_logps, _ = _sequence_logps(policy, *args)
+    with torch.no_grad():
+        policy_kl_logps, _ = _sequence_logps(policy, *kl_args)
+        if cfg.precompute_ref_logps:
+            if not all(name in batch for name in REF_KTO_COLUMNS):
+                raise _missing_ref(REF_KTO_COLUMNS)
+            ref_logps, ref_kl_logps = batch["ref_logps"], batch["ref_kl_logps"]
+        elif ref_model is None:
+            raise ValueError("loss='kto' needs a reference model: pass ref_model (make_reference_model) or set "
+                             "precompute_ref_logps=True")
+        else:
+            ref_logps, _ = _sequence_logps(ref_model, *args)
+            ref_kl_logps, _ = _sequence_logps(ref_model, *kl_args)
+    out = kto_loss(policy_logps, ref_logps, batch["desirable"], policy_kl_logps, ref_kl_logps, beta=cfg.beta,
+                   desirable_weight=cfg.desirable_weight, undesirable_weight=cfg.undesirable_weight)
+    n, desirable = len(policy_logps), batch["desirable"]
+    logps = policy_logps.detach()
+    metrics = {
+        "rewards/chosen": out.chosen_rewards.mean() * n,
+        "rewards/rejected": out.rejected_rewards.mean() * n,
+        "rewards/margins": (out.chosen_rewards.mean() - out.rejected_rewards.mean()) * n,
+        "logps/chosen": logps[desirable].mean() * n,
+        "logps/rejected": logps[~desirable].mean() * n,
+        "kto/kl": out.kl * n,
+    }
+    return out.losses.sum(), {k: float(v.detach()) for k, v in metrics.items()}
+
+
+# --- the reference ----------------------------------------------------------------------------------------------
+
+
+def make_reference_model(policy):
+    """The frozen reference π_ref: a deep copy of ``policy`` as it is now, in eval mode, ``requires_grad=False``."""
+    ref = copy.deepcopy(policy).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+def _check_reference(ref_model, policy) -> None:
+    if ref_model is policy or {id(p) for p in ref_model.parameters()} & {id(p) for p in policy.parameters()}:
+        raise ValueError("ref_model shares parameters with the policy, so the reference would move as the policy "
+                         "trains; pass a copy (make_reference_model(policy)) or None")
+    ref_device, device = next(ref_model.parameters()).device, next(policy.parameters()).device
+    if ref_device != device:
+        raise ValueError(f"ref_model is on {ref_device} but the policy is on {device}; move it with .to()")
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {name: v.to(device) if torch.is_tensor(v) else v for name, v in batch.items()}
+
+
+@torch.no_grad()
+def compute_ref_logps(ref_model, rows, cfg: DPOConfig, pad_token_id: int) -> list[dict]:
+    """Score every row with ``ref_model`` once; return copies of the rows with the reference's log-probs added.
+
+    Paired rows get ``ref_chosen_logps``, ``ref_rejected_logps``; KTO rows (``cfg.loss == "kto"``) get
+    ``ref_logps``, ``ref_kl_logps``. The reduction is ``LOSS_REDUCTION[cfg.loss]``, the autocast the loop's
+    (``train.autocast_context``), and the model runs in eval mode (its mode is restored). Rows are scored
+    ``cfg.batch_size`` at a time: a row's log-probs do not depend on its padding, but a different batch shape may
+    change the last bits of a float32 sum (≈1e-5 on a log-prob of −300), so precomputed and live values agree to
+    that precision.
+
+    Args:
+        rows: a list of row dicts or a ``datasets.Dataset``: ``preference_data.tokenize_pairs(...).rows``, or
+            :func:`tokenize_kto`'s dataset.
+    """
+    check_dpo_config(cfg)
+    rows = rows.to_list() if isinstance(rows, Dataset) else [dict(r) for r in rows]
+    reduction = LOSS_REDUCTION[cfg.loss]
+    device = next(ref_model.parameters()).device
+    was_training = ref_model.training
+    ref_model.eval()
+    try:
+        with autocast_context(device, cfg.train.bf16):
+            for start in range(0, len(rows), cfg.batch_size):
+                chunk = rows[start:start + cfg.batch_size]
+                if cfg.loss == "kto":
+                    b = _to(collate_kto(chunk, pad_token_id), device)
+                    logps, _ = _sequence_logps(ref_model, b["input_ids"], b["attention_mask"],
+                                               b["completion_mask"], reduction)
+                    kl_logps, _ = _sequence_logps(ref_model, b["kl_input_ids"], b["kl_attention_mask"],
+                                                  b["kl_completion_mask"], reduction)
+                    values = (logps, kl_logps)
+                else:
+                    out = concatenated_forward(ref_model, _to(collate_pairs(chunk, pad_token_id), device), reduction)
+                    values = (out.chosen_logps, out.rejected_logps)
+                names = REF_KTO_COLUMNS if cfg.loss == "kto" else REF_PAIR_COLUMNS
+                for name, v in zip(names, values):
+                    for r, x in zip(chunk, v.float().tolist()):
+                        r[name] = x
+    finally:
+        ref_model.train(was_training)
+    return rows
+
+
+# --- the loop -------------------------------------------------------------------------------------------------
+
+
+def _disable_dropout(model) -> None:
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+
+
+def _cycled(indices: list[int], gen: torch.Generator):
+    """``take(k, n)``: the k-th run of n items from one fixed random order of ``indices``, cycled."""
+    order = [indices[i] for i in torch.randperm(len(indices), generator=gen).tolist()]
+    return lambda k, n: [order[(k * n + j) % len(order)] for j in range(n)]
+
+
+def train_dpo(policy, tokenizer, pairs, cfg: DPOConfig, ref_model=None, progress: bool = True, eval_fn=None,
+              eval_every: int = 0) -> dict[str, list]:
+    """Train ``policy`` in place with ``cfg.loss`` on preference data; return the shared loop's history.
+
+    Args:
+        policy: the model to train (usually the SFT model). It is also the reference's starting point.
+        pairs: preference pairs ``{"prompt", "chosen", "rejected"}`` (a list or a ``datasets.Dataset``), a
+            ``preference_data.TokenizedPairs``, or tokenized rows with its columns (its ``.rows``, e.g. with
+            ``compute_ref_logps``'s log-probs added). Every pair's ``label`` must be 1.0 (ties refused). For
+            ``loss="kto"``: pairs (unrolled by :func:`kto_examples`: chosen → desirable, rejected →
+            undesirable), unpaired examples ``{"prompt", "completion", "label"}``, or a ``tokenize_kto`` result.
+        cfg: :class:`DPOConfig`. Rows are visited in one random order fixed by ``cfg.train.seed`` (cycled), so
+            the same model, data and config give the same curve. KTO micro-batches are stratified: each holds
+            desirable and undesirable examples in the data's proportion (at least one of each).
+        ref_model: the frozen reference. ``None``: a copy of ``policy`` taken now (:func:`make_reference_model`),
+            or, with ``precompute_ref_logps``, the policy itself scores the data before its first step. Unused by
+            the reference-free losses (SimPO, ORPO).
+        eval_fn, eval_every: passed to ``train.train``.
+
+    The history adds ``data/num_items`` (pairs, or KTO examples), ``data/num_dropped`` (over ``max_length``),
+    ``data/num_identical`` (chosen == rejected tokens) and ``charts/wall_time``.
+    """
+    check_dpo_config(cfg)
+    if cfg.loss == "kto":
+        identical = 0
+        if isinstance(pairs, BuiltDataset):
+            dataset, dropped = pairs
+        else:
+            examples = list(pairs)
+            if examples and isinstance(examples[0], dict) and "chosen" in examples[0]:
+                examples = kto_examples(examples)
+            dataset, dropped = tokenize_kto(tokenizer, examples, cfg.max_length, seed=cfg.train.seed)
+        rows = dataset.to_list()
+    else:
+        rows, dropped, identical = _pair_rows(tokenizer, pairs, cfg.max_length)
+    if cfg.disable_dropout:
+        _disable_dropout(policy)
+    if ref_model is not None:
+        _check_reference(ref_model, policy)
+        ref_model.eval()
+        if cfg.disable_dropout:
+            _disable_dropout(ref_model)
+    if cfg.loss in REFERENCE_FREE_LOSSES:
+        ref_model = None
+    elif cfg.precompute_ref_logps:
+        rows = compute_ref_logps(ref_model if ref_model is not None else policy, rows, cfg, tokenizer.pad_token_id)
+        ref_model = None  # not needed during training
+    elif ref_model is None:
+        ref_model = make_reference_model(policy)
+
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    n = cfg.batch_size
+    if cfg.loss == "kto":
+        good = [i for i, r in enumerate(rows) if r["desirable"]]
+        bad = [i for i, r in enumerate(rows) if not r["desirable"]]
+        n_good = min(max(round(n * len(good) / len(rows)), 1), n - 1)  # both classes in every micro-batch
+        take_good, take_bad = _cycled(good, gen), _cycled(bad, gen)
+        collate = collate_kto
+
+        def pick(k: int) -> list[int]:
+            return take_good(k, n_good) + take_bad(k, n - n_good)
+    else:
+        take = _cycled(list(range(len(rows))), gen)
+        collate = collate_pairs
+
+        def pick(k: int) -> list[int]:
+            return take(k, n)
+    device = next(policy.parameters()).device
+
+    def get_batch(step: int, micro: int) -> dict:
+        picked = pick(step * cfg.train.grad_accum + micro)
+        return _to(collate([rows[i] for i in picked], tokenizer.pad_token_id), device)
+
+    t0 = time.perf_counter()
+    history = train(policy, get_batch, partial(dpo_loss_sum, cfg=cfg, ref_model=ref_model), cfg.train,
+                    eval_fn=eval_fn, eval_every=eval_every, desc=cfg.loss, progress=progress)
+    history["charts/wall_time"] = [time.perf_counter() - t0]
+    history["data/num_items"] = [len(rows)]
+    history["data/num_dropped"] = [dropped]
+    history["data/num_identical"] = [identical]
+    return history
