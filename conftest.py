@@ -1,5 +1,9 @@
 """Test-run settings, for the unit tests and the lessons alike (nbval kernels inherit this environment):
-fast mode on, the Hugging Face hub offline, no progress-bar noise."""
+fast mode on, the Hugging Face hub offline, no progress-bar noise.
+
+``OMP_WAIT_POLICY=PASSIVE``: while a lesson's kernel computes, the pytest process (and any other) must not keep
+OpenMP threads spinning; on 2 cores a spinning neighbour slowed lesson 03 from ~40 s to ~160 s. It has to be set
+before torch loads OpenMP, which is why it lives here (this file is imported first)."""
 
 import os
 
@@ -8,3 +12,4 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
