@@ -41,6 +41,8 @@ from typing import Iterable, NamedTuple
 import torch
 from datasets import Dataset
 
+from .paths import DATA_DIR
+
 __all__ = [
     "BuiltDataset",
     "ExampleTooLong",
@@ -48,8 +50,10 @@ __all__ = [
     "build_sft_dataset",
     "collate_sft",
     "instruction_dataset",
+    "load_instruction_file",
     "pack_dataset",
     "read_jsonl",
+    "token_roles",
     "tokenize_conversation",
     "validate_messages",
     "write_jsonl",
@@ -58,6 +62,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant")
+
+SFT_DATA_DIR = DATA_DIR / "sft"
+"""Where the shipped instruction data lives (``sft_train.jsonl``, ``sft_heldout.jsonl``)."""
+SFT_TRAIN_SIZE = 4000
+"""Conversations in the shipped training file (about 1 MB of jsonl)."""
+SFT_HELDOUT_SIZE = 500
+"""Conversations in the shipped held-out file (prompt keys never in the training file)."""
 
 
 class ExampleTooLong(ValueError):
@@ -157,6 +168,24 @@ def tokenize_conversation(tokenizer, messages, max_length: int | None = None) ->
                              "reply cannot be located in the tokens")
         completion_mask[len(start): len(end)] = [1] * (len(end) - len(start))
     return {"input_ids": input_ids, "completion_mask": completion_mask}
+
+
+def token_roles(tokenizer, input_ids: list[int], completion_mask: list[int]) -> list[tuple[str, str]]:
+    """Each token's text and its role in the loss, for showing which tokens are trained on.
+
+    Roles: ``"prompt"`` (not a target: system and user turns, the assistant header, BOS), ``"response"`` (a
+    target token of a reply) and ``"eos"`` (a target ``<|end|>``: the token that teaches the model to stop). A
+    space is shown as ``␣``; special tokens keep their names.
+    """
+    if len(input_ids) != len(completion_mask):
+        raise ValueError(f"input_ids and completion_mask must have the same length; got {len(input_ids)} and "
+                         f"{len(completion_mask)}")
+    out = []
+    for tok_id, m in zip(input_ids, completion_mask):
+        text = tokenizer.decode([tok_id]).replace(" ", "␣")
+        role = "prompt" if not m else ("eos" if tok_id == tokenizer.eos_token_id else "response")
+        out.append((text, role))
+    return out
 
 
 # --- datasets -----------------------------------------------------------------------------------------------
@@ -289,6 +318,7 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a data file is an ordinary one
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -310,18 +340,32 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return out
 
 
-def build_instruction_files(out_dir: str | Path, n_train: int, n_heldout: int,
-                            seed: int = 0) -> dict[str, Path]:
+def build_instruction_files(out_dir: str | Path | None = None, n_train: int = SFT_TRAIN_SIZE,
+                            n_heldout: int = SFT_HELDOUT_SIZE, seed: int = 0) -> dict[str, Path]:
     """Write ``sft_train.jsonl`` and ``sft_heldout.jsonl`` from ``world.instruction_data``.
 
-    Regenerable: the same arguments write the same bytes. Each line is ``{"messages", "family", "prompt",
+    The defaults write the shipped files in ``data/sft/`` (``rlhfbook-lab sft-data``). Regenerable: the same
+    arguments write the same bytes. Each line is ``{"messages", "family", "prompt",
     "reference"}``; the held-out file's prompt keys never occur in the training file (the world splits by
     key). Returns ``{"train": path, "heldout": path}``.
     """
     from .world import instruction_data
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir) if out_dir is not None else SFT_DATA_DIR
     return {
         "train": write_jsonl(out_dir / "sft_train.jsonl", instruction_data(n_train, seed, "train")),
         "heldout": write_jsonl(out_dir / "sft_heldout.jsonl", instruction_data(n_heldout, seed, "heldout")),
     }
+
+
+def load_instruction_file(split: str = "train", data_dir: str | Path | None = None) -> list[dict]:
+    """The shipped instruction data of ``split`` (``"train"`` or ``"heldout"``), read from ``data/sft/``.
+
+    A missing file is a ``FileNotFoundError`` that names the command writing it.
+    """
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout'; got {split!r}")
+    path = (Path(data_dir) if data_dir is not None else SFT_DATA_DIR) / f"sft_{split}.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"no instruction data at {path}; run `rlhfbook-lab sft-data` to write it")
+    return read_jsonl(path)

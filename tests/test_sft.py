@@ -1,7 +1,9 @@
 """Tests for rlhfbook_lab.sft and rlhfbook_lab.evaluation: hand-computed losses, exact gradient accumulation
 (and the classic bug it avoids), prompt tokens get no gradient, padding invariance, packing's pinned
-behaviour, a tiny seeded SFT run, and the chat evaluation's bookkeeping."""
+behaviour, a tiny seeded SFT run, the chat evaluation's bookkeeping, groups of samples and elicitation by hand,
+the held-out loss, and the shipped recipe's checkpoint writing."""
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -11,15 +13,17 @@ from torch.testing import assert_close
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from rlhfbook_lab import evaluation, world
-from rlhfbook_lab.data import collate_sft, instruction_dataset, pack_dataset, tokenize_conversation
+from rlhfbook_lab.data import collate_sft, instruction_dataset, pack_dataset, token_roles, tokenize_conversation
 from rlhfbook_lab.generation import Generation
 from rlhfbook_lab.logprobs import per_token_logprobs
 from rlhfbook_lab.sft import (
     SFTConfig,
     apply_label_options,
+    eval_loss,
     nll_loss_sum,
     num_loss_items,
     sft,
+    sft_from_base,
     sft_loss_sum,
 )
 from rlhfbook_lab.train import TrainConfig
@@ -308,3 +312,149 @@ def test_evaluate_chat_with_a_real_model(tokenizer):
 def test_generation_type_is_what_evaluation_reads():
     fields = Generation.__dataclass_fields__
     assert "texts" in fields and "finished" in fields
+
+
+# --- groups of samples (the signal RL needs) ----------------------------------------------------------------
+
+
+def test_sample_groups_counts_by_hand(monkeypatch):
+    problems = world.heldout_prompts(5, seed=0, families=("addition",))
+    k = 4
+    right = {p.prompt: i for i, p in enumerate(problems)}  # problem i gets min(i, k) right samples
+
+    def gen(model, tokenizer, prompts, num_return_sequences=1, **kwargs):
+        texts = []
+        for prompt in prompts:
+            p = world.parse_prompt(prompt)
+            n_right = min(right[prompt], num_return_sequences)
+            texts += [p.reference] * n_right + ["0 + 0 = 1000."] * (num_return_sequences - n_right)
+        return SimpleNamespace(texts=texts)
+
+    monkeypatch.setattr(evaluation, "generate", gen)
+    g = evaluation.sample_groups(None, None, problems, k=k, batch_size=8)  # 2 prompts per call: 3 calls
+    assert g.counts == [0, 1, 2, 3, 4] and g.k == k
+    assert g.mixed_share == pytest.approx(3 / 5)        # counts 1, 2, 3
+    assert g.all_wrong_share == pytest.approx(1 / 5) and g.all_correct_share == pytest.approx(1 / 5)
+    assert g.sample_accuracy == pytest.approx(10 / 20)
+    assert evaluation.mixed_share(None, None, problems, k=k) == pytest.approx(3 / 5)
+    with pytest.raises(ValueError, match="empty"):
+        evaluation.sample_groups(None, None, [], k=k)
+    with pytest.raises(ValueError, match="k must"):
+        evaluation.sample_groups(None, None, problems, k=0)
+
+
+def test_sample_groups_is_seeded_with_a_real_model(tokenizer):
+    problems = world.heldout_prompts(3, seed=2, families=("addition",))
+    model = tiny_llama(tokenizer)
+    a = evaluation.sample_groups(model, tokenizer, problems, k=3, max_new_tokens=4, seed=7)
+    b = evaluation.sample_groups(model, tokenizer, problems, k=3, max_new_tokens=4, seed=7)
+    assert a.counts == b.counts and len(a.counts) == 3 and all(0 <= c <= 3 for c in a.counts)
+
+
+# --- elicitation --------------------------------------------------------------------------------------------
+
+
+def test_creature_split_partitions_the_cast():
+    train, heldout = evaluation.creature_split("train"), evaluation.creature_split("heldout")
+    assert sorted(train + heldout) == sorted(world.tasks.CREATURE_NAMES) and not set(train) & set(heldout)
+    assert len(heldout) == 7  # the elicitation set the issue describes
+    for rows, split in ((world.instruction_data(300, 0, "train", families=("creatures",)), "train"),
+                        (world.heldout_prompts(60, families=("creatures",)), "heldout")):
+        for r in rows:
+            p = world.parse_prompt(r["prompt"] if isinstance(r, dict) else r.prompt)
+            assert p.key[0] in (train if split == "train" else heldout)
+    with pytest.raises(ValueError, match="split"):
+        evaluation.creature_split("test")
+
+
+def test_elicitation_report_bookkeeping(monkeypatch, tokenizer):
+    """A fake base that knows every fact but the blorp's, and a fake SFT model that answers only questions
+    about creatures in the SFT data but, once the creature is named for it, states every fact right: the
+    report's rates follow by hand."""
+    heldout = evaluation.creature_split("heldout")
+
+    def value_after(subject):  # "The blorp eats" → the fact's last word
+        c = subject.split()[1]
+        attr = next(a for a, t in world.tasks.CREATURE_FACTS.items() if t.format(c=c, v="").strip(" .") == subject)
+        return world.tasks.CREATURES[c][attr]
+
+    def gen(model, tokenizer, prompts, chat=True, **kwargs):
+        texts = []
+        for prompt in prompts:
+            if chat:  # a question
+                p = world.parse_prompt(prompt)
+                texts.append(p.reference if p.key[0] not in heldout else "I do not know.")
+            elif "<|assistant|>" in prompt:  # a question with the reply's subject prefilled
+                assert prompt.startswith("<|user|>") and prompt.count("<|end|>") == 1
+                texts.append(f" {value_after(prompt.split('<|assistant|>')[1])}.")
+            else:  # a statement prefix
+                texts.append(" mud.\nThe" if prompt.split()[1] == "blorp" else f" {value_after(prompt)}.\nThe")
+        return SimpleNamespace(texts=texts)
+
+    monkeypatch.setattr(evaluation, "generate", gen)
+    rep = evaluation.elicitation_report("base", "sft", tokenizer)
+    n_train = len(rep.creatures["train"])
+    assert len(rep.rows) == (n_train + len(heldout)) * 3 * 2  # creature × attribute × phrasing
+    assert rep.base_knows["train"] == 1.0
+    assert rep.base_knows["heldout"] == pytest.approx(1 - 1 / len(heldout))  # "blorp" is held out
+    assert rep.sft_answers == {"train": 1.0, "heldout": 0.0} and rep.elicited["heldout"] == 0.0
+    assert rep.sft_prefilled == {"train": 1.0, "heldout": 1.0}
+    blorp = [r for r in rep.rows if r["creature"] == "blorp"]
+    assert blorp and not any(r["base_knows"] for r in blorp)
+    assert blorp[0]["base_completion"].startswith("The blorp") and "\n" not in blorp[0]["base_completion"]
+    assert blorp[0]["prefilled_reply"] == world.make_problem("creatures", ("blorp", "color")).reference
+
+
+# --- token roles, held-out loss, the shipped recipe ---------------------------------------------------------
+
+
+def test_token_roles_of_a_conversation(tokenizer):
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "a b"}]
+    row = tokenize_conversation(tokenizer, msgs)
+    roles = token_roles(tokenizer, row["input_ids"], row["completion_mask"])
+    assert roles == [("<|bos|>", "prompt"), ("<|user|>", "prompt"), ("H", "prompt"), ("i", "prompt"),
+                     ("<|end|>", "prompt"), ("<|assistant|>", "prompt"), ("a", "response"), ("␣", "response"),
+                     ("b", "response"), ("<|end|>", "eos")]
+    with pytest.raises(ValueError, match="same length"):
+        token_roles(tokenizer, row["input_ids"], row["completion_mask"][:-1])
+
+
+def test_eval_loss_is_the_mean_nll_of_the_targets(tokenizer):
+    model = tiny_llama(tokenizer)
+    ds = instruction_dataset(tokenizer, 7, seed=3).dataset
+    by_row = []
+    for r in ds:
+        b = collate_sft([r], tokenizer.pad_token_id)
+        with torch.no_grad():
+            loss_sum, _ = sft_loss_sum(model, b)
+        by_row.append((float(loss_sum), b["num_items"]))
+    expected = sum(s for s, _ in by_row) / sum(n for _, n in by_row)
+    assert eval_loss(model, ds, tokenizer.pad_token_id, batch_size=3) == pytest.approx(expected, rel=1e-5)
+    seq = eval_loss(model, ds, tokenizer.pad_token_id, reduction="sequence", batch_size=2)
+    assert seq == pytest.approx(sum(s / n for s, n in by_row) / len(by_row), rel=1e-5)
+
+
+def test_sft_from_base_writes_a_loadable_checkpoint(tmp_path):
+    from rlhfbook_lab.data import build_instruction_files
+    from rlhfbook_lab.models import load_model
+
+    build_instruction_files(tmp_path / "sft", n_train=12, n_heldout=5, seed=1)
+    cfg = SFTConfig(batch_size=4, train=TrainConfig(steps=2, lr=1e-4, warmup_steps=1, bf16=False))
+    out = tmp_path / "ckpt"
+    model, tok, hist = sft_from_base(cfg, out=out, num_examples=8, progress=False, eval_every=1,
+                                     data_dir=tmp_path / "sft")
+    assert hist["eval/step"] == [1, 2] and len(hist["eval/heldout_loss"]) == 2
+    meta = json.loads((out / "training_meta.json").read_text())
+    assert meta["num_examples"] == 8 and meta["config"]["train"]["steps"] == 2 and meta["base"] == "base-tiny"
+    log = json.loads((out / "training_log.json").read_text())
+    assert log["step"] == [0, 1] and log["eval/heldout_loss"] == hist["eval/heldout_loss"]
+    reloaded, _ = load_model(out, device="cpu")
+    ids = torch.tensor([tok.encode("17 + 25 = 42.")])
+    assert_close(reloaded(ids).logits, model.cpu()(ids).logits)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    with pytest.raises(FileExistsError):
+        sft_from_base(cfg, out=out, data_dir=tmp_path / "sft")
+    with pytest.raises(ValueError, match="num_examples"):
+        sft_from_base(cfg, num_examples=13, data_dir=tmp_path / "sft")
+    with pytest.raises(FileNotFoundError, match="sft-data"):
+        sft_from_base(cfg, data_dir=tmp_path / "nowhere")
