@@ -10,9 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from _models import tiny_llama
 from torch import nn
 from torch.testing import assert_close
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from rlhfbook_lab import world
 from rlhfbook_lab.data import tokenize_conversation
@@ -34,16 +35,6 @@ from rlhfbook_lab.reward_trainer import (
     train_reward_model,
 )
 from rlhfbook_lab.train import TrainConfig
-
-
-def tiny_llama(tokenizer, seed=0, layers=1):
-    """A fresh random Llama (hidden 32): cheap enough to train in a test. Never the shared session fixture."""
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=layers,
-                      num_attention_heads=2, num_key_value_heads=2, intermediate_size=64,
-                      max_position_embeddings=256, tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-                      eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    return LlamaForCausalLM(cfg).eval()
 
 
 def conv(prompt: str, reply: str) -> list[dict]:
