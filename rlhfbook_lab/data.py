@@ -27,6 +27,13 @@ Cutting a conversation at ``max_length`` would cut a reply before its EOS and te
 middle of a sentence (or never to stop). So :func:`tokenize_conversation` raises :class:`ExampleTooLong` and
 the dataset builders **drop** such examples and report how many (``BuiltDataset.num_dropped``, and a logged
 warning). If every example is too long, that is an error.
+
+The shipped instruction data
+----------------------------
+``data/sft/sft_train.jsonl`` (:data:`SFT_TRAIN_SIZE` conversations) and ``sft_heldout.jsonl``
+(:data:`SFT_HELDOUT_SIZE`), one ``world.instruction_data`` record per line, are written by
+:func:`build_instruction_files` (``rlhfbook-lab sft-data``; ``rlhfbook-lab sft`` writes them first if they are
+missing) and read by :func:`load_instruction_file`.
 """
 
 from __future__ import annotations

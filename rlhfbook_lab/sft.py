@@ -304,7 +304,7 @@ def sft_from_base(cfg: SFTConfig | None = None, base: str | Path = "base-tiny", 
         out: save the result there (atomically, with ``training_meta.json`` and ``training_log.json``).
         num_examples: use only the first ``num_examples`` conversations of the training file.
         eval_every: every this many steps (and at the end), record ``eval/heldout_loss``, the loss on the
-            held-out file (``sft_heldout.jsonl``; prompt keys never in training).
+            first 256 conversations of the held-out file (``sft_heldout.jsonl``; prompt keys never in training).
         data_dir: where the jsonl files are (default ``data/sft``).
 
     Returns ``(model, tokenizer, history)``.

@@ -444,3 +444,16 @@ def test_sft_from_base_writes_a_loadable_checkpoint(tmp_path):
         sft_from_base(cfg, num_examples=13, data_dir=tmp_path / "sft")
     with pytest.raises(FileNotFoundError, match="sft-data"):
         sft_from_base(cfg, data_dir=tmp_path / "nowhere")
+
+
+def test_cli_sft_data_writes_the_files(tmp_path, capsys):
+    from rlhfbook_lab.cli import main
+    from rlhfbook_lab.data import load_instruction_file
+
+    main(["sft-data", "--out", str(tmp_path), "--n-train", "9", "--n-heldout", "4", "--seed", "2"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_train"] == 9 and summary["n_heldout"] == 4
+    assert load_instruction_file("train", tmp_path) == world.instruction_data(9, 2, "train")
+    assert len(load_instruction_file("heldout", tmp_path)) == 4
+    with pytest.raises(ValueError, match="split"):
+        load_instruction_file("test", tmp_path)

@@ -25,6 +25,8 @@ from rlhfbook_lab.sft import SFTConfig, eval_loss, sft_from_base
 
 seed_everything(0)
 use_style()
+pd.set_option("display.width", 160)
+pd.set_option("display.max_columns", 20)
 STEPS = int(os.environ.get("SFT_STEPS", SFTConfig().train.steps))
 problems = world.heldout_prompts(200, seed=0)
 base, tok = load_model("base-tiny")
