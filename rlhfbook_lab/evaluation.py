@@ -17,6 +17,9 @@ Two more measurements chapter 4 introduces and later chapters reuse:
   ...") with the SFT model's *answers* to the questions about them, for creatures asked about in the SFT data
   and for the held-out ones that never are (``world.split_of``); and, to tell forgetting from not surfacing,
   the SFT model's answers when its reply is started for it with the creature's name.
+
+And one every alignment chapter needs: :func:`sampled_kl`, how far a trained policy has moved from its
+reference, KL(π‖π_ref) per reply, estimated on the policy's own samples (the x-axis of a reward–KL frontier).
 """
 
 from __future__ import annotations
@@ -24,13 +27,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from . import world
 from .generation import generate
+from .kl import categorical_kl
+from .logprobs import masked_sum, per_token_logprobs
+from .models import forward_logits
 from .world.tasks import ATTRIBUTES, CREATURE_NAMES, CREATURE_QUESTIONS
 
-__all__ = ["ChatEval", "ElicitationReport", "GroupSampling", "creature_split", "elicitation_report",
-           "evaluate_chat", "mixed_share", "sample_groups"]
+__all__ = ["ChatEval", "ElicitationReport", "GroupSampling", "SampledKL", "creature_split", "elicitation_report",
+           "evaluate_chat", "mixed_share", "sample_groups", "sampled_kl"]
 
 METRICS = ("eos_rate", "correct_rate", "gold_score")
 
@@ -247,3 +254,67 @@ def elicitation_report(base, sft_model, tokenizer, max_new_tokens: int = 32) -> 
         sft_prefilled={s: rate(s, "prefilled_correct") for s in splits},
         rows=rows,
     )
+
+
+# --- how far a policy moved: KL to its reference ------------------------------------------------------------
+
+
+@dataclass
+class SampledKL:
+    """The result of :func:`sampled_kl`: KL(π‖π_ref) per reply, in nats, two ways."""
+
+    kl: float
+    """Mean over samples of Σ_t KL(π(·|x, y_<t) ‖ π_ref(·|x, y_<t)): the exact per-token KL over the whole
+    vocabulary, summed along the sampled reply. Unbiased for the sequence KL and never negative."""
+    kl_k1: float
+    """Mean over samples of Σ_t (log π(y_t|…) − log π_ref(y_t|…)) = log π(y|x) − log π_ref(y|x): the plain
+    Monte-Carlo (k1) estimate of the same quantity; unbiased, noisier, and can come out negative."""
+    stderr: float
+    """Standard error of ``kl`` over the samples."""
+    mean_length: float
+    """Mean reply length in tokens (EOS included)."""
+    n: int
+    """Number of sampled replies."""
+
+
+@torch.no_grad()
+def sampled_kl(policy, ref_model, tokenizer, problems: list[world.Problem], num_samples: int = 1,
+               max_new_tokens: int = 48, batch_size: int = 128, seed: int = 0) -> SampledKL:
+    """KL(π‖π_ref) between two chat models on a set of prompts, per reply, from the policy's samples.
+
+    .. math::  \\mathrm{KL}(\\pi\\,\\|\\,\\pi_{ref})(x) = \\mathbb{E}_{y\\sim\\pi(\\cdot|x)}
+               \\sum_t \\mathrm{KL}\\big(\\pi(\\cdot|x,y_{<t})\\,\\|\\,\\pi_{ref}(\\cdot|x,y_{<t})\\big)
+
+    (the chain rule of KL). Replies are sampled from ``policy`` at temperature 1 (the policy *itself*, as the
+    objective of RLHF and DPO has it), ``num_samples`` per prompt, and both models score them in one forward
+    pass each. The sampled completion mask counts the EOS token, so a policy that learns to stop differently
+    pays for it.
+    """
+    if not problems:
+        raise ValueError("problems is empty")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1; got {num_samples}")
+    was = policy.training, ref_model.training
+    policy.eval()
+    ref_model.eval()
+    torch.manual_seed(seed)
+    exact, k1, lengths = [], [], []
+    prompts = [p.prompt for p in problems]
+    for i in range(0, len(prompts), batch_size):
+        gen = generate(policy, tokenizer, prompts[i:i + batch_size], max_new_tokens=max_new_tokens,
+                       num_return_sequences=num_samples)
+        logits = forward_logits(policy, gen.input_ids, gen.attention_mask).float()  # (B, T, V)
+        ref_logits = forward_logits(ref_model, gen.input_ids, gen.attention_mask).float()
+        mask = gen.completion_mask.float()  # (B, T); the prediction of token t is at t − 1
+        per_token = F.pad(categorical_kl(logits[:, :-1], ref_logits[:, :-1]), (1, 0))  # (B, T)
+        exact.append(masked_sum(per_token, mask, dim=1))
+        k1.append(masked_sum(per_token_logprobs(logits, gen.input_ids)
+                             - per_token_logprobs(ref_logits, gen.input_ids), mask, dim=1))
+        lengths.append(mask.sum(1))
+    policy.train(was[0])
+    ref_model.train(was[1])
+    exact_t, k1_t = torch.cat(exact), torch.cat(k1)
+    n = exact_t.numel()
+    stderr = float(exact_t.std() / n ** 0.5) if n > 1 else float("nan")
+    return SampledKL(kl=float(exact_t.mean()), kl_k1=float(k1_t.mean()), stderr=stderr,
+                     mean_length=float(torch.cat(lengths).mean()), n=n)
