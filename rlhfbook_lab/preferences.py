@@ -15,6 +15,14 @@ The model behind it all is Bradley-Terry: item i has a strength θ_i (a log-scal
 Only differences are identified, so fitted strengths are reported with the gauge Σ_i θ_i = 0. Elo ratings
 are the same model on another scale: P(i ≻ j) = 1 / (1 + 10^(−(R_i − R_j)/400)), i.e. R = 1500 + θ · 400/ln 10
 (:data:`ELO_SCALE` ≈ 173.7 rating points per unit of θ).
+
+Labelled pairs of replies from several sources (``preference_data``'s rows, with ``chosen_source`` and
+``rejected_source``) become comparisons with :func:`comparisons_from_pairs`: that is how models are ranked
+from an arena of pairwise battles. :func:`kendall_tau` scores a ranking against another (e.g. the gold one).
+
+When the items are replies described by a feature vector φ (e.g. a frozen network's last hidden state), the
+strength becomes a linear reward θ = w·φ: :func:`fit_linear_bradley_terry` fits w, a reward model's head on a
+frozen backbone, and with one-hot features it is exactly :func:`fit_bradley_terry`.
 """
 
 from __future__ import annotations
@@ -28,10 +36,14 @@ __all__ = [
     "ELO_SCALE",
     "bayes_ceiling",
     "bradley_terry_nll",
+    "comparisons_from_pairs",
     "elo_ratings",
     "find_preference_cycles",
     "fit_bradley_terry",
+    "fit_linear_bradley_terry",
     "fleiss_kappa",
+    "kendall_tau",
+    "linear_bradley_terry_nll",
     "majority_preferences",
     "percent_agreement",
     "strengths_to_elo",
@@ -82,6 +94,54 @@ def _weighted_pairs(c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarra
     l = np.concatenate([c[:, 1], c[t, 0]])
     weight = np.concatenate([np.where(t, 0.5, 1.0), np.full(int(t.sum()), 0.5)])
     return w, l, weight
+
+
+def comparisons_from_pairs(rows, items=None, source_keys=("chosen_source", "rejected_source")):
+    """Turn labelled pairs of replies from named sources into comparisons between the sources (an arena).
+
+    Each row (a ``preference_data`` pair) says which source's reply won: ``(index of chosen_source, index of
+    rejected_source)``; a row with ``label == 0.5`` is a tie. This is how systems (checkpoints, samplers,
+    styles) are ranked by pairwise battles, as in Chatbot Arena.
+
+    Args:
+        rows: pairs (dicts) carrying the two ``source_keys`` (``preference_data.off_policy_pairs`` writes
+            them) and optionally ``label`` (1.0 decisive, 0.5 a tie).
+        items: the sources in the order of the returned indices; default: in order of first appearance.
+        source_keys: the fields naming the winner's and the loser's source.
+
+    Returns:
+        ``(comparisons, ties, items)``: Shape (N, 2) int64 rows (winner, loser); Shape (N,) bool; list of n names.
+    """
+    if not isinstance(rows, (list, tuple)) or not rows:
+        raise ValueError("rows must be a non-empty list of labelled pairs (dicts)")
+    win_key, lose_key = source_keys
+    names = list(items) if items is not None else []
+    index = {name: i for i, name in enumerate(names)}
+    if len(index) != len(names):
+        raise ValueError(f"items must not repeat a name; got {names}")
+    comparisons, ties = [], []
+    for k, row in enumerate(rows):
+        if not isinstance(row, dict) or win_key not in row or lose_key not in row:
+            raise ValueError(f"rows[{k}] must be a dict with {win_key!r} and {lose_key!r} (the sources of the "
+                             "chosen and the rejected reply)")
+        pair = []
+        for key in source_keys:
+            name = row[key]
+            if name not in index:
+                if items is not None:
+                    raise ValueError(f"rows[{k}][{key!r}] = {name!r} is not one of items {names}")
+                index[name] = len(names)
+                names.append(name)
+            pair.append(index[name])
+        if pair[0] == pair[1]:
+            raise ValueError(f"rows[{k}]: {win_key!r} and {lose_key!r} are the same source {row[win_key]!r}; "
+                             "a comparison needs two different items")
+        label = row.get("label", 1.0)
+        if label not in (1.0, 0.5):
+            raise ValueError(f"rows[{k}]['label'] must be 1.0 (decisive) or 0.5 (a tie); got {label!r}")
+        comparisons.append(pair)
+        ties.append(label == 0.5)
+    return np.array(comparisons, dtype=np.int64), np.array(ties, dtype=bool), names
 
 
 # --------------------------------------------------------------------------------------------------
@@ -164,8 +224,10 @@ def fit_bradley_terry(
         H   = 2αI + Σ_{(w, l)} c σ(d)σ(−d) (e_w − e_l)(e_w − e_l)ᵀ,   d = θ_w − θ_l.
 
     Gauge: the likelihood only sees differences. With α > 0 the optimum has Σθ = 0 by itself (the data part
-    of g sums to zero, so 2αΣθ = 0). With α = 0 the Hessian is singular along (1, …, 1); we solve with
-    H + 11ᵀ/n, which leaves the Newton step inside the sum-zero plane, and centre θ.
+    of g sums to zero, so 2αΣθ = 0). With α = 0 the Hessian is singular along (1, …, 1). In both cases we solve
+    with H + 11ᵀ/n, which leaves the Newton step inside the sum-zero plane where the optimum lies, and centre θ.
+    (With a small α > 0 the plain H is nearly singular along (1, …, 1): its curvature there is only 2α, and
+    rounding noise in g, amplified by 1/(2α), would keep the iterates from ever meeting ``tol``.)
 
     Existence: with α = 0 the maximum is finite only if the "beat" graph is strongly connected (no group of
     items that never loses to the rest; Ford 1957). Otherwise the winners' strengths run off to +∞; we raise
@@ -208,16 +270,14 @@ def fit_bradley_terry(
         np.add.at(hess, (l, l), curv)
         np.add.at(hess, (w, l), -curv)
         np.add.at(hess, (l, w), -curv)
-        if alpha == 0:
-            hess += 1.0 / n_items  # fix the gauge: H + 11ᵀ/n
+        hess += 1.0 / n_items  # fix the gauge: H + 11ᵀ/n (curvature 2α + 1 along (1, …, 1))
         step = np.linalg.solve(hess, grad)
         # Backtracking (Armijo) line search: Newton from θ = 0 can overshoot on lopsided data.
         f0, slope, size = nll(theta), float(grad @ step), 1.0
         while nll(theta - size * step) > f0 - 1e-4 * size * slope and size > 1e-10:
             size *= 0.5
         theta = theta - size * step
-        if alpha == 0:
-            theta -= theta.mean()
+        theta -= theta.mean()
         if np.max(np.abs(size * step)) < tol:
             return theta
     raise RuntimeError(f"fit_bradley_terry did not converge in {max_iter} Newton iterations")
@@ -234,6 +294,119 @@ def strengths_to_elo(strengths, initial_rating: float = 1500.0) -> np.ndarray:
         Shape (n,), float64.
     """
     return initial_rating + ELO_SCALE * np.asarray(strengths, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Bradley-Terry with features: a linear reward model
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_features(chosen_features, rejected_features, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Feature differences x = φ_c − φ_r, Shape (N, d), and labels y, Shape (N,); or ValueError naming the field."""
+    c = np.asarray(chosen_features, dtype=np.float64)
+    r = np.asarray(rejected_features, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] == 0 or c.shape[1] == 0:
+        raise ValueError(f"chosen_features must have shape (N, d) with N, d >= 1; got {c.shape}")
+    if r.shape != c.shape:
+        raise ValueError(f"rejected_features shape {r.shape} does not match chosen_features shape {c.shape}")
+    if not (np.isfinite(c).all() and np.isfinite(r).all()):
+        raise ValueError("chosen_features / rejected_features contain NaN or inf")
+    if labels is None:
+        y = np.ones(c.shape[0])
+    else:
+        y = np.asarray(labels, dtype=np.float64)
+        if y.shape != (c.shape[0],) or np.isnan(y).any() or (y < 0).any() or (y > 1).any():
+            raise ValueError(f"labels must have shape ({c.shape[0]},) with values in [0, 1] (1 = chosen preferred, "
+                             f"0.5 = a tie); got shape {y.shape}")
+    return c - r, y
+
+
+def linear_bradley_terry_nll(weights, chosen_features, rejected_features, labels=None, alpha: float = 0.0) -> float:
+    """Bradley-Terry negative log-likelihood of a linear reward r(y) = w·φ(y) on labelled pairs.
+
+    .. math::  \\mathrm{NLL}(w) = \\sum_b \\Big[ y_b \\log\\big(1 + e^{-d_b}\\big)
+                 + (1 - y_b) \\log\\big(1 + e^{d_b}\\big) \\Big] + \\alpha \\lVert w \\rVert^2,
+               \\qquad d_b = w^\\top(\\varphi_{c,b} - \\varphi_{r,b})
+
+    the reward-model loss of ``reward_trainer.rm_loss_sum`` (summed, ties y = 1/2) when the reward is linear
+    in fixed features.
+
+    Args:
+        weights: Shape (d,), w.
+        chosen_features: Shape (N, d), φ of each chosen reply.
+        rejected_features: Shape (N, d), φ of each rejected reply.
+        labels: None (all 1) or Shape (N,) in [0, 1].
+        alpha: L2 penalty >= 0.
+
+    Returns:
+        The NLL, a float (nats).
+    """
+    x, y = _check_features(chosen_features, rejected_features, labels)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (x.shape[1],):
+        raise ValueError(f"weights must have shape ({x.shape[1]},); got {w.shape}")
+    d = x @ w
+    return float(np.sum(y * np.logaddexp(0.0, -d) + (1 - y) * np.logaddexp(0.0, d)) + alpha * w @ w)
+
+
+def fit_linear_bradley_terry(chosen_features, rejected_features, labels=None, alpha: float = 1e-3,
+                             max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
+    """The weights w of a linear reward r(y) = w·φ(y) by (penalised) maximum likelihood on labelled pairs.
+
+    .. math::  \\hat w = \\arg\\min_w \\sum_b \\Big[ y_b \\log\\big(1 + e^{-d_b}\\big)
+                 + (1 - y_b) \\log\\big(1 + e^{d_b}\\big) \\Big] + \\alpha \\lVert w \\rVert^2,
+               \\qquad d_b = w^\\top x_b, \\quad x_b = \\varphi_{c,b} - \\varphi_{r,b}
+
+    This is :func:`fit_bradley_terry` with a strength per *feature vector* instead of per item (with one-hot
+    features φ(item i) = e_i it is exactly that fit), i.e. logistic regression without intercept on feature
+    differences. It is a reward model whose backbone is frozen: φ is the backbone's last hidden state at the
+    reply's last token (``reward_trainer.reply_features``) and w is the head. Unlike training the whole
+    network, the objective is convex, so the fit is exact and takes milliseconds: what a lesson needs to train
+    dozens of reward models.
+
+    Solved by Newton's method with a backtracking line search; with x_b the rows of X,
+
+        g = −Xᵀ(y − σ(Xw)) + 2αw,     H = Xᵀ diag(σ(d)σ(−d)) X + 2αI.
+
+    With α = 0 the optimum may not exist (separable labels send ‖w‖ to ∞) or not be unique (features that
+    never vary); the Newton step is then a least-squares solution, and a fit that does not settle, or settles
+    only where σ saturates (some |d_b| > 50: separable labels), raises ``RuntimeError``: pass α > 0.
+
+    Args:
+        chosen_features: Shape (N, d), φ of each chosen reply.
+        rejected_features: Shape (N, d), φ of each rejected reply.
+        labels: None (every chosen preferred) or Shape (N,) in [0, 1] (0.5 = a tie).
+        alpha: L2 penalty α >= 0 (the same convention as :func:`fit_bradley_terry` and choix).
+        max_iter: Newton iterations allowed.
+        tol: stop when the largest change of any w_k falls below ``tol``.
+
+    Returns:
+        Shape (d,), float64: w. Rewards are φ @ w; P(a ≻ b) = σ(r_a − r_b).
+    """
+    x, y = _check_features(chosen_features, rejected_features, labels)
+    if not (alpha >= 0 and math.isfinite(alpha)):
+        raise ValueError(f"alpha must be a finite number >= 0; got {alpha!r}")
+
+    def nll(w: np.ndarray) -> float:
+        d = x @ w
+        return float(np.sum(y * np.logaddexp(0.0, -d) + (1 - y) * np.logaddexp(0.0, d)) + alpha * w @ w)
+
+    w = np.zeros(x.shape[1])
+    for _ in range(max_iter):
+        d = x @ w  # (N,)
+        grad = -x.T @ (y - _sigmoid(d)) + 2 * alpha * w  # (d,)
+        hess = (x * (_sigmoid(d) * _sigmoid(-d))[:, None]).T @ x + 2 * alpha * np.eye(x.shape[1])  # (d, d)
+        step = np.linalg.lstsq(hess, grad, rcond=None)[0]
+        f0, slope, size = nll(w), float(grad @ step), 1.0
+        while nll(w - size * step) > f0 - 1e-4 * size * slope and size > 1e-10:
+            size *= 0.5
+        w = w - size * step
+        if np.max(np.abs(size * step)) < tol:
+            if alpha == 0 and np.max(np.abs(x @ w)) > 50:  # σ saturated: the "optimum" is at infinity
+                break
+            return w
+    raise RuntimeError(f"fit_linear_bradley_terry did not converge in {max_iter} Newton iterations "
+                       "(separable labels with alpha = 0 have no finite optimum: pass alpha > 0)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -403,6 +576,41 @@ def fleiss_kappa(labels, n_categories: int | None = None) -> float:
     if p_e == 1.0:
         raise ValueError("labels use one category throughout: chance agreement is 1 and kappa is undefined")
     return (p_bar - p_e) / (1.0 - p_e)
+
+
+def kendall_tau(x, y) -> float:
+    """Kendall's rank correlation τ_b between two scorings of the same n items (e.g. fitted vs gold strengths).
+
+    .. math::  \\tau_b = \\frac{n_c - n_d}{\\sqrt{(n_0 - n_x)(n_0 - n_y)}}
+
+    over the n_0 = n(n − 1)/2 pairs i < j: n_c pairs are *concordant* (x and y order them the same way), n_d
+    *discordant* (opposite ways), n_x tied in x, n_y tied in y (a pair tied in either is neither). Without
+    ties τ = 1 − 2·n_d/n_0: 1 for the same order, −1 for the reverse, and each swapped pair costs 2/n_0. Only
+    the orders matter, so any increasing transform of x or y (Elo vs strengths) leaves τ unchanged. This is
+    ``scipy.stats.kendalltau``'s default variant.
+
+    Args:
+        x: Shape (n,), one scoring (higher = better).
+        y: Shape (n,), the other.
+
+    Returns:
+        A float in [−1, 1].
+    """
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if a.ndim != 1 or a.shape[0] < 2:
+        raise ValueError(f"x must have shape (n,) with n >= 2; got {a.shape}")
+    if b.shape != a.shape:
+        raise ValueError(f"y shape {b.shape} does not match x shape {a.shape}")
+    if np.isnan(a).any() or np.isnan(b).any():
+        raise ValueError("x / y contain NaN")
+    upper = np.triu_indices(a.shape[0], k=1)
+    sx = np.sign(a[:, None] - a[None, :])[upper]  # (n0,)
+    sy = np.sign(b[:, None] - b[None, :])[upper]
+    n0 = sx.shape[0]
+    denom = math.sqrt((n0 - np.sum(sx == 0)) * (n0 - np.sum(sy == 0)))
+    if denom == 0:
+        raise ValueError("x or y gives every item the same score: a rank correlation is undefined")
+    return float(np.sum(sx * sy) / denom)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Tests for preferences: Bradley-Terry fit (vs choix), Elo, cycles, annotator agreement, Bayes ceiling."""
+"""Tests for preferences: Bradley-Terry fit (vs choix), Elo, cycles, annotator agreement, Bayes ceiling, rank
+correlation, arena comparisons from labelled pairs, and the linear (frozen-backbone) Bradley-Terry reward model."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ from rlhfbook_lab.preferences import (
     ELO_SCALE,
     bayes_ceiling,
     bradley_terry_nll,
+    comparisons_from_pairs,
     elo_ratings,
     find_preference_cycles,
     fit_bradley_terry,
+    fit_linear_bradley_terry,
     fleiss_kappa,
+    kendall_tau,
+    linear_bradley_terry_nll,
     majority_preferences,
     percent_agreement,
     strengths_to_elo,
@@ -142,6 +147,21 @@ def test_newton_converges_in_a_handful_of_iterations():
     for n, alpha in ((400, 0.0), (30, 1.0)):  # (with few comparisons the penalty's curvature matters)
         _, comparisons, ties = simulate_comparisons(7, n=n, tie_rate=0.2)
         fit_bradley_terry(comparisons, 8, ties=ties, alpha=alpha, max_iter=10)
+
+
+def test_newton_converges_with_a_small_penalty_on_lopsided_data():
+    # A small α gives the Hessian a curvature of only 2α along (1, …, 1); without the gauge fix, rounding noise in
+    # the gradient, amplified by 1/(2α), kept the steps above tol = 1e-12 for hundreds of iterations on data
+    # like an arena's (strengths from −3.5 to 3.5; one of these 20 data sets did not converge in 30 iterations).
+    theta_true = np.array([3.5, 2.0, 0.5, 0.3, 0.0, -0.3, -1.0, -1.4, -3.5])
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        a = rng.integers(0, 9, 1500)
+        b = (a + rng.integers(1, 9, 1500)) % 9
+        a_wins = rng.random(1500) < 1 / (1 + np.exp(-(theta_true[a] - theta_true[b])))
+        comparisons = np.stack([np.where(a_wins, a, b), np.where(a_wins, b, a)], axis=1)
+        theta = fit_bradley_terry(comparisons, 9, alpha=1e-3, max_iter=30)
+        assert abs(theta.sum()) < 1e-9
 
 
 def test_fit_reports_non_convergence():
@@ -356,6 +376,163 @@ def test_bayes_ceiling_limits_and_symmetry():
 
 
 # --------------------------------------------------------------------------------------------------
+# Rank correlation
+# --------------------------------------------------------------------------------------------------
+
+
+def test_kendall_tau_hand_values():
+    # One swapped pair of 6: τ = (5 − 1)/6 = 2/3.
+    assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(2 / 3)
+    # Ties (τ_b): x = (1, 1, 2, 3), y = (1, 2, 2, 3). Of 6 pairs, (0,1) is tied in x, (1,2) tied in y, the other
+    # 4 concordant: τ_b = 4 / sqrt((6 − 1)(6 − 1)) = 0.8.
+    assert kendall_tau([1, 1, 2, 3], [1, 2, 2, 3]) == pytest.approx(0.8)
+
+
+def test_kendall_tau_matches_scipy_and_a_pair_loop():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(20)
+    for n in (2, 5, 9, 30):
+        x, y = rng.integers(0, 4, n).astype(float), rng.integers(0, 4, n).astype(float)  # many ties
+        if len(set(x)) == 1 or len(set(y)) == 1:
+            continue
+        assert kendall_tau(x, y) == pytest.approx(scipy_stats.kendalltau(x, y)[0], abs=1e-12)
+        x, y = rng.normal(size=n), rng.normal(size=n)  # no ties: (concordant − discordant) / C(n, 2)
+        s = [np.sign(x[i] - x[j]) * np.sign(y[i] - y[j]) for i, j in itertools.combinations(range(n), 2)]
+        assert kendall_tau(x, y) == pytest.approx(np.mean(s), abs=1e-12)
+
+
+def test_kendall_tau_properties():
+    rng = np.random.default_rng(21)
+    x, y = rng.normal(size=12), rng.normal(size=12)
+    assert kendall_tau(x, x) == pytest.approx(1.0) and kendall_tau(x, -x) == pytest.approx(-1.0)
+    assert kendall_tau(x, y) == pytest.approx(kendall_tau(y, x))
+    # Only orders matter: Elo ratings (an affine map) or exp of strengths give the same τ.
+    assert kendall_tau(strengths_to_elo(x), np.exp(y)) == pytest.approx(kendall_tau(x, y))
+
+
+# --------------------------------------------------------------------------------------------------
+# Comparisons from labelled pairs (an arena)
+# --------------------------------------------------------------------------------------------------
+
+ARENA_ROWS = [
+    {"chosen_source": "sft", "rejected_source": "base", "label": 1.0},
+    {"chosen_source": "ref", "rejected_source": "sft"},
+    {"chosen_source": "base", "rejected_source": "ref", "label": 0.5},
+]
+
+
+def test_comparisons_from_pairs_hand_example():
+    comparisons, ties, items = comparisons_from_pairs(ARENA_ROWS)
+    assert items == ["sft", "base", "ref"]  # order of first appearance
+    np.testing.assert_array_equal(comparisons, [[0, 1], [2, 0], [1, 2]])
+    np.testing.assert_array_equal(ties, [False, False, True])
+    comparisons, ties, items = comparisons_from_pairs(ARENA_ROWS, items=["base", "sft", "ref"])
+    np.testing.assert_array_equal(comparisons, [[1, 0], [2, 1], [0, 2]])
+
+
+def test_arena_from_labelled_pairs_ranks_sources_by_their_gold_quality():
+    # Replies of three qualities labelled by the gold annotator: the fit orders the sources as gold does.
+    from rlhfbook_lab import world
+    from rlhfbook_lab.preference_data import off_policy_pairs
+
+    rng = __import__("random").Random(0)
+    problems = [world.sample_problem(world.FAMILIES[i % 4], rng) for i in range(40)]
+    rows = off_policy_pairs(problems, styles=("opener", "reference", "fillers", "wrong_answer"),
+                            pairs_per_prompt=None, annotator=world.Annotator("noisy", tau=0.5), seed=0).rows
+    comparisons, ties, items = comparisons_from_pairs(rows)
+    theta = fit_bradley_terry(comparisons, len(items), ties=ties)
+    gold = {"opener": 1.2, "reference": 1.0, "fillers": 0.68, "wrong_answer": 0.0}  # mean gold scores (world.judge)
+    assert kendall_tau(theta, [gold[name] for name in items]) == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Linear Bradley-Terry: a reward model with frozen features
+# --------------------------------------------------------------------------------------------------
+
+
+def test_linear_fit_hand_values():
+    # One feature, x = φ_c − φ_r = 1 on four pairs, the chosen side winning 3 of them: σ(w) = 3/4, w = ln 3.
+    chosen, rejected = np.array([[1.0], [1.0], [1.0], [0.0]]), np.array([[0.0], [0.0], [0.0], [1.0]])
+    np.testing.assert_allclose(fit_linear_bradley_terry(chosen, rejected, alpha=0.0), [math.log(3)], atol=1e-9)
+    # The same information as one pair with a soft label y = 3/4 (×4 pairs ⇒ same optimum): w = ln 3.
+    w = fit_linear_bradley_terry([[1.0]], [[0.0]], labels=[0.75], alpha=0.0)
+    np.testing.assert_allclose(w, [math.log(3)], atol=1e-9)
+    # NLL at w = 0: four pairs × log 2 = 2.772589; with α = 0.5 and w = 2: 3·log(1+e^−2) + log(1+e^2) + 0.5·4
+    # = 3·0.126928 + 2.126928 + 2 = 4.507713
+    assert linear_bradley_terry_nll([0.0], chosen, rejected) == pytest.approx(4 * math.log(2))
+    assert linear_bradley_terry_nll([2.0], chosen, rejected, alpha=0.5) == pytest.approx(4.507713, abs=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [0.01, 1.0])
+def test_linear_fit_with_one_hot_features_is_the_item_fit(alpha):
+    # φ(item i) = e_i turns w·(φ_w − φ_l) into θ_w − θ_l: the same objective as fit_bradley_terry, and as choix.
+    _, comparisons, ties = simulate_comparisons(22, n=150, tie_rate=0.2)
+    eye = np.eye(8)
+    labels = np.where(ties, 0.5, 1.0)
+    w = fit_linear_bradley_terry(eye[comparisons[:, 0]], eye[comparisons[:, 1]], labels, alpha=alpha)
+    np.testing.assert_allclose(w, fit_bradley_terry(comparisons, 8, ties=ties, alpha=alpha), atol=1e-8)
+    w = fit_linear_bradley_terry(eye[comparisons[:, 0]], eye[comparisons[:, 1]], alpha=alpha)
+    assert np.max(np.abs(w - choix.opt_pairwise(8, comparisons.tolist(), alpha=alpha, tol=1e-12))) < 1e-4
+
+
+def test_linear_fit_is_a_minimum_and_recovers_the_true_weights():
+    rng = np.random.default_rng(23)
+    w_true = rng.normal(size=5)
+    a, b = rng.normal(size=(4000, 5)), rng.normal(size=(4000, 5))
+    a_wins = rng.random(4000) < 1 / (1 + np.exp(-(a - b) @ w_true))
+    chosen, rejected = np.where(a_wins[:, None], a, b), np.where(a_wins[:, None], b, a)
+    w = fit_linear_bradley_terry(chosen, rejected, alpha=0.1)
+    best = linear_bradley_terry_nll(w, chosen, rejected, alpha=0.1)
+    for _ in range(20):
+        assert linear_bradley_terry_nll(w + 1e-3 * rng.normal(size=5), chosen, rejected, alpha=0.1) > best
+    assert np.max(np.abs(w - w_true)) < 0.15
+    # Swapping the sides of a pair and its label (y → 1 − y) is the same data: the same fit.
+    swap = rng.random(4000) < 0.5
+    w_swapped = fit_linear_bradley_terry(np.where(swap[:, None], rejected, chosen),
+                                         np.where(swap[:, None], chosen, rejected), np.where(swap, 0.0, 1.0),
+                                         alpha=0.1)
+    np.testing.assert_allclose(w_swapped, w, atol=1e-8)
+    # Without a penalty, scaling the features by c scales the weights by 1/c (rewards are unchanged).
+    w0 = fit_linear_bradley_terry(chosen[:300], rejected[:300], alpha=0.0)
+    np.testing.assert_allclose(fit_linear_bradley_terry(3 * chosen[:300], 3 * rejected[:300], alpha=0.0), w0 / 3,
+                               atol=1e-7)
+
+
+def test_linear_fit_refuses_to_chase_separable_labels_without_a_penalty():
+    # Chosen always has the larger feature: the likelihood keeps rising as w → ∞.
+    chosen, rejected = np.array([[1.0], [2.0]]), np.array([[0.0], [0.5]])
+    with pytest.raises(RuntimeError, match="alpha > 0"):
+        fit_linear_bradley_terry(chosen, rejected, alpha=0.0)
+    assert np.isfinite(fit_linear_bradley_terry(chosen, rejected, alpha=0.01)).all()
+
+
+def test_frozen_backbone_reward_model_is_the_linear_fit(micro_model, tokenizer):
+    # reward_trainer.reply_features gives what the head reads; a head fitted on them by fit_linear_bradley_terry
+    # and copied into a RewardModel scores replies exactly as features @ w.
+    import torch
+
+    from rlhfbook_lab.reward_trainer import RewardModel, reply_features, score_replies
+
+    rm = RewardModel.from_causal_lm(micro_model, seed=3).eval()
+    prompts = ["What is 2 + 3?", "What is 2 + 3?", "Spell mirt backward.", "Spell mirt backward."]
+    replies = ["2 + 3 = 5.", "Sure! 2 + 3 = 5. I hope this helps.", "The reverse of mirt is trim.", "trim"]
+    phi = reply_features(rm, tokenizer, prompts, replies, batch_size=3)  # two batches
+    assert phi.shape == (4, micro_model.config.hidden_size) and phi.dtype == torch.float32
+    raw = score_replies(rm, tokenizer, prompts, replies, raw=True)
+    torch.testing.assert_close(rm.head(phi).squeeze(-1), raw, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(reply_features(rm, tokenizer, prompts, replies, batch_size=64), phi, atol=1e-5,
+                               rtol=1e-5)  # batch company does not change a reply's features
+    assert not rm.head._forward_hooks  # the hook is removed
+    # Prefer the short replies (rows 0 and 2), fit the head, and the model agrees.
+    w = fit_linear_bradley_terry(phi[[0, 2]].numpy(), phi[[1, 3]].numpy(), alpha=1e-3)
+    with torch.no_grad():
+        rm.head.weight.copy_(torch.as_tensor(w, dtype=torch.float32)[None])
+    rewards = score_replies(rm, tokenizer, prompts, replies)
+    torch.testing.assert_close(rewards, (phi.double() @ torch.as_tensor(w)).float(), atol=1e-4, rtol=1e-4)
+    assert rewards[0] > rewards[1] and rewards[2] > rewards[3]
+
+
+# --------------------------------------------------------------------------------------------------
 # Bad input: every ValueError, naming its field
 # --------------------------------------------------------------------------------------------------
 
@@ -389,6 +566,24 @@ BAD_INPUTS = [
     ("gold_b shape", lambda: bayes_ceiling([1.0, 2.0], [1.0]), "gold_b"),
     ("gold NaN", lambda: bayes_ceiling([1.0, float("nan")], [0.0, 0.0]), "gold_a"),
     ("temperature", lambda: bayes_ceiling([1.0], [0.0], temperature=0.0), "temperature"),
+    ("tau x short", lambda: kendall_tau([1.0], [1.0]), "x must"),
+    ("tau y shape", lambda: kendall_tau([1.0, 2.0], [1.0, 2.0, 3.0]), "y shape"),
+    ("tau NaN", lambda: kendall_tau([1.0, float("nan")], [1.0, 2.0]), "x / y"),
+    ("tau constant", lambda: kendall_tau([1.0, 1.0], [1.0, 2.0]), "same score"),
+    ("pairs empty", lambda: comparisons_from_pairs([]), "rows"),
+    ("pairs missing source", lambda: comparisons_from_pairs([{"chosen_source": "a"}]), "rejected_source"),
+    ("pairs unknown item", lambda: comparisons_from_pairs(ARENA_ROWS, items=["sft", "base"]), "items"),
+    ("pairs repeated item", lambda: comparisons_from_pairs(ARENA_ROWS, items=["a", "a"]), "items"),
+    ("pairs same source", lambda: comparisons_from_pairs([{"chosen_source": "a", "rejected_source": "a"}]),
+     "same source"),
+    ("pairs label", lambda: comparisons_from_pairs([{**ARENA_ROWS[0], "label": 0.3}]), "label"),
+    ("pairs not a dict", lambda: comparisons_from_pairs(["a beats b"]), "rows\\[0\\]"),
+    ("features 1-D", lambda: fit_linear_bradley_terry([1.0], [0.0]), "chosen_features"),
+    ("features shapes", lambda: fit_linear_bradley_terry([[1.0]], [[0.0, 1.0]]), "rejected_features"),
+    ("features NaN", lambda: fit_linear_bradley_terry([[float("nan")]], [[0.0]]), "chosen_features"),
+    ("features labels", lambda: fit_linear_bradley_terry([[1.0]], [[0.0]], labels=[1.5]), "labels"),
+    ("features alpha", lambda: fit_linear_bradley_terry([[1.0]], [[0.0]], alpha=-1.0), "alpha"),
+    ("weights shape", lambda: linear_bradley_terry_nll([1.0, 2.0], [[1.0]], [[0.0]]), "weights"),
 ]
 
 
