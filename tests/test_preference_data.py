@@ -5,6 +5,7 @@ counted), the stacked collator both trainers share, and every ValueError."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 
@@ -15,13 +16,18 @@ from rlhfbook_lab import world
 from rlhfbook_lab.preference_data import (
     DEFAULT_STYLES,
     PAIR_COLUMNS,
+    PREF_DATA_DIR,
+    PREF_PROMPTS,
     STYLES,
+    build_preference_files,
     collate_pairs,
     corrupt_answer,
     flip_labels,
     label_pairs,
+    load_preference_file,
     off_policy_pairs,
     on_policy_pairs,
+    pair_kind,
     pairs_bayes_ceiling,
     read_pairs,
     split_pairs,
@@ -287,6 +293,17 @@ def close_call_candidates(n: int = 100) -> list[tuple]:
     return cands
 
 
+def test_pair_kind_says_whether_only_correctness_separates_the_replies():
+    assert pair_kind(good_row()) == "correctness"  # 2 + 3 = 5 vs 2 + 3 = 6
+    assert pair_kind(good_row(chosen="Sure! 2 + 3 = 5.", rejected="2 + 3 = 5")) == "taste"  # both right
+    assert pair_kind(good_row(chosen="2 + 3 = 7.", rejected="Sure! 2 + 3 = 6.")) == "taste"  # both wrong
+    for p in problems(40, seed=3):  # a styled reply against its corrupted twin is always a correctness pair
+        replies = styled_replies(p, random.Random(0), ("reference", "wrong_answer", "opener"))
+        row = {"prompt": p.prompt, "chosen": replies["reference"], "rejected": replies["wrong_answer"]}
+        assert pair_kind(row) == "correctness"
+        assert pair_kind({**row, "rejected": replies["opener"]}) == "taste"
+
+
 def test_ceiling_of_the_labels_agrees_with_preferences_bayes_ceiling():
     rows = label_pairs(close_call_candidates(), NOISY, random.Random(0)).rows
     u_c = [NOISY.utility(r["prompt"], r["chosen"]) for r in rows]
@@ -427,3 +444,105 @@ def test_collate_pairs_errors(tokenizer):
         collate_pairs([rows[1], same], pad)
     with pytest.raises(ValueError, match=r"reference log-probs missing in row\(s\) \[1\]"):
         collate_pairs([dict(rows[0], ref_chosen_logps=-1.0, ref_rejected_logps=-2.0), rows[1]], pad)
+
+
+# --------------------------------------------------------------------------------------------------
+# The shipped data set (data/preferences, `rlhfbook-lab pref-data`)
+# --------------------------------------------------------------------------------------------------
+
+ORIGINS = ("on_policy", "off_policy")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return {split: load_preference_file(split) for split in ("train", "heldout")}
+
+
+def _canonical_key(prompt: str):
+    p = world.parse_prompt(prompt)
+    k = p.key
+    if p.family == "addition":
+        k = tuple(sorted(k))
+    elif p.family == "reverse":
+        k = min(k, k[::-1])
+    elif p.family == "creatures":
+        k = k[0]
+    return p.family, k
+
+
+def test_shipped_preferences_load_with_every_field(shipped):
+    sources = {"sft-tiny", "base-tiny", *DEFAULT_STYLES}
+    for rows in shipped.values():
+        for r in rows:
+            assert set(r) == {"prompt", "chosen", "rejected", "label_source", "family", "p_chosen", "label",
+                              "chosen_source", "rejected_source", "origin"}, r
+            assert r["label_source"] == "gold" and r["label"] == 1.0 and 0.0 <= r["p_chosen"] <= 1.0
+            assert r["origin"] in ORIGINS and r["family"] == world.parse_prompt(r["prompt"]).family
+            assert r["chosen_source"] in sources and r["rejected_source"] in sources
+            if r["origin"] == "on_policy":
+                assert r["chosen_source"] == r["rejected_source"] == "sft-tiny"
+            # p_chosen is the gold annotator's probability for this very pair (6 decimals in the file)
+            pa, pb, _ = world.ANNOTATORS["gold"].probabilities(r["prompt"], r["chosen"], r["rejected"])
+            assert r["p_chosen"] == pytest.approx(pa / (pa + pb), abs=1e-6)
+        assert {r["family"] for r in rows} == set(world.FAMILIES)
+    # on-policy pairs for DPO: a few thousand; both files small
+    train_on = load_preference_file("train", origin="on_policy")
+    assert len(train_on) >= 3000 and len(shipped["heldout"]) >= 1000
+    assert train_on == [r for r in shipped["train"] if r["origin"] == "on_policy"]
+    assert sum((PREF_DATA_DIR / f"{s}.jsonl").stat().st_size for s in shipped) < 3e6
+
+
+def test_shipped_preferences_counts_match_meta(shipped):
+    meta = json.loads((PREF_DATA_DIR / "meta.json").read_text())
+    assert meta["n_prompts"] == PREF_PROMPTS and meta["annotator"] == "gold"
+    for split, rows in shipped.items():
+        c = meta["counts"][split]
+        for origin in ORIGINS:
+            assert c[f"{origin}/kept"] == sum(r["origin"] == origin for r in rows)
+            assert c[f"{origin}/kept"] == (c[f"{origin}/candidates"] - c[f"{origin}/identical"]
+                                           - c[f"{origin}/empty"] - c[f"{origin}/ties"])
+        assert c["on_policy/identical"] > 0  # samples of one prompt often coincide: dropped and counted
+        assert c["on_policy/samples"] == PREF_PROMPTS[split]["on_policy"] * 4
+
+
+def test_shipped_preferences_are_split_by_prompt_key(shipped):
+    keys = {s: {_canonical_key(r["prompt"]) for r in rows} for s, rows in shipped.items()}
+    assert not keys["train"] & keys["heldout"]
+    for split, rows in shipped.items():
+        assert split_pairs(rows)[split] == rows
+
+
+def test_shipped_preferences_are_what_the_builder_writes(shipped, tmp_path):
+    """Regenerable: a build with fewer prompts (whole generate calls) writes a prefix of each origin's rows."""
+    n = {"train": {"on_policy": 16, "off_policy": 0}, "heldout": {"on_policy": 0, "off_policy": 32}}
+    out = build_preference_files(tmp_path, seed=0, n_prompts=n)
+    for split, origin in (("train", "on_policy"), ("heldout", "off_policy")):
+        small = load_preference_file(split, tmp_path)
+        big = [r for r in shipped[split] if r["origin"] == origin]
+        assert len(small) > 0.8 * 4 * n[split][origin]
+        assert small == big[:len(small)], (split, origin)
+        assert out["counts"][split][f"{origin}/kept"] == len(small)
+
+
+def test_load_preference_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pref-data"):
+        load_preference_file("train", tmp_path)
+    with pytest.raises(ValueError, match="split must be"):
+        load_preference_file("test")
+    with pytest.raises(ValueError, match="origin must be"):
+        load_preference_file("train", origin="human")
+    with pytest.raises(ValueError, match="n_prompts must have the keys"):
+        build_preference_files(tmp_path, n_prompts={"train": {"on_policy": 1}})
+
+
+def test_cli_pref_data_writes_the_files(tmp_path, capsys):
+    from rlhfbook_lab.cli import main
+
+    main(["pref-data", "--out", str(tmp_path), "--scale", "0.002", "--seed", "3"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_prompts"]["train"] == {"on_policy": 2, "off_policy": 1}
+    for split in ("train", "heldout"):
+        rows = load_preference_file(split, tmp_path)
+        assert len(rows) == report["pairs"][split] > 0
+        assert all(world.split_of(*_canonical_key(r["prompt"])) == split for r in rows)
+    assert json.loads((tmp_path / "meta.json").read_text())["seed"] == 3

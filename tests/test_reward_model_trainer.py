@@ -4,6 +4,7 @@ seeded run that learns, determinism, and the evaluation next to the Bayes ceilin
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from types import SimpleNamespace
@@ -25,6 +26,7 @@ from rlhfbook_lab.reward_trainer import (
     HEAD_FILE,
     RewardModel,
     RMConfig,
+    _visiting_order,
     evaluate_reward_model,
     load_reward_model,
     normalize_on_policy,
@@ -282,6 +284,10 @@ def test_rm_loss_sum_margin_and_ties():
     assert metrics["rewards/accuracies"] == pytest.approx(1.5)
     with pytest.raises(ValueError, match="num_items = 3 pairs"):
         rm_loss_sum(model, {**stub_batch(), "num_items": 3})
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 1\]"):
+        rm_loss_sum(model, stub_batch(labels=[1.0, float("nan")]))
+    with pytest.raises(ValueError, match=r"labels must have shape \(B,\)"):
+        rm_loss_sum(model, stub_batch(labels=[1.0, 1.0, 1.0]))
 
 
 def test_gradient_accumulation_matches_one_batch(tokenizer):
@@ -343,6 +349,25 @@ def test_training_is_deterministic_given_the_seed(tokenizer, easy_pairs):
     assert l1 != l3  # another seed visits the pairs in another order
 
 
+def test_length_grouped_order_is_a_permutation_with_less_padding():
+    rng = random.Random(0)
+    rows = [{"chosen_input_ids": [1] * rng.randint(20, 140), "rejected_input_ids": [1] * rng.randint(20, 140)}
+            for _ in range(1000)]
+    width = [max(len(r["chosen_input_ids"]), len(r["rejected_input_ids"])) for r in rows]
+
+    def padded(order):  # tokens a pass costs, each batch of 32 padded to its widest pair
+        return sum(32 * max(width[j] for j in order[i:i + 32]) for i in range(0, len(order), 32))
+
+    plain, grouped = _visiting_order(rows, 32, 0, seed=0), _visiting_order(rows, 32, 8, seed=0)
+    assert sorted(plain) == sorted(grouped) == list(range(1000))
+    assert plain == torch.randperm(1000, generator=torch.Generator().manual_seed(0)).tolist()
+    assert padded(grouped) < 0.85 * padded(plain)
+    assert grouped == _visiting_order(rows, 32, 8, seed=0) != _visiting_order(rows, 32, 8, seed=1)
+    # every batch is drawn from one mega-batch of 8 * 32 consecutive pairs of the shuffled order
+    megas = [set(plain[i:i + 256]) for i in range(0, 1000, 256)]
+    assert all(any(set(grouped[i:i + 32]) <= m for m in megas) for i in range(0, 1000, 32))
+
+
 def test_train_refuses_a_normalized_model_and_an_empty_set(tokenizer, easy_pairs):
     rm = RewardModel.from_causal_lm(tiny_llama(tokenizer))
     rm.set_normalization(1.0, 2.0)
@@ -367,5 +392,34 @@ def test_evaluate_reports_accuracy_next_to_the_ceiling(rm, tokenizer):
     assert_close(ev.chosen_rewards, score_replies(rm, tokenizer, [r["prompt"] for r in rows],
                                                   [r["chosen"] for r in rows]), atol=1e-5, rtol=0)
     assert int(ev.calibration.counts.sum()) == 2 * len(rows)
+    # scored raw: a normalised copy has the same accuracy, loss and calibration (the Bradley-Terry logits)
+    normed = RewardModel.from_causal_lm(rm.backbone, seed=1).eval()
+    normed.set_normalization(0.3, 0.01)
+    ev_n = evaluate_reward_model(normed, tokenizer, rows)
+    assert ev_n.accuracy == ev.accuracy and ev_n.loss == pytest.approx(ev.loss, abs=1e-6)
+    assert_close(ev_n.calibration.ece, ev.calibration.ece)
     text = str(ev)
     assert f"accuracy {ev.accuracy:.3f}" in text and f"Bayes ceiling {ev.bayes_ceiling:.3f}" in text
+
+
+def test_cli_rm_trains_reports_the_ceiling_and_refuses_to_overwrite(tmp_path, capsys):
+    from rlhfbook_lab.cli import main
+    from rlhfbook_lab.preference_data import write_pairs
+
+    data = tmp_path / "prefs"
+    write_pairs(data / "train.jsonl", off_policy_pairs(problems(16), pairs_per_prompt=2, seed=0).rows)
+    write_pairs(data / "heldout.jsonl", off_policy_pairs(problems(8, seed=1), pairs_per_prompt=2, seed=1).rows)
+    out = tmp_path / "rm"
+    main(["rm", "--fast", "--steps", "2", "--data", str(data), "--out", str(out)])
+    report = json.loads(capsys.readouterr().out)
+    assert report["steps"] == 2 and report["train_pairs"] == 32 and report["heldout_pairs"] == 16
+    assert 0.5 <= report["bayes_ceiling"] <= 1 and 0 <= report["heldout_accuracy"] <= 1
+    assert report["gap_to_ceiling"] == pytest.approx(report["bayes_ceiling"] - report["heldout_accuracy"], abs=2e-4)
+    assert report["normalization"] is None
+    rm, _ = load_reward_model(out)
+    assert not rm.is_normalized
+    meta = json.loads((out / "training_meta.json").read_text())
+    assert meta["config"]["train"]["steps"] == 2 and meta["heldout"]["num_pairs"] == 16
+    with pytest.raises(SystemExit):  # a non-empty folder is refused without --overwrite, before any training
+        main(["rm", "--fast", "--steps", "2", "--data", str(data), "--out", str(out)])
+    assert "exists and is not empty" in capsys.readouterr().err

@@ -1,0 +1,136 @@
+# %% [markdown]
+# # Lesson 05 · Reward models — solutions to the exercises
+#
+# Run a cell at a time (VS Code / Jupyter understand the `# %%` markers) or the whole file with
+# `python lessons/solutions/05_reward_models_solutions.py`. Nothing here trains: exercises 1–3 are tensor
+# arithmetic, 4–5 score the held-out pairs with the shipped `rm-tiny` (about 20 s of CPU in all;
+# `RLHFBOOK_FAST=1` scores a 400-pair subset).
+
+# %%
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rlhfbook_lab import world
+from rlhfbook_lab.lesson import pick, seed_everything
+from rlhfbook_lab.preference_data import load_preference_file, pair_kind, pairs_bayes_ceiling, subsample_pairs
+from rlhfbook_lab.reward_model import bradley_terry_loss, instructgpt_pairwise_loss, plackett_luce_loss
+from rlhfbook_lab.reward_trainer import evaluate_reward_model, load_reward_model, score_replies
+
+seed_everything(0)
+pd.set_option("display.width", 160)
+
+# %% [markdown]
+# ## Exercise 1 · The margin loss by hand
+#
+# With gap d = r_c − r_r = 1: BT loss = −log σ(1) = log(1 + e^{−1}) ≈ 0.3133; with margin m = 2 the loss is
+# −log σ(1 − 2) = log(1 + e) ≈ 1.3133. The gradient with respect to d is −σ(−d) resp. −σ(m − d): the plain loss still
+# pushes with 0.269, the margin loss with 0.731 — it treats a pair that is ordered but not by *enough* almost like a
+# wrongly ordered one, and relaxes only once d exceeds m.
+
+# %%
+d = torch.tensor([1.0], requires_grad=True)
+plain = bradley_terry_loss(d, torch.zeros(1))
+plain.backward()
+g_plain = float(d.grad)
+d.grad = None
+with_margin = bradley_terry_loss(d, torch.zeros(1), margin=2.0)
+with_margin.backward()
+g_margin = float(d.grad)
+print(f"BT: {float(plain.detach()):.4f} (by hand {math.log1p(math.exp(-1)):.4f}), gradient {g_plain:+.4f}")
+print(f"margin 2: {float(with_margin.detach()):.4f} (by hand {math.log1p(math.e):.4f}), gradient {g_margin:+.4f}")
+assert abs(float(plain.detach()) - math.log1p(math.exp(-1))) < 1e-6
+assert abs(float(with_margin.detach()) - math.log1p(math.e)) < 1e-6
+
+# %% [markdown]
+# Why no margin on a tie: a tie (label ½) says the two replies are equally good; its loss pulls r_c and r_r
+# *together* (½ of the loss in each order). A margin demands a minimum *gap* in a given direction, which contradicts
+# the label: with a margin the tie's optimum would no longer be r_c = r_r.
+
+# %% [markdown]
+# ## Exercise 2 · Plackett-Luce vs pairs
+
+# %%
+best_first = torch.tensor([[2.0, 1.0, 0.0]])
+reversed_ = best_first.flip(1)  # the same replies, ranked the other way round
+rows = {}
+for name, s in (("ranked as scored", best_first), ("ranked in reverse", reversed_)):
+    rows[name] = {"Plackett-Luce": float(plackett_luce_loss(s)),
+                  "InstructGPT pairs (1/C(3,2) each)": float(instructgpt_pairwise_loss(s))}
+print(pd.DataFrame(rows).T.round(4))
+
+# %% [markdown]
+# Plackett-Luce is the likelihood of the *whole* ranking as one event (pick the best of three, then the best of
+# two): 0.7209 when the scores agree with the ranking and 3.7209 when they are reversed. The InstructGPT loss is the
+# mean of −log σ over the three implied pairs, treated as independent (a composite likelihood): 0.2512 and 1.5845 —
+# averaged per pair, so on another scale, and it counts the (best, worst) pair as separate evidence although the two
+# adjacent pairs already imply it.
+
+# %% [markdown]
+# ## Exercise 3 · The ceiling by hand
+#
+# One filler sentence of 4 words costs 4 × 0.03 = 0.12 gold points, so p = σ(0.12 / 0.1) = σ(1.2) ≈ 0.769: the
+# annotator picks the shorter reply 77 % of the time, and no model can beat 76.9 % on such pairs.
+
+# %%
+problem = world.make_problem("addition", (17, 25))
+short, longer = problem.reference, problem.reference + " Thank you for asking."
+gap = world.gold_score(problem, short) - world.gold_score(problem, longer)
+p = 1 / (1 + math.exp(-gap / world.ANNOTATORS["gold"].tau))
+print(f"gold gap {gap:.2f} → p = {p:.4f}; world.bayes_ceiling_pair = "
+      f"{world.bayes_ceiling_pair(world.ANNOTATORS['gold'], problem, short, longer):.4f}")
+assert abs(p - 1 / (1 + math.exp(-1.2))) < 1e-9
+
+# %% [markdown]
+# ## Exercise 4 · Normalisation changes the scale, not the order
+
+# %%
+rm, tok = load_reward_model("rm-tiny")
+heldout = load_preference_file("heldout")
+subset = subsample_pairs(heldout, pick(400, len(heldout)), seed=0)
+prompts = [r["prompt"] for r in subset]
+raw_c = score_replies(rm, tok, prompts, [r["chosen"] for r in subset], raw=True)
+raw_r = score_replies(rm, tok, prompts, [r["rejected"] for r in subset], raw=True)
+norm_c = score_replies(rm, tok, prompts, [r["chosen"] for r in subset])
+norm_r = score_replies(rm, tok, prompts, [r["rejected"] for r in subset])
+acc_raw = float(((raw_c > raw_r).float()).mean())
+acc_norm = float(((norm_c > norm_r).float()).mean())
+conf_raw = float(torch.sigmoid((raw_c - raw_r).abs()).mean())
+conf_norm = float(torch.sigmoid((norm_c - norm_r).abs()).mean())
+print(f"normalisation: mean {float(rm.reward_mean):+.3f}, std {float(rm.reward_std):.3f}")
+print(f"accuracy raw {acc_raw:.4f} = normalised {acc_norm:.4f}; mean confidence σ(|Δr|): raw {conf_raw:.3f}, "
+      f"normalised {conf_norm:.3f}")
+assert acc_raw == acc_norm
+
+# %% [markdown]
+# The normalisation subtracts a mean (which cancels in every difference) and divides by the std of `sft-tiny`'s
+# sample rewards: every gap r_c − r_r is divided by the same positive number, so no order changes. σ(Δr) does
+# change: with a std above 1 the normalised model is *less* confident than the one the Bradley-Terry loss trained;
+# `rm-tiny`'s std is 0.87, so its normalised σ(|Δr|) is a little *more* confident (0.74 vs 0.72 on average). That
+# is why `evaluate_reward_model` scores raw rewards for the loss and the calibration, and why RL uses the normalised
+# ones (a reward in units of "standard deviations of the reference policy's replies").
+
+# %% [markdown]
+# ## Exercise 5 · Where the gap comes from
+
+# %%
+ev = evaluate_reward_model(rm, tok, subset)
+right = (ev.chosen_rewards > ev.rejected_rewards).numpy()
+table = {}
+for fam in world.FAMILIES:
+    for kind in ("taste", "correctness"):
+        m = np.array([r["family"] == fam and pair_kind(r) == kind for r in subset])
+        if m.sum():
+            rows_m = [r for r, k in zip(subset, m) if k]
+            table[(fam, kind)] = {"pairs": int(m.sum()), "accuracy": right[m].mean(),
+                                  "ceiling": pairs_bayes_ceiling(rows_m)}
+print(pd.DataFrame(table).T.round(3))
+
+# %% [markdown]
+# What you should see (400-pair sample, ±8 points per cell): every family's taste pairs within a few points of their
+# ceiling, every family's correctness pairs near chance (0.46–0.57) against ceilings of ≈ 1. No family's check is
+# learned — not even review's, the simplest (the requested sentiment is one word of the prompt, the reply's adjective
+# one word of the reply). The style signal is in every pair and is learned first; a correctness pair whose right
+# reply is the wordier one then pulls the model the wrong way, which is why some cells sit *below* 0.5.
