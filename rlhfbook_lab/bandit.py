@@ -22,6 +22,11 @@ division scales the reward term up as the group comes to agree (so the KL term c
 the k3 loss follows ∇KL(π_ref‖π), not ∇KL(π‖π_ref) (see :mod:`rlhfbook_lab.kl`). On the default bandit it
 passes near J* and then settles at about 80 % of it, over-confident in the top-reward answer; with
 ``grpo_scale_rewards=False`` (Dr. GRPO) and ``grpo_kl_estimator="k2"`` it reaches ~99 % of J*.
+
+A third regulariser, SFT mixing (``sft_coef`` = λ): every trainer can add λ times the NLL of responses sampled
+from π_ref (the "SFT data"). Its expected value is the cross-entropy H(π_ref, π) = KL(π_ref‖π) + H(π_ref), so it
+pulls toward the reference in the *forward* direction. With β = 0 the trainers then climb
+E_π[r] − λ·KL(π_ref‖π), whose maximiser :func:`optimal_policy_forward_kl` also has a closed form.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import torch.nn.functional as F
 
 from rlhfbook_lab.kl import ESTIMATORS, categorical_kl, kl_loss, kl_penalized_rewards
 from rlhfbook_lab.policy_gradient import (
+    ADVANTAGE_ESTIMATORS,
     aggregate_loss,
     gae_advantages,
     policy_gradient_loss,
@@ -45,9 +51,12 @@ from rlhfbook_lab.policy_gradient import (
 __all__ = [
     "ALGORITHMS",
     "BanditConfig",
+    "gradient_estimates",
     "objective",
     "optimal_objective",
     "optimal_policy",
+    "optimal_policy_forward_kl",
+    "reward_gradient",
     "train_bandit",
     "train_grpo",
     "train_ppo",
@@ -99,6 +108,10 @@ class BanditConfig:
     """GRPO: divide advantages by the group's std (DeepSeekMath; TRL's ``scale_rewards``). False: Dr. GRPO."""
     grpo_kl_estimator: str = "k3"
     """GRPO: the estimator of its KL loss term (DeepSeekMath: k3; k2 gives the gradient of KL(π‖π_ref))."""
+    sft_coef: float = 0.0
+    """λ ≥ 0: every step adds λ·(mean NLL of ``group_size`` responses sampled from π_ref) to the loss, an SFT
+    term whose gradient is λ·∇KL(π_ref‖π) (forward KL). 0 (default): no SFT term, and no extra sampling. With
+    ``sft_coef > 0``, ``beta`` may be 0 (the SFT term is then the only regulariser)."""
 
     def __post_init__(self):
         k = len(self.rewards)
@@ -113,8 +126,13 @@ class BanditConfig:
             raise ValueError(f"rewards must be finite; got {self.rewards}")
         if min(self.ref_probs) <= 0 or abs(sum(self.ref_probs) - 1.0) > 1e-6:
             raise ValueError(f"ref_probs must be > 0 and sum to 1; got {self.ref_probs}")
-        if not (math.isfinite(self.beta) and self.beta > 0):
-            raise ValueError(f"beta must be > 0 (the closed-form optimum needs it); got {self.beta}")
+        if not (math.isfinite(self.sft_coef) and self.sft_coef >= 0):
+            raise ValueError(f"sft_coef must be a finite number >= 0; got {self.sft_coef}")
+        if not (math.isfinite(self.beta) and (self.beta > 0 or (self.beta == 0 and self.sft_coef > 0))):
+            raise ValueError(
+                f"beta must be > 0 (the closed-form optimum needs it), or 0 together with sft_coef > 0; "
+                f"got beta={self.beta}, sft_coef={self.sft_coef}"
+            )
         if self.group_size < 2:
             raise ValueError(f"group_size must be >= 2; got {self.group_size}")
         if self.num_steps < 1 or self.ppo_epochs < 1:
@@ -130,14 +148,16 @@ class BanditConfig:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _check_bandit(rewards: torch.Tensor, ref_probs: torch.Tensor, beta: float) -> None:
+def _check_bandit(
+    rewards: torch.Tensor, ref_probs: torch.Tensor, beta: float, name: str = "beta", allow_zero: bool = False
+) -> None:
     if rewards.dim() != 1 or ref_probs.shape != rewards.shape:
         raise ValueError(
             f"rewards and ref_probs must both have shape (K,); "
             f"got {tuple(rewards.shape)}, {tuple(ref_probs.shape)}"
         )
-    if not (math.isfinite(beta) and beta > 0):
-        raise ValueError(f"beta must be > 0; got {beta}")
+    if not (math.isfinite(beta) and (beta > 0 or (allow_zero and beta == 0))):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}; got {beta}")
 
 
 def optimal_policy(rewards: torch.Tensor, ref_probs: torch.Tensor, beta: float) -> torch.Tensor:
@@ -166,19 +186,120 @@ def optimal_objective(rewards: torch.Tensor, ref_probs: torch.Tensor, beta: floa
     return beta * torch.logsumexp(torch.log(ref_probs) + rewards / beta, dim=-1)
 
 
+def optimal_policy_forward_kl(rewards: torch.Tensor, ref_probs: torch.Tensor, coef: float) -> torch.Tensor:
+    """The maximiser of E_π[r] − λ·KL(π_ref‖π): the policy an SFT term of weight λ (or, on average, a k3 KL
+    loss of weight λ) holds against the reward.
+
+    The objective is concave in π; its stationarity condition on the simplex, r(y) + λ·π_ref(y)/π(y) = c, gives
+
+    .. math::  \\pi_\\lambda(y) = \\frac{\\lambda\\, \\pi_{ref}(y)}{c - r(y)}, \\qquad
+               c > \\max_y r(y) \\text{ the unique root of } \\sum_y \\pi_\\lambda(y) = 1
+
+    (found by bisection in float64). Compare π* ∝ π_ref·e^{r/β}: the reverse KL tilts π_ref exponentially, the
+    forward KL only by the factor 1/(c − r), so it keeps more mass on poor responses and piles the rest on the
+    best one.
+
+    Args:
+        rewards: Shape (K,). ref_probs: Shape (K,), π_ref > 0. coef: λ > 0.
+
+    Returns:
+        Shape (K,), float64, sums to 1.
+    """
+    _check_bandit(rewards, ref_probs, coef, name="coef")
+    r, ref = rewards.double(), ref_probs.double()
+    lo, hi = r.max().item(), r.max().item() + coef  # Σ λ·π_ref/(c − r) is > 1 just above max r, ≤ 1 at hi
+    for _ in range(200):  # bisection: the sum falls monotonically in c
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        if (coef * ref / (mid - r)).sum().item() > 1.0:
+            lo = mid
+        else:
+            hi = mid
+    probs = coef * ref / (hi - r)
+    return probs / probs.sum()
+
+
 def objective(
     probs: torch.Tensor, rewards: torch.Tensor, ref_probs: torch.Tensor, beta: float
 ) -> torch.Tensor:
     """Exact J(π) = Σ_y π(y) r(y) − β·KL(π‖π_ref).
 
     Args:
-        probs: Shape (K,), π. rewards: Shape (K,). ref_probs: Shape (K,). beta: β > 0.
+        probs: Shape (K,), π. rewards: Shape (K,). ref_probs: Shape (K,). beta: β ≥ 0 (0: the expected reward).
 
     Returns:
         A scalar.
     """
-    _check_bandit(rewards, ref_probs, beta)
+    _check_bandit(rewards, ref_probs, beta, allow_zero=True)
     return (probs * rewards).sum() - beta * categorical_kl(probs, ref_probs, from_logits=False)
+
+
+def reward_gradient(rewards: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """The exact gradient of E_π[r] with respect to the logits θ of π = softmax(θ):
+
+    .. math::  \\nabla_\\theta\\, \\mathbb{E}_{y\\sim\\pi}[r(y)] = \\pi \\odot (r - \\mathbb{E}_\\pi[r])
+
+    Args:
+        rewards: Shape (K,). probs: Shape (K,), π.
+
+    Returns:
+        Shape (K,), sums to 0.
+    """
+    _check_bandit(rewards, probs, 1.0)
+    return probs * (rewards - (probs * rewards).sum())
+
+
+def gradient_estimates(
+    cfg: BanditConfig, estimator: str, num_groups: int, probs: torch.Tensor | None = None, seed: int = 0
+) -> torch.Tensor:
+    """Sampled policy-gradient estimates of ∇_θ E_π[r], one per group, to study their bias and variance.
+
+    Each of ``num_groups`` groups draws ``cfg.group_size`` responses from π, computes advantages of the raw
+    rewards with ``estimator`` (:func:`~rlhfbook_lab.policy_gradient.sequence_advantages`, or ``"none"``: A = r,
+    no baseline), and differentiates the package's policy-gradient loss (mean over the group) with respect to
+    its own copy of the logits, so one backward pass gives every group's estimate:
+
+    .. math::  \\hat g = \\frac{1}{G}\\sum_{i=1}^{G} A_i\\, \\nabla_\\theta \\log \\pi_\\theta(y_i), \\qquad
+               \\mathbb{E}[\\hat g] = \\nabla_\\theta\\, \\mathbb{E}_\\pi[r] \\text{ for an unbiased estimator}
+
+    (compare with :func:`reward_gradient`). No KL term: this is the gradient of the reward alone.
+
+    Args:
+        cfg: the bandit (rewards, ``group_size``, ``ref_probs``).
+        estimator: ``"none"`` or one of ``policy_gradient.ADVANTAGE_ESTIMATORS`` (``"reinforce"`` uses each
+            group's own mean, so on one group it equals ``"dr_grpo"``).
+        num_groups: how many independent groups (estimates), >= 1.
+        probs: Shape (K,), the policy π at which to estimate (default: π_ref).
+        seed: seeds the sampler.
+
+    Returns:
+        Shape (num_groups, K): row n is group n's estimate of ∇_θ E_π[r] (the negative loss gradient).
+    """
+    if estimator != "none" and estimator not in ADVANTAGE_ESTIMATORS:
+        raise ValueError(f"estimator must be 'none' or one of {ADVANTAGE_ESTIMATORS}; got {estimator!r}")
+    if not isinstance(num_groups, int) or num_groups < 1:
+        raise ValueError(f"num_groups must be an int >= 1; got {num_groups}")
+    rewards = torch.tensor(cfg.rewards, dtype=torch.float64)
+    probs = torch.tensor(cfg.ref_probs, dtype=torch.float64) if probs is None else probs.double()
+    _check_bandit(rewards, probs, 1.0)
+    G = cfg.group_size
+    generator = torch.Generator().manual_seed(seed)
+    actions = torch.multinomial(probs, num_groups * G, replacement=True, generator=generator)  # (N·G,)
+    scores = rewards[actions].view(num_groups, G)  # (N, G)
+    if estimator == "none":
+        advantages = scores
+    elif estimator == "reinforce":  # the batch mean, with each group its own batch
+        advantages = torch.stack([sequence_advantages(row, "reinforce") for row in scores])
+    else:
+        advantages = sequence_advantages(scores.reshape(-1), estimator, G).view(num_groups, G)
+    logits = torch.log(probs).repeat(num_groups, 1).requires_grad_()  # (N, K): one copy per group
+    logps = torch.log_softmax(logits, dim=-1).gather(1, actions.view(num_groups, G))  # (N, G)
+    mask = torch.ones(num_groups * G, 1, dtype=torch.float64)
+    per_token_loss = policy_gradient_loss(logps.reshape(-1, 1), advantages.reshape(-1), mask)  # (N·G, 1)
+    # the mean over each group's G responses, summed over groups: each group's logits get its own gradient
+    (per_token_loss.view(num_groups, G).mean(dim=1).sum()).backward()
+    return -logits.grad
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -209,15 +330,35 @@ class _Run:
         """(log π_θ, log π_ref) of the sampled responses as per-token tensors, Shape (G, 1) each."""
         return F.log_softmax(self.logits, dim=-1)[actions][:, None], self.ref_logps[actions][:, None]
 
+    def sft_loss(self) -> torch.Tensor:
+        """The SFT term, Shape (), with grad: λ times the mean NLL of G responses sampled from π_ref,
+
+        .. math::  \\lambda \\cdot \\frac{1}{G}\\sum_i -\\log \\pi_\\theta(y_i), \\quad y_i \\sim \\pi_{ref},
+                   \\qquad \\mathbb{E} = \\lambda\\, H(\\pi_{ref}, \\pi_\\theta)
+                   = \\lambda\\,\\big(\\mathrm{KL}(\\pi_{ref}\\|\\pi_\\theta) + H(\\pi_{ref})\\big)
+
+        With λ = 0 it is 0 and draws nothing from the sampler, so runs without it are unchanged.
+        """
+        if self.cfg.sft_coef == 0:
+            return torch.zeros(())
+        sft_actions = torch.multinomial(self.ref_probs, self.cfg.group_size, replacement=True, generator=self.generator)
+        nll = -F.log_softmax(self.logits, dim=-1)[sft_actions][:, None]  # (G, 1)
+        return self.cfg.sft_coef * aggregate_loss(nll, self.mask, "token_mean")
+
     def step(self, loss: torch.Tensor, step: int) -> None:
+        """One Adam step on ``loss`` plus the SFT term (:meth:`sft_loss`; 0 unless ``cfg.sft_coef > 0``)."""
         if self.cfg.anneal_lr:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.cfg.learning_rate * (1.0 - step / self.cfg.num_steps)
+        sft = self.sft_loss()
+        self.last_sft_loss = sft.detach()
         self.optimizer.zero_grad()
-        loss.backward()
+        (loss + sft).backward()
         self.optimizer.step()
 
     def log(self, **metrics: float) -> None:
+        if self.cfg.sft_coef > 0:
+            metrics["losses/sft"] = self.last_sft_loss
         probs = torch.softmax(self.logits.detach().double(), dim=-1)
         metrics = {
             "charts/J": objective(probs, self.rewards, self.ref_probs, self.cfg.beta),
