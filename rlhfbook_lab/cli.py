@@ -83,6 +83,74 @@ def _cmd_sft(args) -> None:
     }, indent=2))
 
 
+def _cmd_pref_data(args) -> None:
+    from .preference_data import PREF_DATA_DIR, PREF_PROMPTS, build_preference_files
+
+    n = {split: dict(d) for split, d in PREF_PROMPTS.items()}
+    if args.scale is not None:  # a smaller (or bigger) build: every prompt count times the factor
+        n = {split: {k: max(1, round(v * args.scale)) for k, v in d.items()} for split, d in n.items()}
+    t0 = time.process_time()
+    out = build_preference_files(args.out, seed=args.seed, n_prompts=n, policy=args.policy, base=args.base)
+    print(json.dumps({"out": str(args.out or PREF_DATA_DIR), "seed": args.seed, "n_prompts": n,
+                      "pairs": {s: out["counts"][s]["on_policy/kept"] + out["counts"][s]["off_policy/kept"]
+                                for s in ("train", "heldout")},
+                      "counts": out["counts"], "cpu_seconds": round(time.process_time() - t0, 1),
+                      "bytes": {s: out[s].stat().st_size for s in ("train", "heldout")}}, indent=2))
+
+
+def _cmd_rl(args) -> None:
+    from .rl import RLConfig, rl_from_sft, summarize
+
+    given = {"steps": args.steps, "lr": args.lr, "beta": args.beta, "reward": args.reward,
+             "reward_model": args.reward_model, "prompts_per_step": args.prompts_per_step,
+             "group_size": args.group_size, "max_new_tokens": args.max_new_tokens, "eval_prompts": args.eval_prompts,
+             "sft_coef": args.sft_coef}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    cfg = (RLConfig.fast if args.fast else RLConfig.preset)(args.algo, seed=args.seed, **overrides)
+    out = Path(args.out) if args.out else Path("runs") / f"rl-{args.algo}"
+    t0 = time.process_time()
+    _, _, history = rl_from_sft(cfg, policy=args.policy, out=out, overwrite=args.overwrite)
+    print(json.dumps({"out": str(out), "algo": args.algo, "reward": cfg.reward, "cpu_seconds":
+                      round(time.process_time() - t0, 1), **{k: round(v, 4) if isinstance(v, float) else v
+                                                             for k, v in summarize(history).items()}}, indent=2))
+
+
+def _cmd_rm(args) -> None:
+    from .paths import CHECKPOINTS
+    from .reward_trainer import rm_from_sft, shipped_rm_config
+
+    cfg = shipped_rm_config()
+    cfg.train.steps = args.steps or (30 if args.fast else cfg.train.steps)
+    cfg.train.seed = args.seed
+    out = Path(args.out) if args.out else (None if args.fast else CHECKPOINTS / "rm-tiny")
+    t0 = time.perf_counter()
+    rm, tok, history, ev = rm_from_sft(cfg, policy=args.policy, out=out, overwrite=args.overwrite,
+                                       normalize=args.normalize, data_dir=args.data,
+                                       num_eval_pairs=400 if args.fast else None)
+    print(json.dumps({
+        "out": str(out) if out else None, "steps": cfg.train.steps, "pairs_per_step": cfg.batch_size,
+        "train_pairs": history["data/num_pairs"][0], "train_cpu_seconds": round(history["charts/cpu_seconds"][0], 1),
+        "train_seconds": round(history["charts/wall_time"][0], 1), "total_seconds": round(time.perf_counter() - t0, 1),
+        "heldout_pairs": ev.num_pairs, "heldout_accuracy": round(ev.accuracy, 4),
+        "bayes_ceiling": round(ev.bayes_ceiling, 4), "gap_to_ceiling": round(ev.bayes_ceiling - ev.accuracy, 4),
+        "heldout_loss": round(ev.loss, 4), "ece": round(float(ev.calibration.ece), 4),
+        "normalization": {"mean": round(history["normalize/mean"][0], 4), "std": round(history["normalize/std"][0], 4)}
+        if args.normalize else None,
+    }, indent=2))
+
+
+def _cmd_dpo(args) -> None:
+    from .dpo_trainer import FAST, dpo_config, dpo_from_sft
+
+    cfg = dpo_config(args.loss, fast=args.fast, beta=args.beta, steps=args.steps, seed=args.seed,
+                     precompute_ref_logps=args.precompute_ref or None)
+    sizes = {k: FAST[k] for k in ("num_pairs", "eval_prompts", "kl_prompts")} if args.fast else {}
+    out = Path(args.out) if args.out else Path("runs") / f"dpo-{args.loss}"
+    run = dpo_from_sft(cfg, policy=args.policy, pairs=args.pairs, out=out, overwrite=args.overwrite, **sizes)
+    print(json.dumps({"out": str(out), **{k: round(v, 4) if isinstance(v, float) else v
+                                          for k, v in run.report.items()}}, indent=2))
+
+
 def _cmd_sample(args) -> None:
     from . import world
     from .generation import generate
@@ -114,9 +182,29 @@ def _cmd_sample(args) -> None:
     print(f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
 
 
+def _cmd_pipeline(args) -> None:
+    from .pipeline import PipelineConfig, run_pipeline
+
+    kw = {k: v for k, v in dict(rl_algo=args.rl_algo, seed=args.seed).items() if v is not None}
+    cfg = PipelineConfig.fast_config(**kw) if args.fast else PipelineConfig(**kw)
+    out = Path(args.out)
+    run_pipeline(cfg, out=out, overwrite=args.overwrite)
+    print((out / "results.md").read_text())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="rlhfbook-lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pipeline", help="the whole arc: base → SFT → reward model → DPO → RL, judged by the gold "
+                                        "judge; writes results.md/json, summary.png and checkpoints into --out")
+    p.add_argument("--out", default="pipeline-out", help="folder for the results (default: ./pipeline-out)")
+    p.add_argument("--fast", action="store_true", help="shorter runs of every stage (≤ 2 min on 2 CPU cores)")
+    p.add_argument("--rl-algo", default=None, choices=["grpo", "ppo", "rloo", "reinforce", "dr_grpo"],
+                   help="the RL stage's algorithm (default grpo)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=_cmd_pipeline)
 
     p = sub.add_parser("tokenizer", help="rebuild the world's character-level tokenizer (data/tokenizer)")
     p.add_argument("--out", default=None)
@@ -150,6 +238,59 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pretrain-mix", type=float, default=None, help="share of each batch that is pretraining "
                                                                     "text (default: SFTConfig's, 0)")
     p.set_defaults(func=_cmd_sft)
+
+    p = sub.add_parser("pref-data", help="write the preference pairs (data/preferences/train.jsonl, heldout.jsonl)")
+    p.add_argument("--out", default=None, help="output folder (default data/preferences)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=float, default=None, help="multiply every prompt count by this (default 1: "
+                                                             "the shipped size)")
+    p.add_argument("--policy", default="sft-tiny", help="the model whose samples make the on-policy pairs")
+    p.add_argument("--base", default="base-tiny", help="a second model for the off-policy pairs")
+    p.set_defaults(func=_cmd_pref_data)
+
+    p = sub.add_parser("rl", help="RL from the SFT model: PPO, GRPO, Dr. GRPO, RLOO or REINFORCE (rl.RLConfig)")
+    p.add_argument("--algo", default="grpo", choices=["ppo", "grpo", "dr_grpo", "rloo", "reinforce"])
+    p.add_argument("--fast", action="store_true", help="the ~30 s CPU configuration (RLConfig.fast)")
+    p.add_argument("--policy", default="sft-tiny", help="the model to start from (checkpoint name or folder)")
+    p.add_argument("--reward", default=None, choices=["gold", "verifier", "rm"], help="reward source (default gold)")
+    p.add_argument("--reward-model", default=None, help="with --reward rm: folder or name (default rm-tiny)")
+    for name, kind in (("steps", int), ("lr", float), ("beta", float), ("prompts-per-step", int),
+                       ("group-size", int), ("max-new-tokens", int), ("eval-prompts", int), ("sft-coef", float)):
+        p.add_argument(f"--{name}", type=kind, default=None, help="override the preset's value")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder (default runs/rl-<algo>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+    p.set_defaults(func=_cmd_rl)
+
+    p = sub.add_parser("rm", help="train the reward model on data/preferences; held-out accuracy vs the Bayes ceiling")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the shipped recipe; 30 with "
+                                                           "--fast)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder (default data/checkpoints/rm-tiny; with --fast, "
+                                               "nothing is saved unless --out is given)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+    p.add_argument("--normalize", action="store_true", help="normalise rewards to mean 0, std 1 on samples of the "
+                                                            "reference policy (as the shipped rm-tiny is)")
+    p.add_argument("--fast", action="store_true", help="a short run, evaluated on 400 held-out pairs")
+    p.add_argument("--policy", default="sft-tiny", help="the backbone and reference policy")
+    p.add_argument("--data", default=None, help="folder with train.jsonl and heldout.jsonl (default "
+                                                "data/preferences)")
+    p.set_defaults(func=_cmd_rm)
+
+    p = sub.add_parser("dpo", help="direct alignment from the SFT model on preference pairs; gold score and KL")
+    p.add_argument("--loss", default="dpo", choices=["dpo", "cdpo", "ipo", "simpo", "orpo", "kto"])
+    p.add_argument("--beta", type=float, default=None, help="the loss's beta (default: dpo_trainer.RECIPES)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default 150; 30 with --fast)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precompute-ref", action="store_true", help="score the pairs with the reference once, "
+                                                                 "before training")
+    p.add_argument("--fast", action="store_true", help="a short run on 512 pairs, judged on fewer prompts")
+    p.add_argument("--policy", default="sft-tiny", help="the model to start from, also the reference")
+    p.add_argument("--pairs", default=None, help="a jsonl of pairs (default: the on-policy pairs of "
+                                                 "data/preferences/train.jsonl)")
+    p.add_argument("--out", default=None, help="output folder (default runs/dpo-<loss>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+    p.set_defaults(func=_cmd_dpo)
 
     p = sub.add_parser("sample", help="sample replies to held-out prompts and score them with the gold judge")
     p.add_argument("--model", default=None, help="checkpoint name, folder or hub id (default $RLHFBOOK_MODEL, "

@@ -21,20 +21,24 @@ KTO estimates its reference point. Items of the loop's contract: pairs for the p
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from datasets import Dataset
 
+from . import world
 from .data import BuiltDataset, ExampleTooLong, collate_sft, tokenize_conversation
 from .dpo import LOSS_REDUCTION, REFERENCE_FREE_LOSSES, _check_positive, kto_loss, preference_loss
+from .evaluation import evaluate_chat, sampled_kl
 from .logprobs import check_completion_mask, masked_mean, masked_sum, per_token_logprobs
-from .models import forward_logits
+from .models import check_writable, forward_logits, load_model, save_model
 from .preference_data import (
     REF_PAIR_COLUMNS,
     TokenizedPairs,
@@ -42,19 +46,29 @@ from .preference_data import (
     _rows_of,
     _stack_ref,
     collate_pairs,
+    load_preference_file,
+    read_pairs,
+    subsample_pairs,
     tokenize_pairs,
 )
+from .sft import _fingerprint
 from .train import TrainConfig, autocast_context, train
 
 __all__ = [
+    "FAST",
     "KTO_COLUMNS",
+    "RECIPES",
+    "RECIPE_TRAIN",
     "REF_KTO_COLUMNS",
     "ConcatenatedOutput",
     "DPOConfig",
+    "DPORun",
     "check_dpo_config",
     "collate_kto",
     "compute_ref_logps",
     "concatenated_forward",
+    "dpo_config",
+    "dpo_from_sft",
     "dpo_loss_sum",
     "kto_examples",
     "make_reference_model",
@@ -565,3 +579,163 @@ def train_dpo(policy, tokenizer, pairs, cfg: DPOConfig, ref_model=None, progress
     history["data/num_dropped"] = [dropped]
     history["data/num_identical"] = [identical]
     return history
+
+
+# --- the recipe of `rlhfbook-lab dpo`: the SFT model + the shipped pairs → a model the gold judge scores -------
+
+RECIPES: dict[str, dict] = {
+    "dpo": dict(beta=0.1),
+    "cdpo": dict(beta=0.1, label_smoothing=0.1),
+    "ipo": dict(beta=0.5),
+    "simpo": dict(beta=2.0, gamma=1.0),
+    "orpo": dict(beta=0.1),
+    "kto": dict(beta=0.1),
+}
+"""Each loss's own hyperparameters in ``rlhfbook-lab dpo --loss <name>`` (the rest is :class:`DPOConfig`'s)."""
+
+RECIPE_TRAIN = dict(steps=100, batch_size=16, lr=5e-5, warmup_steps=10)
+"""A full run: 100 steps of 16 pairs (1,600 of the 3,397 on-policy pairs seen once), peak lr 5e-5."""
+
+FAST = dict(steps=24, batch_size=8, lr=1e-4, warmup_steps=4, num_pairs=512, eval_prompts=128, kl_prompts=32)
+"""``--fast`` and the lessons' fast mode: 24 steps of 8 pairs at twice the lr, on a random 512 of the pairs, judged
+on fewer prompts: about 15 s of CPU for the training (one thread), with noisier numbers."""
+
+
+def dpo_config(loss: str = "dpo", fast: bool = False, **overrides) -> DPOConfig:
+    """The configuration ``rlhfbook-lab dpo --loss <loss>`` trains with: :data:`RECIPES` and :data:`RECIPE_TRAIN`
+    (``fast``: :data:`FAST`) on :class:`DPOConfig`'s defaults. KTO's ``batch_size`` is doubled: its items are
+    examples, two per pair, so a step sees the same replies as the paired losses'. ``overrides`` are
+    ``DPOConfig`` fields or the ``TrainConfig`` fields ``steps``, ``lr``, ``warmup_steps``, ``seed``; ``None``
+    values are skipped."""
+    if loss not in RECIPES:
+        raise ValueError(f"loss must be one of {sorted(RECIPES)}; got {loss!r}")
+    recipe = FAST if fast else RECIPE_TRAIN
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    train_over = {k: recipe[k] for k in ("steps", "lr", "warmup_steps")}
+    train_over.update({k: overrides.pop(k) for k in ("steps", "lr", "warmup_steps", "seed") if k in overrides})
+    batch_size = recipe["batch_size"] * (2 if loss == "kto" else 1)
+    cfg = DPOConfig(loss=loss, **{**RECIPES[loss], "batch_size": batch_size, **overrides})
+    for k, v in train_over.items():
+        setattr(cfg.train, k, v)
+    if not isinstance(cfg.train.steps, int) or cfg.train.steps < 1:
+        raise ValueError(f"steps must be an int >= 1; got {cfg.train.steps!r}")
+    if not cfg.train.lr >= 0 or math.isinf(cfg.train.lr):
+        raise ValueError(f"lr must be a finite number >= 0; got {cfg.train.lr}")
+    return cfg
+
+
+class DPORun(NamedTuple):
+    """What :func:`dpo_from_sft` returns."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    history: dict[str, list]
+    report: dict
+    """The run's headline numbers (also in ``training_meta.json``). On the held-out prompts: ``gold_before`` /
+    ``gold_after``, the mean gold score of greedy replies (with ``correct_*``, ``eos_*`` and ``gold_gain``), and
+    ``gold_sampled_before`` / ``gold_sampled_after``, the same for one reply sampled at temperature 1 (seed 0):
+    the policy the objective is about, tail and all. ``kl``: KL(π‖π_ref) per reply on the policy's samples
+    (``evaluation.sampled_kl``; ``kl_k1`` its plain log-ratio estimate). ``accuracy``, ``margin``,
+    ``logps_chosen``, ``logps_rejected``: the trainer's metrics over the last tenth of the steps.
+    ``train_cpu_seconds``, and what was trained on."""
+    evals: dict
+    """The judged replies behind the report: ``evaluation.ChatEval`` under ``"greedy_after"``,
+    ``"sampled_after"`` (and ``"greedy_before"``, ``"sampled_before"`` when the start was judged)."""
+
+
+def _judge(model, tokenizer, problems) -> tuple[dict, dict]:
+    """(summary, ChatEvals): greedy replies and one sampled reply (T = 1, seed 0) per problem, gold-judged."""
+    evals = {"greedy": evaluate_chat(model, tokenizer, problems),
+             "sampled": evaluate_chat(model, tokenizer, problems, greedy=False, seed=0)}
+    greedy, sampled = evals["greedy"].overall, evals["sampled"].overall
+    return {"gold": greedy["gold_score"], "correct": greedy["correct_rate"], "eos": greedy["eos_rate"],
+            "gold_sampled": sampled["gold_score"]}, evals
+
+
+def dpo_from_sft(cfg: DPOConfig | None = None, policy: str | Path = "sft-tiny", pairs=None,
+                 out: str | Path | None = None, overwrite: bool = False, num_pairs: int | None = None,
+                 eval_prompts: int = 200, kl_prompts: int = 64, eval_every: int = 0, judge_before: bool = True,
+                 progress: bool = True) -> DPORun:
+    """Train ``policy`` with ``cfg.loss`` on preference pairs and judge it before and after with the gold judge.
+
+    Args:
+        cfg: :class:`DPOConfig` (default ``dpo_config()``: DPO, β = 0.1, :data:`RECIPE_TRAIN`).
+        policy: the model to start from, also the reference π_ref (a shipped checkpoint name or a folder).
+        pairs: ``None``: the on-policy part of the shipped ``data/preferences/train.jsonl`` (replies sampled from
+            ``sft-tiny``, labelled by the gold annotator); a path to a jsonl of pairs (validated by
+            ``preference_data.read_pairs``); or a list of pairs.
+        out: save the trained model there (atomically, with ``training_meta.json`` and ``training_log.json``).
+            An existing non-empty folder is refused before training unless ``overwrite``.
+        num_pairs: train on a random subset of at most this many pairs (``preference_data.subsample_pairs``,
+            seeded by ``cfg.train.seed``).
+        eval_prompts: replies to ``world.heldout_prompts(eval_prompts, seed=0)`` give the gold scores.
+        kl_prompts: one sampled reply to each of ``world.heldout_prompts(kl_prompts, seed=1)`` gives the KL.
+        eval_every: also judge every this many steps (``eval/gold_score`` greedy, ``eval/gold_sampled``,
+            ``eval/kl`` in the history): the points of a reward–KL curve. Not counted in ``train_cpu_seconds``.
+        judge_before: judge the starting model too (skip it when comparing several runs from one start).
+    """
+    cfg = cfg or dpo_config()
+    check_dpo_config(cfg)
+    if out is not None:  # fail before training, not after
+        out = Path(out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+            raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+        check_writable(out.parent)
+    if pairs is None:
+        rows, source = load_preference_file("train", origin="on_policy"), "data/preferences/train.jsonl on_policy"
+    elif isinstance(pairs, (str, Path)):
+        rows, source = read_pairs(pairs), str(pairs)
+    else:
+        rows, source = list(pairs), "given"
+    if num_pairs is not None:
+        rows = subsample_pairs(rows, min(num_pairs, len(rows)), seed=cfg.train.seed)
+    model, tokenizer = load_model(policy)
+    ref = make_reference_model(model)  # π_ref: for the loss (unless precomputed) and for the KL
+    problems, kl_problems = world.heldout_prompts(eval_prompts, seed=0), world.heldout_prompts(kl_prompts, seed=1)
+    report = {"policy": str(policy), "loss": cfg.loss, "beta": cfg.beta, "steps": cfg.train.steps,
+              "batch_size": cfg.batch_size, "lr": cfg.train.lr, "seed": cfg.train.seed,
+              "precompute_ref_logps": cfg.precompute_ref_logps, "pairs_source": source,
+              "eval_prompts": eval_prompts, "kl_prompts": kl_prompts}
+    evals = {}
+    if judge_before:
+        verdict, before = _judge(model, tokenizer, problems)
+        report.update({f"{k}_before": v for k, v in verdict.items()})
+        evals.update({f"{k}_before": v for k, v in before.items()})
+    last_eval, eval_cpu = {}, [0.0]
+
+    def eval_fn(m, step):
+        t = time.process_time()
+        last_eval.update(step=step, judged=_judge(m, tokenizer, problems),
+                         kl=sampled_kl(m, ref, tokenizer, kl_problems))
+        eval_cpu[0] += time.process_time() - t
+        verdict = last_eval["judged"][0]
+        return {"eval/gold_score": verdict["gold"], "eval/gold_sampled": verdict["gold_sampled"],
+                "eval/kl": last_eval["kl"].kl}
+
+    t0 = time.process_time()
+    history = train_dpo(model, tokenizer, rows, cfg, ref_model=ref, progress=progress,
+                        eval_fn=eval_fn if eval_every else None, eval_every=eval_every)
+    train_cpu = time.process_time() - t0 - eval_cpu[0]
+    if last_eval.get("step") != cfg.train.steps:  # else the loop's last evaluation was of this very model
+        last_eval.update(judged=_judge(model, tokenizer, problems), kl=sampled_kl(model, ref, tokenizer, kl_problems))
+    (verdict, after), kl = last_eval["judged"], last_eval["kl"]
+    report.update({f"{k}_after": v for k, v in verdict.items()})
+    evals.update({f"{k}_after": v for k, v in after.items()})
+    if judge_before:
+        report["gold_gain"] = report["gold_after"] - report["gold_before"]
+    tail = max(1, len(history["step"]) // 10)
+
+    def last(key):
+        return sum(history[key][-tail:]) / tail if key in history else None
+
+    report.update(kl=kl.kl, kl_k1=kl.kl_k1, kl_stderr=kl.stderr, accuracy=last("rewards/accuracies"),
+                  margin=last("rewards/margins"), logps_chosen=last("logps/chosen"),
+                  logps_rejected=last("logps/rejected"), pairs=history["data/num_items"][0],
+                  pairs_dropped=history["data/num_dropped"][0], pairs_identical=history["data/num_identical"][0],
+                  train_cpu_seconds=train_cpu)
+    if out is not None:
+        meta = {"config": asdict(cfg), "report": report, "pairs_sha256_16": _fingerprint(rows)}
+        save_model(model, tokenizer, out, overwrite=overwrite,
+                   extra_files={"training_meta.json": json.dumps(meta, indent=2, default=str),
+                                "training_log.json": json.dumps(history)})
+    return DPORun(model, tokenizer, history, report, evals)
