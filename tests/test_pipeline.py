@@ -1,0 +1,49 @@
+"""pipeline: the config's checks and the report it writes (the full arc is run by `rlhfbook-lab pipeline`)."""
+
+import json
+
+import pytest
+
+from rlhfbook_lab.pipeline import PipelineConfig, write_report
+
+
+def test_fast_config_uses_the_shipped_sft_and_reward_models():
+    cfg = PipelineConfig.fast_config()
+    assert cfg.fast and set(cfg.stages) == {"dpo", "rl"}
+    assert PipelineConfig().stages == ("sft", "rm", "dpo", "rl")
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(stages=("sft", "ppo")), "stages"),
+    (dict(sft_steps=0), "sft_steps"),
+    (dict(dpo_steps=-1), "dpo_steps"),
+    (dict(rm_steps=0), "rm_steps"),
+    (dict(rl_steps=0), "rl_steps"),
+    (dict(dpo_beta=0.0), "dpo_beta"),
+    (dict(eval_prompts=0), "eval_prompts"),
+])
+def test_config_bad_input(change, match):
+    with pytest.raises(ValueError, match=match):
+        PipelineConfig(**change)
+
+
+def test_write_report_table_and_figure(tmp_path):
+    results = {
+        "config": {"fast": True, "seed": 0, "eval_prompts": 8, "rl_algo": "grpo"},
+        "models": {
+            "base": {"eos_rate": 0.0, "correct_rate": 0.0, "gold_score": -0.4},
+            "sft": {"eos_rate": 1.0, "correct_rate": 0.5, "gold_score": 0.5, "kl_to_sft": 0.0,
+                    "kl_to_sft_stderr": 0.0},
+            "dpo": {"eos_rate": 1.0, "correct_rate": 0.625, "gold_score": 0.6, "kl_to_sft": 1.25,
+                    "kl_to_sft_stderr": 0.1},
+        },
+        "reward_model": {"heldout_accuracy": 0.7, "bayes_ceiling": 0.9, "heldout_pairs": 10, "ece": 0.03},
+        "seconds": {"base": 1.0, "total": 2.0},
+    }
+    write_report(results, tmp_path / "out")
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| DPO | +0.600 | 0.62 | 1.00 | 1.25 ± 0.10 |" in md
+    assert "| base (pretrained) | -0.400 | 0.00 | 0.00 | — |" in md
+    assert "accuracy 0.700 on 10 pairs; Bayes ceiling of the labels 0.900" in md
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == results
+    assert (tmp_path / "out" / "summary.png").stat().st_size > 10_000
