@@ -12,6 +12,10 @@ Three layers, each testable alone (STYLE.md; rasbt's ``compute_dpo_loss`` → ``
 3. **The loop**: :func:`train_dpo` tokenizes the pairs, refuses ties (label 0.5: these losses read every pair
    as chosen ≻ rejected), fixes the visiting order by seed and hands ``dpo_loss_sum`` to ``train.train``.
 
+On top, the recipe of ``rlhfbook-lab dpo`` (lesson 08): :func:`dpo_config` (each loss's settings, full or fast)
+and :func:`dpo_from_sft` (the SFT model + the shipped on-policy pairs → a trained model, judged by the gold judge
+before and after, its KL to the reference measured, saved atomically).
+
 Pairs are tokenized and stacked by ``preference_data.tokenize_pairs`` / ``collate_pairs``, the same helpers the
 reward-model trainer uses; the collator also carries precomputed reference log-probs. KTO's unpaired examples
 have their own :func:`tokenize_kto` / :func:`collate_kto`: each row adds a mismatched conversation from which

@@ -263,7 +263,25 @@ PRESETS: dict[str, dict] = {
     "ppo": dict(advantage="gae", kl_penalty="reward", kl_estimator="k1", loss_agg="token_mean",
                 whiten_advantages=True, ppo_epochs=2, num_minibatches=2, lam=1.0, value_lr=1e-3, lr=5e-5),
 }
-"""The fields each algorithm sets (everything else is :class:`RLConfig`'s default)."""
+"""The fields each algorithm sets (everything else is :class:`RLConfig`'s default).
+
+Measured from ``sft-tiny`` (seed 0; 30 rollouts of 16 prompts × 8 samples; greedy gold score on 200 held-out
+prompts, where sft-tiny scores +0.69 and answers 71 % correctly; KL in nats per sequence over the last 5
+rollouts; CPU seconds with one thread, on a loaded machine, evaluation included):
+
+=====================  =============  ============  =========  =====  =======
+run                    gold           correct       KL to ref  CPU s  reward
+=====================  =============  ============  =========  =====  =======
+``grpo``               0.69 → 0.90    0.71 → 0.72   2.1        196    gold
+``ppo``                0.69 → 0.87    0.71 → 0.69   1.2        296    gold
+``grpo``               0.69 → 0.83    0.71 → 0.64   1.9        203    rm-tiny
+``ppo``                0.69 → 0.78    0.71 → 0.59   2.3        311    rm-tiny
+=====================  =============  ============  =========  =====  =======
+
+Most of the gain is the judge's polite-opener lever (+0.2 on a correct reply): nearly every reply learns to
+open with "Sure!". With the reward model (73 % pairwise accuracy) correctness falls while the gold score still
+rises: the proxy pays for the opener more reliably than for the right answer. PPO at GRPO's lr (1e-4) bought
+less (+0.12) and lost correctness (0.71 → 0.62)."""
 
 FAST: dict[str, dict] = {algo: dict(steps=4, eval_prompts=100, lr=3e-4) for algo in ALGORITHMS}
 """What :meth:`RLConfig.fast` changes on top of the preset."""
