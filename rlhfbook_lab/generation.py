@@ -1,10 +1,20 @@
-"""Batched sampling with the KV cache: sequences, completion masks and the sampler's own log-probs.
+"""Batched sampling with a KV cache: sequences, completion masks and the sampler's own log-probs.
 
-We call ``model.generate`` (it already batches, caches keys and values, and handles left padding and stopping
-at EOS) and ask it for the processed scores of every step, from which we read the log-probability of each
-sampled token *under the distribution it was sampled from* (after temperature and top-p). RL needs exactly
-these: at temperature 1 without top-p they equal the model's log-probs recomputed by the log-prob core, and a
-test checks that to 1e-5.
+Two engines draw the same samples (a test checks token for token, and the logits bit for bit, at fixed seeds):
+
+- ``"cached"`` (the default for Llama-style models, the presets): :func:`sample_cached`, a decode loop written
+  out here. It runs each *distinct* prompt through the model once and copies its keys and values into every
+  member of the group (a GRPO group of 8 shares one prompt, so 7/8 of the prompt work is saved), preallocates the
+  cache for the whole completion instead of growing it by concatenation, and multiplies by fused q|k|v and
+  gate|up weights (2 matrix products per layer instead of 5). On a 2-core CPU it samples a GRPO rollout about
+  1.4× faster than ``model.generate`` (``benchmarks/bench_grpo.py``).
+- ``"hf"``: ``model.generate`` from ``transformers`` (any causal LM; the fallback for models the loop does not
+  know, e.g. one named by ``RLHFBOOK_MODEL``).
+
+Both return the processed scores of every step, from which we read the log-probability of each sampled token
+*under the distribution it was sampled from* (after temperature and top-p). RL needs exactly these: at
+temperature 1 without top-p they equal the model's log-probs recomputed by the log-prob core, and a test checks
+that to 1e-5.
 
 Everything returned is aligned with ``input_ids`` (the log-prob core's convention): one ``(B, P + T)`` layout
 holding the left-padded prompt and the right-padded completion.
@@ -17,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Generation", "encode_prompts", "generate"]
+__all__ = ["Generation", "encode_prompts", "generate", "sample_cached", "supports_cached_sampling"]
 
 
 @dataclass
@@ -67,6 +77,135 @@ def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
+def supports_cached_sampling(model) -> bool:
+    """True for the models :func:`sample_cached` knows: ``LlamaForCausalLM`` without projection biases, with a
+    SiLU MLP (the presets, and Llama-architecture checkpoints)."""
+    cfg = getattr(model, "config", None)
+    return (type(model).__name__ == "LlamaForCausalLM" and cfg is not None and cfg.hidden_act == "silu"
+            and not getattr(cfg, "attention_bias", False) and not getattr(cfg, "mlp_bias", False))
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm, y = w · x / sqrt(mean(x²) + eps), computed in float32 and cast back, as ``LlamaRMSNorm`` does
+    (the same operations in the same order, so the results agree bit for bit)."""
+    dtype = x.dtype
+    x = x.float()
+    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)).to(dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding: x·cos + rotate_half(x)·sin, rotate_half(x) = (−x₂, x₁) for the two halves of the last dim."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def _process_scores(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """What the sampler draws from: logits / temperature, then top-p (nucleus) filtering, which sets to −inf the
+    least likely tokens whose total probability is at most 1 − top_p (the most likely token is always kept).
+    Shapes: (B, V) → (B, V). Written as ``transformers``' logits warpers compute it, so both engines agree."""
+    if temperature != 1.0:
+        logits = logits / temperature
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=False)
+        remove_sorted = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p
+        remove_sorted[..., -1:] = False
+        logits = logits.masked_fill(remove_sorted.scatter(1, order, remove_sorted), float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group_size: int,
+                  max_new_tokens: int, eos_id: int, pad_id: int, temperature: float = 1.0, top_p: float = 1.0,
+                  greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample ``group_size`` completions of each distinct prompt with a preallocated KV cache.
+
+    Args:
+        prompt_ids, prompt_mask: (N, P) left-padded distinct prompts.
+    Returns:
+        completion: (B, T) token ids, B = N · group_size (rows of a group contiguous), T ≤ max_new_tokens (the
+        loop stops once every row has emitted EOS); ``pad_id`` after a row's EOS.
+        scores: (B, T, V) float32, the processed scores each token was drawn from (greedy: the raw logits).
+
+    The loop, per layer, for the new token(s) x (the whole prompt on the first pass, one token after):
+    h = RMSNorm(x); [q|k|v] = h·W_qkv; rotate q, k by position; write k, v into the cache at their columns;
+    x += softmax(q·Kᵀ/√d + mask)·V · W_o; x += (silu(g) ⊙ u)·W_down with [g|u] = RMSNorm(x)·W_gate|up.
+    Positions count real tokens only (left padding does not shift them); padded keys are masked out.
+    """
+    inner, cfg = model.model, model.config
+    n_prompts, P = prompt_ids.shape
+    B, L = n_prompts * group_size, P + max_new_tokens
+    H, H_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // H
+    eps, device = cfg.rms_norm_eps, prompt_ids.device
+    # fused weights, transposed once for x @ W
+    layers = [(layer, torch.cat([layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight,
+                                 layer.self_attn.v_proj.weight]).t(),
+               torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]).t(),
+               layer.self_attn.o_proj.weight.t(), layer.mlp.down_proj.weight.t()) for layer in inner.layers]
+    # rotary tables for every position, read per row by its position
+    cos_all, sin_all = inner.rotary_emb(inner.embed_tokens.weight[:1, None], torch.arange(L, device=device)[None])
+    cos_all, sin_all = cos_all[0], sin_all[0]  # (L, hd)
+    k_cache: list[torch.Tensor] = []
+    v_cache: list[torch.Tensor] = []
+
+    def block(x, cos, sin, mask, start):
+        """All layers for the new tokens x (rows, n, D) written at cache columns [start, start + n)."""
+        rows, n = x.shape[:2]
+        end = start + n
+        for i, (layer, w_qkv, w_gu, w_o, w_down) in enumerate(layers):
+            qkv = (_rms_norm(x, layer.input_layernorm.weight, eps) @ w_qkv).view(rows, n, H + 2 * H_kv, hd)
+            q, k, v = qkv.transpose(1, 2).split([H, H_kv, H_kv], dim=1)
+            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+            if start == 0:  # the prompt pass: attend within the distinct prompts, then copy into each group row
+                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=hd ** -0.5, enable_gqa=H != H_kv)
+                k_cache.append(k.new_empty(B, H_kv, L, hd))
+                v_cache.append(v.new_empty(B, H_kv, L, hd))
+                k_cache[i][:, :, :n] = k.repeat_interleave(group_size, 0)
+                v_cache[i][:, :, :n] = v.repeat_interleave(group_size, 0)
+            else:
+                k_cache[i][:, :, start:end] = k
+                v_cache[i][:, :, start:end] = v
+                o = F.scaled_dot_product_attention(q, k_cache[i][:, :, :end], v_cache[i][:, :, :end], attn_mask=mask,
+                                                   scale=hd ** -0.5, enable_gqa=H != H_kv)
+            x = x + o.transpose(1, 2).reshape(rows, n, H * hd) @ w_o
+            gate, up = (_rms_norm(x, layer.post_attention_layernorm.weight, eps) @ w_gu).chunk(2, dim=-1)
+            x = x + (F.silu(gate) * up) @ w_down
+        return model.lm_head(_rms_norm(x[:, -1], inner.norm.weight, eps)).float()  # (rows, V)
+
+    # 1. the prompt pass, one row per distinct prompt. A padded query sees every key (its output is never read;
+    #    this only keeps a fully masked softmax from producing NaN).
+    real = prompt_mask.bool()
+    positions = (prompt_mask.long().cumsum(-1) - 1).masked_fill(~real, 1)  # (N, P)
+    mask = torch.ones(P, P, dtype=torch.bool, device=device).tril()[None] & real[:, None, :]
+    mask = (mask | ~mask.any(-1, keepdim=True))[:, None]  # (N, 1, P, P)
+    logits = block(inner.embed_tokens(prompt_ids), cos_all[positions][:, None], sin_all[positions][:, None], mask, 0)
+    logits = logits.repeat_interleave(group_size, 0)  # (B, V)
+    # 2. one token at a time for all B rows
+    valid = torch.zeros(B, L, dtype=torch.bool, device=device)  # keys a query may see: real prompt + sampled
+    valid[:, :P] = real.repeat_interleave(group_size, 0)
+    position = positions[:, -1].repeat_interleave(group_size, 0)  # (B,) position of the last token
+    unfinished = torch.ones(B, dtype=torch.long, device=device)
+    tokens, scores = [], []
+    for t in range(max_new_tokens):
+        if greedy:
+            step_scores, token = logits, logits.argmax(-1)
+        else:
+            step_scores = _process_scores(logits, temperature, top_p)
+            token = torch.multinomial(F.softmax(step_scores, dim=-1), num_samples=1).squeeze(1)
+        token = token * unfinished + pad_id * (1 - unfinished)
+        tokens.append(token)
+        scores.append(step_scores)
+        unfinished = unfinished & (token != eos_id).long()
+        if t == max_new_tokens - 1 or unfinished.max() == 0:
+            break
+        col = P + t  # the cache column of the token just sampled
+        valid[:, col] = True
+        position = position + 1
+        logits = block(inner.embed_tokens(token)[:, None], cos_all[position][:, None, None],
+                       sin_all[position][:, None, None], valid[:, None, None, :col + 1], col)
+    return torch.stack(tokens, dim=1), torch.stack(scores, dim=1)
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -79,6 +218,7 @@ def generate(
     chat: bool = True,
     num_return_sequences: int = 1,
     seed: int | None = None,
+    engine: str = "auto",
 ) -> Generation:
     """Sample completions for a batch of prompts in one call.
 
@@ -87,6 +227,8 @@ def generate(
         temperature, top_p: the sampler; ignored when ``greedy``.
         num_return_sequences: completions per prompt (a *group*); rows of a group are contiguous.
         seed: seeds torch's RNG first, for reproducible samples.
+        engine: ``"cached"`` (:func:`sample_cached`), ``"hf"`` (``model.generate``) or ``"auto"`` (cached when
+            :func:`supports_cached_sampling`). Both draw the same tokens from the same seed.
     """
     if not prompts:
         raise ValueError("prompts is empty")
@@ -94,27 +236,45 @@ def generate(
         raise ValueError(f"temperature must be > 0 (or use greedy=True); got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1]; got {top_p}")
+    if engine not in ("auto", "cached", "hf"):
+        raise ValueError(f"engine must be 'auto', 'cached' or 'hf'; got {engine!r}")
+    if engine == "cached" and not supports_cached_sampling(model):
+        raise ValueError(f"engine='cached' supports LlamaForCausalLM without biases; got {type(model).__name__}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
+    if num_return_sequences < 1:
+        raise ValueError(f"num_return_sequences must be >= 1; got {num_return_sequences}")
     if seed is not None:
         torch.manual_seed(seed)
     device = next(model.parameters()).device
-    seqs = encode_prompts(tokenizer, prompts, chat)
-    seqs = [s for s in seqs for _ in range(num_return_sequences)]
     pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
-    prompt_ids, prompt_mask = _left_pad(seqs, pad_id)
+    prompt_ids, prompt_mask = _left_pad(encode_prompts(tokenizer, prompts, chat), pad_id)  # (N, P) distinct
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+    if engine == "auto":
+        engine = "cached" if supports_cached_sampling(model) else "hf"
     was_training = model.training
     model.eval()
-    sample_kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p,
-                                                          top_k=0)
-    out = model.generate(
-        input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens,
-        pad_token_id=pad_id, eos_token_id=eos_id, return_dict_in_generate=True, output_scores=True,
-        **sample_kw,
-    )
-    model.train(was_training)
+    try:
+        if engine == "cached":
+            completion, scores = sample_cached(model, prompt_ids, prompt_mask, num_return_sequences, max_new_tokens,
+                                               eos_id, pad_id, temperature, top_p, greedy)
+            prompt_ids = prompt_ids.repeat_interleave(num_return_sequences, 0)
+            prompt_mask = prompt_mask.repeat_interleave(num_return_sequences, 0)
+        else:
+            prompt_ids = prompt_ids.repeat_interleave(num_return_sequences, 0)
+            prompt_mask = prompt_mask.repeat_interleave(num_return_sequences, 0)
+            sample_kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature,
+                                                                  top_p=top_p, top_k=0)
+            out = model.generate(
+                input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens,
+                pad_token_id=pad_id, eos_token_id=eos_id, return_dict_in_generate=True, output_scores=True,
+                **sample_kw,
+            )
+            completion = out.sequences[:, prompt_ids.shape[1]:]  # (B, T)
+            scores = torch.stack(out.scores, dim=1).float()  # (B, T, V): what the sampler drew from
+    finally:
+        model.train(was_training)
     P = prompt_ids.shape[1]
-    completion = out.sequences[:, P:]  # (B, T)
-    scores = torch.stack(out.scores, dim=1).float()  # (B, T, V): what the sampler drew from
     token_logps = F.log_softmax(scores, dim=-1).gather(-1, completion.unsqueeze(-1)).squeeze(-1)  # (B, T)
     is_eos = completion == eos_id
     # a token is in the completion if no EOS came strictly before it
