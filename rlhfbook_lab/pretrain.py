@@ -22,7 +22,7 @@ import torch
 from . import world
 from .generation import generate
 from .logprobs import masked_sum, per_token_logprobs
-from .models import check_writable, forward_logits, init_model, num_parameters, save_model
+from .models import check_writable, forward_logits, get_device, init_model, num_parameters, save_model
 from .train import TrainConfig, train
 
 SHIPPED_QUALITY = {
@@ -124,8 +124,11 @@ def prefix_accuracy(model, tokenizer, n: int = 150, seed: int = 0) -> dict[str, 
 
 
 def pretrain(cfg: PretrainConfig, tokenizer, out: str | Path | None = None, progress: bool = True,
-             eval_every: int = 0, overwrite: bool = False):
+             eval_every: int = 0, overwrite: bool = False, device: torch.device | str | None = None):
     """Train a base model from scratch; save it to ``out`` (atomically) if given.
+
+    ``device``: where to train; ``None`` picks ``models.get_device()`` (CUDA when there is one, where the loop
+    also turns on bf16 autocast).
 
     Returns ``(model, history)``; the history holds ``losses/train`` per step and, at each evaluation,
     ``eval/heldout_loss`` and ``eval/prefix_acc``.
@@ -138,8 +141,8 @@ def pretrain(cfg: PretrainConfig, tokenizer, out: str | Path | None = None, prog
     statements = world.pretraining_corpus(cfg.n_statements, cfg.data_seed)
     input_ids, attention_mask = pack_statements(tokenizer, statements, cfg.block_size)
     tmask = target_mask(attention_mask)
-    model = init_model(cfg.preset, tokenizer, seed=cfg.train.seed)
-    device = next(model.parameters()).device
+    device = torch.device(device) if device is not None else get_device()
+    model = init_model(cfg.preset, tokenizer, seed=cfg.train.seed).to(device)
     order = torch.randperm(len(input_ids), generator=torch.Generator().manual_seed(cfg.train.seed))
 
     def get_batch(step: int, micro: int) -> dict:
