@@ -38,32 +38,42 @@ VARIANTS = ("ours", "trl")
 
 
 class GenerateTimer:
-    """Wraps ``model.generate`` (an instance attribute, so the class and other copies are untouched): records
-    each call's start, its duration and the completion tokens it sampled (up to and including the first EOS)."""
+    """Wraps the sampling call (``owner.name``: TRL's ``model.generate``, an instance attribute, so the class and
+    other copies are untouched; ours, the ``generate`` that ``rlhfbook_lab.rl`` calls): records each call's start,
+    its duration and the completion tokens it sampled (up to and including the first EOS)."""
 
-    def __init__(self, model, eos_token_id: int):
+    def __init__(self, owner, name: str, count_tokens):
         self.starts: list[float] = []
         self.seconds: list[float] = []
         self.tokens: list[int] = []
-        inner = model.generate
+        inner = getattr(owner, name)
 
-        def generate(*args, **kwargs):
+        def timed(*args, **kwargs):
             t0 = C.clock()
             self.starts.append(t0)
             out = inner(*args, **kwargs)
             self.seconds.append(C.clock() - t0)
-            seqs = out if torch.is_tensor(out) else out.sequences
-            prompt_len = (kwargs.get("input_ids") if kwargs.get("input_ids") is not None else args[0]).shape[1]
-            completion = seqs[:, prompt_len:]
-            is_eos = completion == eos_token_id
-            length = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1) + 1, completion.shape[1])
-            self.tokens.append(int(length.sum()))
+            self.tokens.append(count_tokens(out, args, kwargs))
             return out
 
-        model.generate = generate
+        setattr(owner, name, timed)
 
     def reset(self) -> None:
         self.starts, self.seconds, self.tokens = [], [], []
+
+
+def hf_generate_tokens(eos_token_id: int):
+    """Completion tokens of a ``model.generate`` output, each row up to and including its first EOS."""
+
+    def count(out, args, kwargs) -> int:
+        seqs = out if torch.is_tensor(out) else out.sequences
+        prompt_len = (kwargs.get("input_ids") if kwargs.get("input_ids") is not None else args[0]).shape[1]
+        completion = seqs[:, prompt_len:]
+        is_eos = completion == eos_token_id
+        length = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1) + 1, completion.shape[1])
+        return int(length.sum())
+
+    return count
 
 
 def rl_config(n_steps: int, prompts: int, group_size: int, max_new_tokens: int):
@@ -81,7 +91,9 @@ class OursRunner:
     def __init__(self, policy, ref, tokenizer, prompts: int, group_size: int, max_new_tokens: int):
         self.policy, self.ref, self.tokenizer = policy, ref, tokenizer
         self.shape = (prompts, group_size, max_new_tokens)
-        self.gen = GenerateTimer(policy, tokenizer.eos_token_id)
+        import rlhfbook_lab.rl as rl
+
+        self.gen = GenerateTimer(rl, "generate", lambda out, a, k: int(out.completion_mask.sum()))
         self.rollouts: list[tuple[float, int]] = []  # (generation seconds, completion tokens) per step
 
     def __call__(self, n: int) -> list[float]:
@@ -142,7 +154,7 @@ class TrlRunner:
         data = {"prompt": [[{"role": "user", "content": t}] for t in texts]}
         self._tmp = tempfile.TemporaryDirectory(prefix="bench-grpo-trl-")
         model = copy.deepcopy(policy).train()
-        self.gen = GenerateTimer(model, tokenizer.eos_token_id)
+        self.gen = GenerateTimer(model, "generate", hf_generate_tokens(tokenizer.eos_token_id))
         self.trainer = GRPOTrainer(model=model, reward_funcs=[gold_reward],
                                    args=trl_config(self._tmp.name, prompts, group_size, max_new_tokens),
                                    train_dataset=Dataset.from_dict(data), processing_class=tokenizer,
@@ -228,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     C.print_table(["variant", "s/step", "IQR s", "steps/s", "tokens/s", "mean len", "gen s", "gen share",
                    "peak RSS MB", "step RSS MB"], table)
     print(f"n = {len(times['ours'])} timed steps per variant; tokens/s = completion tokens sampled per second of "
-          "the whole step (medians); 'gen s' = the policy's generate() call per step; 'gen share' = gen s / s/step")
+          "the whole step (medians); 'gen s' = the sampling call per step (ours: generation.generate; TRL: "
+          "model.generate); 'gen share' = gen s / s/step")
     print("memory: peak RSS of a fresh child process running that variant alone (sampled from /proc/self/statm "
           "every 2 ms, and ru_maxrss); 'step RSS' = peak minus RSS just before its first step")
     print(f"ours / TRL steps/s: {med['trl'] / med['ours']:.3f} (goal >= 2: "

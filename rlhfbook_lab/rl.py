@@ -347,16 +347,59 @@ class _ValueHead(nn.Module):
         return self.summary(hidden.float()).squeeze(-1)
 
 
-def _forward(policy, input_ids, attention_mask, value_head: _ValueHead | None = None):
+def shared_prompt_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                         prompt_length: int) -> torch.Tensor:
+    """Final hidden states (B, T, H) of ``model.base_model`` computing each *distinct* prompt once.
+
+    The rows of a rollout come in groups that share a prompt (G completions of each), and the prompt's hidden
+    states, keys and values do not depend on the completion that follows it (causal attention). So: run the U
+    distinct prompts (columns ``[0, P)``) once, with the cache on; copy each prompt's keys and values to the rows
+    that share it (an index, which autograd sums back over the group in the backward pass); run the completion
+    columns ``[P, T)`` of all B rows against that cache. Work on the prompt falls from B·P to U·P tokens. The
+    result equals one full forward pass up to float rounding (a test checks logits and gradients to 1e-5).
+    """
+    B = input_ids.shape[0]
+    prompts, inverse = torch.unique(input_ids[:, :prompt_length], dim=0, return_inverse=True)  # (U, P), (B,)
+    first = torch.empty(len(prompts), dtype=torch.long, device=input_ids.device).scatter_(
+        0, inverse, torch.arange(B, device=input_ids.device))  # one row of each distinct prompt
+    positions = position_ids_from_mask(attention_mask)
+    base = model.base_model
+    head = base(input_ids=prompts, attention_mask=attention_mask[first, :prompt_length],
+                position_ids=positions[first, :prompt_length], use_cache=True)
+    cache = head.past_key_values
+    cache.batch_select_indices(inverse)  # (U, ...) → (B, ...)
+    tail = base(input_ids=input_ids[:, prompt_length:], attention_mask=attention_mask,
+                position_ids=positions[:, prompt_length:], past_key_values=cache, use_cache=True)
+    return torch.cat([head.last_hidden_state[inverse], tail.last_hidden_state], dim=1)
+
+
+def _prompt_length(completion_mask: torch.Tensor | None) -> int | None:
+    """P, the first column any completion starts in (generation's layout: every completion starts there)."""
+    if completion_mask is None:
+        return None
+    cols = completion_mask.bool().any(dim=0).nonzero()
+    return int(cols[0]) if len(cols) else None
+
+
+def _forward(policy, input_ids, attention_mask, value_head: _ValueHead | None = None,
+             completion_mask: torch.Tensor | None = None):
     """Logits (B, T, V) and, with a value head, values (B, T) aligned with input_ids (values[:, t] = V read at
-    column t − 1, the state before token t; column 0 is 0)."""
-    if value_head is None:
+    column t − 1, the state before token t; column 0 is 0).
+
+    Given the ``completion_mask`` of a rollout whose rows share prompts, each distinct prompt is computed once
+    (:func:`shared_prompt_hidden`); otherwise (or when every prompt is distinct) one plain forward pass."""
+    P = _prompt_length(completion_mask)
+    shared = P is not None and P > 0 and len(torch.unique(input_ids[:, :P], dim=0)) < input_ids.shape[0]
+    if value_head is None and not shared:
         return forward_logits(policy, input_ids, attention_mask), None
-    out = policy.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                            position_ids=position_ids_from_mask(attention_mask), use_cache=False)
-    hidden = out.last_hidden_state  # (B, T, H), after the final norm
+    if shared:
+        hidden = shared_prompt_hidden(policy, input_ids, attention_mask, P)
+    else:
+        hidden = policy.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                   position_ids=position_ids_from_mask(attention_mask), use_cache=False
+                                   ).last_hidden_state  # (B, T, H), after the final norm
     logits = policy.get_output_embeddings()(hidden)  # (B, T, V): what forward_logits computes
-    values = F.pad(value_head(hidden)[:, :-1], (1, 0))  # (B, T)
+    values = F.pad(value_head(hidden)[:, :-1], (1, 0)) if value_head is not None else None  # (B, T)
     return logits, values
 
 
@@ -370,14 +413,15 @@ def _trim(batch: dict) -> dict:
 
 
 @torch.no_grad()
-def _score_tokens(model, input_ids, attention_mask, batch_size: int,
-                  value_head: _ValueHead | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _score_tokens(model, input_ids, attention_mask, batch_size: int, value_head: _ValueHead | None = None,
+                  completion_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs (B, T) of ``input_ids`` under ``model`` (eval mode, no grad), in chunks of rows,
     and values (B, T) with a value head."""
     logps, values = [], []
     for i in range(0, input_ids.shape[0], batch_size):
         ids, am = input_ids[i:i + batch_size], attention_mask[i:i + batch_size]
-        logits, v = _forward(model, ids, am, value_head)
+        cm = completion_mask[i:i + batch_size] if completion_mask is not None else None
+        logits, v = _forward(model, ids, am, value_head, cm)
         logps.append(per_token_logprobs(logits, ids))
         if v is not None:
             values.append(v.float())
@@ -522,12 +566,13 @@ def collect_rollout(policy, tokenizer, prompts: list[str], cfg: RLConfig, ref_mo
             old_logps, old_values = gen.logprobs, None
             if value_head is not None:
                 _, old_values = _score_tokens(policy, gen.input_ids, gen.attention_mask, chunk,
-                                              value_head=value_head)
+                                              value_head=value_head, completion_mask=gen.completion_mask)
         else:
             old_logps, old_values = _score_tokens(policy, gen.input_ids, gen.attention_mask, chunk,
-                                                  value_head=value_head)
+                                                  value_head=value_head, completion_mask=gen.completion_mask)
         t1 = time.perf_counter()
-        ref_logps, _ = _score_tokens(ref_model, gen.input_ids, gen.attention_mask, chunk)
+        ref_logps, _ = _score_tokens(ref_model, gen.input_ids, gen.attention_mask, chunk,
+                                     completion_mask=gen.completion_mask)
     rows_prompts = [p for p in prompts for _ in range(cfg.group_size)]
     scores = _check_scores(reward(rows_prompts, gen.texts, gen.input_ids, gen.attention_mask),
                            len(gen.texts), "the reward")
@@ -636,7 +681,8 @@ def rl_loss(policy, batch: dict, cfg: RLConfig, beta: float | None = None,
     """
     beta = cfg.beta if beta is None else beta
     mask = batch["completion_mask"]
-    logits, values = _forward(policy, batch["input_ids"], batch["attention_mask"], value_head)  # (B, T, V)
+    logits, values = _forward(policy, batch["input_ids"], batch["attention_mask"], value_head,
+                              batch["completion_mask"])  # (B, T, V)
     logps = per_token_logprobs(logits, batch["input_ids"])  # (B, T): log π_θ (untempered: π is what we train)
     pg_loss, pg_metrics = ppo_policy_loss(logps, batch["old_logps"], batch["advantages"], mask,
                                           cfg.clip_eps_low, cfg.clip_eps_high)

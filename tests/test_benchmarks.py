@@ -77,6 +77,6 @@ def test_grpo_generate_timer_counts_completion_tokens_up_to_eos():
                                  [5, 6, 7, 7, 7, 7, 7, 7]])  # no EOS: all 6 sampled tokens
 
     fake = Fake()
-    timer = bench.GenerateTimer(fake, eos)
+    timer = bench.GenerateTimer(fake, "generate", bench.hf_generate_tokens(eos))
     fake.generate(input_ids=torch.ones(3, 2, dtype=torch.long))
     assert timer.tokens == [3 + 1 + 6] and len(timer.seconds) == len(timer.starts) == 1

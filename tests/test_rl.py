@@ -395,3 +395,51 @@ def test_cli_writes_a_loadable_checkpoint(tokenizer, tmp_path, capsys):
     with pytest.raises(SystemExit):  # a non-empty output folder needs --overwrite
         main(args)
     main(args + ["--overwrite"])
+
+
+# --- each distinct prompt computed once ----------------------------------------------------------------------------
+
+def _grouped_batch(policy, tokenizer, group=3):
+    from rlhfbook_lab.generation import generate
+
+    prompts = ["What is 2 + 3?", "Spell mirt backward.", "Write a positive review of the lamp."]
+    return generate(policy, tokenizer, prompts, max_new_tokens=10, num_return_sequences=group, seed=0)
+
+
+def test_shared_prompt_forward_equals_the_full_forward(policy, tokenizer):
+    """Second implementation: logits, values and gradients of the shared-prompt forward match one plain forward
+    pass over every row (rows shuffled, so groups are not contiguous)."""
+    gen = _grouped_batch(policy, tokenizer)
+    order = torch.randperm(gen.input_ids.shape[0], generator=torch.Generator().manual_seed(0))
+    ids, am, cm = gen.input_ids[order], gen.attention_mask[order], gen.completion_mask[order]
+    head = rl._ValueHead(policy.config.hidden_size)
+    torch.nn.init.normal_(head.summary.weight)
+    results = []
+    for shared in (True, False):
+        policy.zero_grad()
+        logits, values = rl._forward(policy, ids, am, head, cm if shared else None)
+        loss = (per_token_logprobs(logits, ids) * cm).sum() + (values * cm).sum()
+        loss.backward()
+        results.append((logits.detach(), values.detach(), [p.grad.clone() for p in policy.parameters()]))
+    (l1, v1, g1), (l2, v2, g2) = results
+    real = am.bool()
+    torch.testing.assert_close(l1[real], l2[real], atol=1e-5, rtol=0)
+    torch.testing.assert_close(v1 * cm, v2 * cm, atol=1e-5, rtol=0)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    policy.zero_grad()
+
+
+def test_shared_prompt_forward_is_used_only_when_prompts_repeat(policy, tokenizer, monkeypatch):
+    """Property: all-distinct prompts take the plain path (bit-identical to forward_logits); a group takes the
+    shared one."""
+    calls = []
+    real_fn = rl.shared_prompt_hidden
+    monkeypatch.setattr(rl, "shared_prompt_hidden", lambda *a: calls.append(1) or real_fn(*a))
+    gen = _grouped_batch(policy, tokenizer, group=1)
+    with torch.no_grad():
+        logits, _ = rl._forward(policy, gen.input_ids, gen.attention_mask, None, gen.completion_mask)
+        assert torch.equal(logits, forward_logits(policy, gen.input_ids, gen.attention_mask)) and not calls
+        gen = _grouped_batch(policy, tokenizer, group=2)
+        rl._forward(policy, gen.input_ids, gen.attention_mask, None, gen.completion_mask)
+    assert calls == [1]
