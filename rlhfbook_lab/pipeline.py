@@ -38,7 +38,7 @@ from . import world
 from .evaluation import evaluate_chat, sampled_kl
 from .models import check_writable, load_model, save_model
 
-__all__ = ["PipelineConfig", "run_pipeline", "write_report"]
+__all__ = ["RL_RECIPES", "PipelineConfig", "pipeline_rl_config", "run_pipeline", "write_report"]
 
 STAGES = ("sft", "rm", "dpo", "rl")
 
@@ -51,20 +51,34 @@ class PipelineConfig:
     """SFT optimiser steps (the shipped ``sft-tiny`` recipe uses 800; 600 reach nearly the same quality)."""
     rm_steps: int | None = None
     """Reward-model steps; ``None``: the shipped ``rm-tiny`` recipe (``reward_trainer.shipped_rm_config``)."""
-    dpo_steps: int = 150
+    dpo_steps: int = 100
     """DPO steps."""
     dpo_batch_size: int = 16
     """Pairs per DPO step."""
     dpo_beta: float = 0.1
     """DPO's β."""
+    dpo_lr: float = 1e-4
+    """DPO's peak learning rate (10 warmup steps, then the shared loop's schedule)."""
     rl_algo: str = "grpo"
-    """``"grpo"``, ``"ppo"``, ``"rloo"`` or ``"reinforce"``."""
+    """``"grpo"``, ``"ppo"``, ``"rloo"``, ``"reinforce"`` or ``"dr_grpo"``."""
     rl_steps: int | None = None
-    """RL steps (rollout + update); ``None``: the algorithm's preset (``RLConfig.preset`` / ``RLConfig.fast``)."""
+    """RL steps (rollout + update). ``None`` here and in the three fields below: :data:`RL_RECIPES` for GRPO,
+    the algorithm's preset for the others (``RLConfig.preset``; ``RLConfig.fast`` in fast mode)."""
+    rl_prompts_per_step: int | None = None
+    """Training prompts per rollout."""
+    rl_group_size: int | None = None
+    """Samples per prompt (the group)."""
+    rl_lr: float | None = None
+    """RL learning rate."""
+    rl_beta: float | None = None
+    """RL's KL coefficient β."""
     eval_prompts: int = 200
     """Held-out prompts every model answers (greedy)."""
     kl_prompts: int = 64
     """Held-out prompts on which KL to SFT is estimated (4 samples each)."""
+    rm_eval_pairs: int | None = None
+    """Held-out preference pairs the reward model's accuracy is measured on (a fixed random subset,
+    ``preference_data.subsample_pairs``); ``None``: all 1,368."""
     seed: int = 0
     stages: tuple[str, ...] = field(default=STAGES)
     """Which stages train (a subset of ``STAGES``). Without ``"sft"`` the arc uses the shipped ``sft-tiny`` (the
@@ -75,9 +89,11 @@ class PipelineConfig:
     def fast_config(cls, **overrides) -> "PipelineConfig":
         """The arc in ≤ 2 min on 2 CPU cores: the shipped ``sft-tiny`` and ``rm-tiny`` stand in for the SFT and
         reward-model stages (a useful SFT model needs ~3 min of training: held-out addition arrives late; the
-        reward model ~3 more), and the DPO and RL runs are short. The numbers are noisier; the plumbing is the same."""
-        kw = dict(stages=("dpo", "rl"), dpo_steps=30, dpo_batch_size=8,
-                  rl_steps=None, eval_prompts=64, kl_prompts=32, fast=True)
+        reward model ~3 more), DPO sees 800 pairs, RL makes 10 small rollouts (:data:`RL_RECIPES`), and the reward
+        model's accuracy is measured on 256 of the held-out pairs. Measured (seeds 0, 1, 2; 111–119 CPU s on one
+        thread): SFT +0.69/+0.70/+0.71, DPO +0.14/+0.11/+0.08 and RL +0.13/+0.14/+0.09 over it (paired s.e. ≈ 0.03)."""
+        kw = dict(stages=("dpo", "rl"), dpo_steps=50, dpo_batch_size=16, dpo_lr=1e-4,
+                  eval_prompts=200, kl_prompts=16, rm_eval_pairs=256, fast=True)
         kw.update(overrides)
         return cls(**kw)
 
@@ -91,10 +107,42 @@ class PipelineConfig:
                      "kl_prompts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if self.rl_steps is not None and self.rl_steps < 1:
-            raise ValueError(f"rl_steps must be >= 1 or None; got {self.rl_steps}")
-        if not self.dpo_beta > 0:
-            raise ValueError(f"dpo_beta must be > 0; got {self.dpo_beta}")
+        for name in ("rl_steps", "rl_prompts_per_step", "rl_group_size", "rm_eval_pairs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 or None; got {getattr(self, name)}")
+        for name in ("dpo_beta", "dpo_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
+        if self.rl_lr is not None and not self.rl_lr > 0:
+            raise ValueError(f"rl_lr must be > 0 or None; got {self.rl_lr}")
+        if self.rl_beta is not None and not self.rl_beta >= 0:
+            raise ValueError(f"rl_beta must be >= 0 or None; got {self.rl_beta}")
+
+
+RL_RECIPES: dict[str, dict] = {
+    "fast": dict(steps=10, prompts_per_step=16, group_size=4, lr=2e-4, beta=0.5),
+    "full": dict(steps=10, prompts_per_step=16, group_size=4, lr=2e-4, beta=0.5),
+}
+"""The pipeline's GRPO stage on top of ``RLConfig.preset("grpo")``, rewarded by the reward model. Small groups
+(4) and a strong KL pull (β = 0.5): the reward model pays for the polite opener but is at chance on whether the
+answer is right, so every step away from SFT that is not the opener costs correctness; more, smaller rollouts
+and a large β learn the opener and drift less. Measured from sft-tiny with rm-tiny (greedy gold on 200 held-out
+prompts, paired with SFT on the same prompts, seeds 0–4): +0.13, +0.14, +0.09, +0.04, −0.01 (s.e. ≈ 0.03), where
+the preset (30 rollouts of 16 × 8, lr 1e-4, β 0.04) gave +0.14, +0.06, +0.01 and twice as many rollouts of this
+recipe gained less. The full mode uses the same recipe: more rollouts did not buy more gold with this reward."""
+
+
+def pipeline_rl_config(cfg: PipelineConfig):
+    """The ``RLConfig`` of the RL stage: :data:`RL_RECIPES` for GRPO (the algorithm's preset, or its fast version,
+    for the others), then the ``rl_*`` fields of ``cfg`` that are set."""
+    from .rl import RLConfig
+
+    overrides = dict(RL_RECIPES["fast" if cfg.fast else "full"]) if cfg.rl_algo == "grpo" else {}
+    for name in ("steps", "prompts_per_step", "group_size", "lr", "beta"):
+        if getattr(cfg, f"rl_{name}") is not None:
+            overrides[name] = getattr(cfg, f"rl_{name}")
+    overrides.update(seed=cfg.seed, eval_prompts=0)  # every model is judged below, on the same prompts
+    return (RLConfig.fast if cfg.fast and cfg.rl_algo != "grpo" else RLConfig.preset)(cfg.rl_algo, **overrides)
 
 
 def _stage(name: str, log) -> float:
@@ -112,7 +160,7 @@ def run_pipeline(cfg: PipelineConfig | None = None, out: str | Path | None = Non
                  progress: bool = True, log=print) -> dict:
     """Run the arc; return (and, with ``out``, write) the results. See the module docstring."""
     from .dpo_trainer import DPOConfig, train_dpo
-    from .preference_data import load_preference_file
+    from .preference_data import load_preference_file, subsample_pairs
     from .reward_trainer import (
         RewardModel,
         evaluate_reward_model,
@@ -169,6 +217,8 @@ def run_pipeline(cfg: PipelineConfig | None = None, out: str | Path | None = Non
         _stage("reward model: the shipped rm-tiny (rlhfbook-lab rm)", log)
         rm, _ = load_reward_model("rm-tiny")
         rm_cfg = shipped_rm_config()
+    if cfg.rm_eval_pairs is not None and cfg.rm_eval_pairs < len(heldout_pairs):
+        heldout_pairs = subsample_pairs(heldout_pairs, cfg.rm_eval_pairs, seed=cfg.seed)
     ev = evaluate_reward_model(rm, tok, heldout_pairs, rm_cfg.max_length)
     results["reward_model"] = {"heldout_accuracy": ev.accuracy, "bayes_ceiling": ev.bayes_ceiling,
                                "heldout_pairs": ev.num_pairs, "ece": float(ev.calibration.ece)}
@@ -176,9 +226,10 @@ def run_pipeline(cfg: PipelineConfig | None = None, out: str | Path | None = Non
     seconds["rm"] = time.perf_counter() - t0
 
     if "dpo" in cfg.stages:
-        t0 = _stage(f"DPO: {cfg.dpo_steps} steps, beta {cfg.dpo_beta}", log)
+        t0 = _stage(f"DPO: {cfg.dpo_steps} steps of {cfg.dpo_batch_size} pairs, beta {cfg.dpo_beta}", log)
         dpo_cfg = DPOConfig(beta=cfg.dpo_beta, batch_size=cfg.dpo_batch_size, precompute_ref_logps=True)
         dpo_cfg.train.steps = cfg.dpo_steps
+        dpo_cfg.train.lr = cfg.dpo_lr
         dpo_cfg.train.seed = cfg.seed
         models["dpo"] = _copy(sft)
         # one pass over as many pairs as the run visits, so precomputing the reference costs no more than it saves
@@ -189,13 +240,12 @@ def run_pipeline(cfg: PipelineConfig | None = None, out: str | Path | None = Non
         seconds["dpo"] = time.perf_counter() - t0
 
     if "rl" in cfg.stages:
-        from .rl import RLConfig, train_rl
+        from .rl import train_rl
 
-        overrides = {"seed": cfg.seed, "eval_prompts": 0}  # every model is judged below, on the same prompts
-        if cfg.rl_steps is not None:
-            overrides["steps"] = cfg.rl_steps
-        rl_cfg = (RLConfig.fast if cfg.fast else RLConfig.preset)(cfg.rl_algo, **overrides)
-        t0 = _stage(f"RL: {cfg.rl_algo}, {rl_cfg.steps} steps, rewarded by the reward model", log)
+        rl_cfg = pipeline_rl_config(cfg)
+        t0 = _stage(f"RL: {cfg.rl_algo}, {rl_cfg.steps} rollouts of {rl_cfg.prompts_per_step} prompts × "
+                    f"{rl_cfg.group_size} samples, lr {rl_cfg.lr:g}, beta {rl_cfg.beta:g}, rewarded by the reward "
+                    "model", log)
         models["rl"], _ = train_rl(_copy(sft), tok, rl_cfg, ref_model=sft, reward_fn=rm, progress=progress)
         seconds["rl"] = time.perf_counter() - t0
 
@@ -206,6 +256,13 @@ def run_pipeline(cfg: PipelineConfig | None = None, out: str | Path | None = Non
         ev = evaluate_chat(model, tok, problems)
         row = {k: ev.overall[k] for k in ("eos_rate", "correct_rate", "gold_score")}
         row["by_family_gold"] = {f: d["gold_score"] for f, d in ev.by_family.items()}
+        scores = torch.tensor([r[2] for r in ev.rows], dtype=torch.float64)
+        if name == "sft":
+            sft_scores = scores
+        elif name in ("dpo", "rl"):  # paired with SFT on the same prompts: the gain and its standard error
+            diff = scores - sft_scores
+            row["gain_over_sft"] = float(diff.mean())
+            row["gain_over_sft_stderr"] = float(diff.std() / len(diff) ** 0.5) if len(diff) > 1 else 0.0
         if name in ("dpo", "rl"):
             kl = sampled_kl(model, sft, tok, kl_problems, num_samples=4, seed=cfg.seed)
             row["kl_to_sft"], row["kl_to_sft_stderr"] = kl.kl, kl.stderr
@@ -246,6 +303,10 @@ def _markdown(results: dict) -> str:
         kl = f"{row['kl_to_sft']:.2f} ± {row['kl_to_sft_stderr']:.2f}" if "kl_to_sft" in row else "—"
         lines.append(f"| {label} | {row['gold_score']:+.3f} | {row['correct_rate']:.2f} | {row['eos_rate']:.2f} "
                      f"| {kl} |")
+    gains = [f"{_LABELS.get(n, n)} {row['gain_over_sft']:+.3f} ± {row['gain_over_sft_stderr']:.3f}"
+             for n, row in results["models"].items() if "gain_over_sft" in row]
+    if gains:
+        lines += ["", "Gold gain over SFT, paired on the same prompts (± standard error): " + ", ".join(gains) + "."]
     if "reward_model" in results:
         rm = results["reward_model"]
         lines += ["", f"Reward model: held-out accuracy {rm['heldout_accuracy']:.3f} on {rm['heldout_pairs']} pairs; "

@@ -4,13 +4,29 @@ import json
 
 import pytest
 
-from rlhfbook_lab.pipeline import PipelineConfig, write_report
+from rlhfbook_lab.pipeline import RL_RECIPES, PipelineConfig, pipeline_rl_config, write_report
+from rlhfbook_lab.rl import RLConfig
 
 
 def test_fast_config_uses_the_shipped_sft_and_reward_models():
     cfg = PipelineConfig.fast_config()
     assert cfg.fast and set(cfg.stages) == {"dpo", "rl"}
     assert PipelineConfig().stages == ("sft", "rm", "dpo", "rl")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_rl_stage_config(fast):
+    """GRPO gets the pipeline's recipe, a set field overrides it, another algorithm keeps its own preset."""
+    mode = "fast" if fast else "full"
+    make = PipelineConfig.fast_config if fast else PipelineConfig
+    rl = pipeline_rl_config(make(seed=3))
+    assert (rl.algo, rl.seed, rl.eval_prompts) == ("grpo", 3, 0)
+    assert {k: getattr(rl, k) for k in RL_RECIPES[mode]} == RL_RECIPES[mode]
+    assert pipeline_rl_config(make(rl_beta=0.2, rl_steps=3)).beta == 0.2
+    assert pipeline_rl_config(make(rl_beta=0.2, rl_steps=3)).steps == 3
+    ppo = pipeline_rl_config(make(rl_algo="ppo"))
+    expected = (RLConfig.fast if fast else RLConfig.preset)("ppo", seed=0, eval_prompts=0)
+    assert ppo.differs_from(expected) == {}
 
 
 @pytest.mark.parametrize("change, match", [
@@ -21,6 +37,11 @@ def test_fast_config_uses_the_shipped_sft_and_reward_models():
     (dict(rl_steps=0), "rl_steps"),
     (dict(dpo_beta=0.0), "dpo_beta"),
     (dict(eval_prompts=0), "eval_prompts"),
+    (dict(dpo_lr=0.0), "dpo_lr"),
+    (dict(rl_group_size=0), "rl_group_size"),
+    (dict(rl_lr=-1e-4), "rl_lr"),
+    (dict(rl_beta=-0.1), "rl_beta"),
+    (dict(rm_eval_pairs=0), "rm_eval_pairs"),
 ])
 def test_config_bad_input(change, match):
     with pytest.raises(ValueError, match=match):
@@ -35,7 +56,7 @@ def test_write_report_table_and_figure(tmp_path):
             "sft": {"eos_rate": 1.0, "correct_rate": 0.5, "gold_score": 0.5, "kl_to_sft": 0.0,
                     "kl_to_sft_stderr": 0.0},
             "dpo": {"eos_rate": 1.0, "correct_rate": 0.625, "gold_score": 0.6, "kl_to_sft": 1.25,
-                    "kl_to_sft_stderr": 0.1},
+                    "kl_to_sft_stderr": 0.1, "gain_over_sft": 0.1, "gain_over_sft_stderr": 0.025},
         },
         "reward_model": {"heldout_accuracy": 0.7, "bayes_ceiling": 0.9, "heldout_pairs": 10, "ece": 0.03},
         "seconds": {"base": 1.0, "total": 2.0},
@@ -44,6 +65,7 @@ def test_write_report_table_and_figure(tmp_path):
     md = (tmp_path / "out" / "results.md").read_text()
     assert "| DPO | +0.600 | 0.62 | 1.00 | 1.25 ± 0.10 |" in md
     assert "| base (pretrained) | -0.400 | 0.00 | 0.00 | — |" in md
+    assert "paired on the same prompts (± standard error): DPO +0.100 ± 0.025." in md
     assert "accuracy 0.700 on 10 pairs; Bayes ceiling of the labels 0.900" in md
     assert json.loads((tmp_path / "out" / "results.json").read_text()) == results
     assert (tmp_path / "out" / "summary.png").stat().st_size > 10_000
