@@ -47,12 +47,15 @@ STAGES = ("sft", "rm", "dpo", "rl")
 class PipelineConfig:
     """Step counts and sizes of each stage. ``PipelineConfig.fast()`` is the ≤ 2 min version."""
 
-    sft_steps: int = 600
-    """SFT optimiser steps (the shipped ``sft-tiny`` recipe uses 800; 600 reach nearly the same quality)."""
+    sft_steps: int = 800
+    """SFT optimiser steps (800: the shipped ``sft-tiny`` recipe, which this stage then reproduces; 600 steps were
+    measured to fall short — greedy gold +0.55 and 81 % of replies ending their turn, against +0.69 and 98 % — and
+    neither DPO nor RL gained over that weaker model)."""
     rm_steps: int | None = None
     """Reward-model steps; ``None``: the shipped ``rm-tiny`` recipe (``reward_trainer.shipped_rm_config``)."""
-    dpo_steps: int = 100
-    """DPO steps."""
+    dpo_steps: int = 50
+    """DPO steps (50 × 16 pairs, on- and off-policy: the recipe measured to gain over SFT; 100 steps overshot, to a
+    KL of 5.3 nats per reply, correctness 0.71 → 0.51 and no gold gain, +0.002 ± 0.035)."""
     dpo_batch_size: int = 16
     """Pairs per DPO step."""
     dpo_beta: float = 0.1
