@@ -157,6 +157,6 @@ print(pd.DataFrame(results).T)
 # above the SFT model's +0.69 — GRPO to +0.90, Dr. GRPO to +0.88, PPO to +0.87 — at KLs of 1.1–1.7 nats per response
 # (GRPO's the largest). Replies get a little shorter in all three (about 36 → 33–34 tokens over the run): in this
 # world the gold judge rewards short, clean answers (each extra word costs 0.03), so the reward itself pulls toward
-# brevity, and 40 rollouts are far too few for GRPO's length bias (a pull toward *longer* wrong answers) to show
+# brevity, and 30 rollouts are far too few for GRPO's length bias (a pull toward *longer* wrong answers) to show
 # against it. The bias needs many wrong answers and many steps to accumulate; a verifier reward with no length term
 # (lesson 07, RLVR on addition) is the place to look for it.
