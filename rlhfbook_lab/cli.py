@@ -13,6 +13,11 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _rounded(report: dict) -> dict:
+    """A report for printing: floats to 4 significant digits (not 4 decimals, which printed lr 5e-5 as 0.0001)."""
+    return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in report.items()}
+
+
 def _cmd_tokenizer(args) -> None:
     from .tokenizer import build_and_save
 
@@ -111,8 +116,7 @@ def _cmd_rl(args) -> None:
     t0 = time.process_time()
     _, _, history = rl_from_sft(cfg, policy=args.policy, out=out, overwrite=args.overwrite)
     print(json.dumps({"out": str(out), "algo": args.algo, "reward": cfg.reward, "cpu_seconds":
-                      round(time.process_time() - t0, 1), **{k: round(v, 4) if isinstance(v, float) else v
-                                                             for k, v in summarize(history).items()}}, indent=2))
+                      round(time.process_time() - t0, 1), **_rounded(summarize(history))}, indent=2))
 
 
 def _cmd_rm(args) -> None:
@@ -147,8 +151,7 @@ def _cmd_dpo(args) -> None:
     sizes = {k: FAST[k] for k in ("num_pairs", "eval_prompts", "kl_prompts")} if args.fast else {}
     out = Path(args.out) if args.out else Path("runs") / f"dpo-{args.loss}"
     run = dpo_from_sft(cfg, policy=args.policy, pairs=args.pairs, out=out, overwrite=args.overwrite, **sizes)
-    print(json.dumps({"out": str(out), **{k: round(v, 4) if isinstance(v, float) else v
-                                          for k, v in run.report.items()}}, indent=2))
+    print(json.dumps({"out": str(out), **_rounded(run.report)}, indent=2))
 
 
 def _cmd_sample(args) -> None:

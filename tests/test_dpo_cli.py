@@ -191,3 +191,11 @@ def test_lesson_sized_train_config_is_untouched():
     a = dpo_config("dpo")
     a.train.steps = 1
     assert dpo_config("dpo").train.steps == RECIPE_TRAIN["steps"] and isinstance(a.train, TrainConfig)
+
+
+def test_printed_reports_keep_small_values():
+    """Regression: the CLIs rounded floats to 4 decimals, so DPO's lr 5e-5 printed as 0.0001."""
+    from rlhfbook_lab.cli import _rounded
+
+    assert _rounded({"lr": 5e-5, "gold": 0.693412, "steps": 100, "cpu": 120.0595}) == \
+        {"lr": 5e-5, "gold": 0.6934, "steps": 100, "cpu": 120.1}
