@@ -42,7 +42,7 @@ from .data import BuiltDataset, ExampleTooLong, collate_sft, tokenize_conversati
 from .dpo import LOSS_REDUCTION, REFERENCE_FREE_LOSSES, _check_positive, kto_loss, preference_loss
 from .evaluation import evaluate_chat, sampled_kl
 from .logprobs import check_completion_mask, masked_mean, masked_sum, per_token_logprobs
-from .models import check_writable, forward_logits, load_model, save_model
+from .models import check_output_folder, forward_logits, load_model, save_model
 from .preference_data import (
     REF_PAIR_COLUMNS,
     TokenizedPairs,
@@ -681,10 +681,7 @@ def dpo_from_sft(cfg: DPOConfig | None = None, policy: str | Path = "sft-tiny", 
     cfg = cfg or dpo_config()
     check_dpo_config(cfg)
     if out is not None:  # fail before training, not after
-        out = Path(out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-        check_writable(out.parent)
+        out = check_output_folder(out, overwrite)
     if pairs is None:
         rows, source = load_preference_file("train", origin="on_policy"), "data/preferences/train.jsonl on_policy"
     elif isinstance(pairs, (str, Path)):

@@ -119,6 +119,16 @@ def check_writable(folder: Path) -> None:
         raise PermissionError(f"cannot write to {folder}")
 
 
+def check_output_folder(out: str | Path, overwrite: bool = False) -> Path:
+    """Refuse an existing non-empty ``out`` unless ``overwrite`` (a ``FileExistsError``), and make sure its parent
+    is writable. Trainers call it before training, so a bad ``--out`` fails in a second, not after the run."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    check_writable(out.parent)
+    return out
+
+
 def save_model(model, tokenizer, out: str | Path, overwrite: bool = False,
                extra_files: dict[str, str] | None = None) -> Path:
     """Save model + tokenizer with ``save_pretrained`` (safetensors), atomically.
@@ -128,10 +138,7 @@ def save_model(model, tokenizer, out: str | Path, overwrite: bool = False,
     Everything is written to a temporary folder beside ``out`` and renamed into place, so an interrupted run never
     leaves a half-written checkpoint. An existing non-empty ``out`` is an error unless ``overwrite``.
     """
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
-    check_writable(out.parent)
+    out = check_output_folder(out, overwrite)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint folder is an ordinary one
     try:

@@ -36,7 +36,7 @@ import torch
 
 from . import world
 from .evaluation import evaluate_chat, sampled_kl
-from .models import check_writable, load_model, save_model
+from .models import check_output_folder, check_writable, load_model, save_model
 
 __all__ = ["RL_RECIPES", "PipelineConfig", "pipeline_rl_config", "run_pipeline", "write_report"]
 
@@ -177,10 +177,8 @@ def run_pipeline(cfg: PipelineConfig | None = None, out: str | Path | None = Non
 
     cfg = cfg or PipelineConfig()
     if out is not None:  # fail before training, not after
-        out = Path(out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-        check_writable(out.parent if not out.exists() else out)
+        out = check_output_folder(out, overwrite)
+        check_writable(out)  # the report is written straight into it
     torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}

@@ -22,7 +22,7 @@ import torch
 from . import world
 from .generation import generate
 from .logprobs import masked_sum, per_token_logprobs
-from .models import check_writable, forward_logits, get_device, init_model, num_parameters, save_model
+from .models import check_output_folder, forward_logits, get_device, init_model, num_parameters, save_model
 from .train import TrainConfig, train
 
 SHIPPED_QUALITY = {
@@ -134,10 +134,7 @@ def pretrain(cfg: PretrainConfig, tokenizer, out: str | Path | None = None, prog
     ``eval/heldout_loss`` and ``eval/prefix_acc``.
     """
     if out is not None:  # fail before training, not after
-        out = Path(out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-        check_writable(out.parent)
+        out = check_output_folder(out, overwrite)
     statements = world.pretraining_corpus(cfg.n_statements, cfg.data_seed)
     input_ids, attention_mask = pack_statements(tokenizer, statements, cfg.block_size)
     tmask = target_mask(attention_mask)

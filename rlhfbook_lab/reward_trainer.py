@@ -572,15 +572,12 @@ def rm_from_sft(cfg: RMConfig | None = None, policy: str | Path = "sft-tiny", ou
     import time
     from dataclasses import asdict
 
-    from rlhfbook_lab.models import check_writable
+    from rlhfbook_lab.models import check_output_folder
     from rlhfbook_lab.preference_data import load_preference_file, subsample_pairs
 
     cfg = cfg or shipped_rm_config()
     if out is not None:  # fail before training, not after
-        out = Path(out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-        check_writable(out.parent)
+        out = check_output_folder(out, overwrite)
     train_rows, heldout = load_preference_file("train", data_dir), load_preference_file("heldout", data_dir)
     if num_train_pairs is not None:
         train_rows = train_rows[:num_train_pairs]

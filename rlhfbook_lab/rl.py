@@ -101,7 +101,7 @@ from .kl import ESTIMATORS, AdaptiveKLController, FixedKLController, kl_estimate
 from .logprobs import entropy_from_logits, masked_mean, masked_sum, masked_whiten, per_token_logprobs
 from .models import (
     autocast_dtype,
-    check_writable,
+    check_output_folder,
     forward_logits,
     load_model,
     position_ids_from_mask,
@@ -914,10 +914,7 @@ def rl_from_sft(cfg: RLConfig, policy: str | Path = "sft-tiny", out: str | Path 
     (atomically, with ``training_meta.json`` and ``training_log.json``) when given. Returns
     ``(policy, tokenizer, history)``; ``history["charts/wall_time"]`` holds the run's seconds."""
     if out is not None:  # fail before training, not after
-        out = Path(out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-        check_writable(out.parent)
+        out = check_output_folder(out, overwrite)
     model, tokenizer = load_model(policy)
     t0 = time.perf_counter()
     model, history = train_rl(model, tokenizer, cfg, progress=progress)

@@ -34,7 +34,7 @@ from datasets import Dataset
 
 from .data import BuiltDataset, build_sft_dataset, collate_sft, load_instruction_file, pack_dataset
 from .logprobs import check_completion_mask, masked_mean, masked_sum, per_token_logprobs
-from .models import check_writable, forward_logits, load_model, save_model
+from .models import check_output_folder, forward_logits, load_model, save_model
 from .train import TrainConfig, train
 
 __all__ = ["SHIPPED_QUALITY", "SFTConfig", "apply_label_options", "eval_loss", "nll_loss_sum", "num_loss_items",
@@ -311,10 +311,7 @@ def sft_from_base(cfg: SFTConfig | None = None, base: str | Path = "base-tiny", 
     """
     cfg = cfg or SFTConfig()
     if out is not None:  # fail before training, not after
-        out = Path(out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-        check_writable(out.parent)
+        out = check_output_folder(out, overwrite)
     rows = load_instruction_file("train", data_dir)
     if num_examples is not None:
         if not 0 < num_examples <= len(rows):

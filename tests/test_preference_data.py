@@ -261,20 +261,9 @@ def test_split_by_prompt_key_never_leaks():
     assert len(split["train"]) + len(split["heldout"]) == len(rows)
     assert split["train"] and split["heldout"]
 
-    def canonical(row):
-        p = world.parse_prompt(row["prompt"])
-        k = p.key
-        if p.family == "addition":
-            k = tuple(sorted(k))
-        elif p.family == "reverse":
-            k = min(k, k[::-1])
-        elif p.family == "creatures":
-            k = k[0]
-        return p.family, k
-
-    train_keys, held_keys = ({canonical(r) for r in split[s]} for s in ("train", "heldout"))
+    train_keys, held_keys = ({_canonical_key(r["prompt"]) for r in split[s]} for s in ("train", "heldout"))
     assert not train_keys & held_keys
-    assert all(world.split_of(*canonical(r)) == "heldout" for r in split["heldout"])
+    assert all(world.split_of(*_canonical_key(r["prompt"])) == "heldout" for r in split["heldout"])
     with pytest.raises(ValueError, match="pair 0: cannot split"):
         split_pairs([good_row(prompt="Tell me a joke.")])
 
