@@ -167,6 +167,56 @@ def trl_step_timer(sink):
     return StepTimer()
 
 
+def trl_args(config_cls, output_dir: str, *, lr: float, weight_decay: float, betas: tuple[float, float], eps: float,
+             grad_clip: float, seed: int, **specific):
+    """A TRL config (``config_cls``: ``RewardConfig``, ``DPOConfig``, ``GRPOConfig``) set like our side's step: AdamW
+    with these settings at a constant lr and no warmup, fp32 without activation checkpointing, one step per call
+    (``max_steps`` is set by the runner), and no workers, logging, saving or progress bars. ``specific``: the
+    trainer's own fields (batch size, β, generation lengths, data order)."""
+    return config_cls(
+        output_dir=output_dir, max_steps=1, learning_rate=lr, lr_scheduler_type="constant", warmup_steps=0,
+        weight_decay=weight_decay, adam_beta1=betas[0], adam_beta2=betas[1], adam_epsilon=eps,
+        max_grad_norm=grad_clip, dataloader_num_workers=0, report_to="none", save_strategy="no", disable_tqdm=True,
+        seed=seed, use_cpu=not torch.cuda.is_available(), **trl_plain_fp32_kwargs(config_cls), **specific)
+
+
+def loss_recording(trainer_cls, losses: list[float]):
+    """``trainer_cls`` whose ``compute_loss`` also appends each training-mode loss to ``losses`` (the step-0 check)."""
+
+    class Recording(trainer_cls):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if model.training:
+                losses.append(float((out[0] if return_outputs else out).detach()))
+            return out
+
+    return Recording
+
+
+class TrlRunner:
+    """A TRL trainer run for n optimizer steps per call (``max_steps = n``); subclasses build ``self.trainer`` with
+    :func:`trl_step_timer` (``self``) among its callbacks and hand it to :meth:`_use`."""
+
+    times: list[float]
+
+    def _use(self, trainer) -> None:
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+        check_trl_plain_fp32(trainer)
+        self.trainer = trainer
+
+    def first_batch(self) -> dict:
+        """TRL's collated first batch (to check it is ours, token for token)."""
+        return next(iter(self.trainer.get_train_dataloader()))
+
+    def __call__(self, n: int) -> list[float]:
+        self.times = []
+        self.trainer.args.max_steps = n
+        self.trainer.train()
+        return self.times
+
+
 # --- FLOPs -------------------------------------------------------------------------------------------------------
 
 
@@ -221,6 +271,36 @@ def interleaved_times(runners: dict[str, Runner], repeats: int, steps: int, warm
         log(f"  round {r + 1}/{repeats} medians: " + ", ".join(
             f"{n} {statistics.median(rounds[n][-1]) * 1e3:.0f} ms" for n in names))
     return rounds
+
+
+def setup(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """Parse the command line (``argv``: ``sys.argv[1:]`` when None), then set threads, the clock and quiet
+    libraries. Returns ``(args, argv)``; ``argv`` is passed on to the memory children."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    use_clock(args.clock)
+    quiet_libraries()
+    return args, argv
+
+
+def time_variants(runners: dict[str, Runner], variants: list[str], args
+                  ) -> tuple[dict[str, list[list[float]]], dict[str, list[float]]]:
+    """Interleaved timing of ``variants`` (:func:`interleaved_times`, with the header and machine lines printed).
+    Returns ``(rounds, times)``: each variant's step times round by round, and all of them in one list."""
+    print(f"timing: {args.repeats} interleaved rounds x {args.steps} steps per variant (first of each dropped), "
+          f"{args.warmup} warm-up step(s)")
+    rounds = interleaved_times({v: runners[v] for v in variants}, args.repeats, args.steps, args.warmup)
+    print(machine_line(args.threads))
+    return rounds, {v: flat(rounds[v]) for v in variants}
+
+
+def peak_memory(script: str, variants: list[str], argv: list[str], args) -> dict[str, dict]:
+    """:func:`memory_in_children` unless ``--no-memory`` ({} then)."""
+    if args.no_memory:
+        return {}
+    print(f"peak memory: one child process per variant, {args.memory_steps} steps each ...")
+    return memory_in_children(script, variants, argv, args.threads)
 
 
 def flat(rounds: list[list[float]]) -> list[float]:

@@ -84,50 +84,26 @@ def conversational(pairs: list[dict]) -> dict[str, list]:
             "rejected": [[{"role": "assistant", "content": p["rejected"]}] for p in pairs]}
 
 
-class TrlRunner:
+class TrlRunner(C.TrlRunner):
     """``trl.DPOTrainer`` with an explicit ``ref_model`` for n steps per call (``max_steps = n``; the dataset
     repeats the pairs so a call never wraps an epoch; sequential sampling keeps our order)."""
 
     def __init__(self, policy, ref, tokenizer, pairs: list[dict], max_steps: int):
         from datasets import Dataset
-        from transformers import PrinterCallback
         from trl import DPOConfig, DPOTrainer
 
-        runner = self
         self.losses: list[float] = []
         self.times: list[float] = []
-
-        class Recording(DPOTrainer):
-            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-                out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-                if model.training:
-                    runner.losses.append(float((out[0] if return_outputs else out).detach()))
-                return out
-
         data = {k: v * (max_steps + 1) for k, v in conversational(pairs).items()}
         self._tmp = tempfile.TemporaryDirectory(prefix="bench-dpo-trl-")
-        args = DPOConfig(
-            output_dir=self._tmp.name, per_device_train_batch_size=len(pairs), max_steps=1, learning_rate=LR,
-            lr_scheduler_type="constant", warmup_steps=0, weight_decay=WEIGHT_DECAY, adam_beta1=BETAS[0],
-            adam_beta2=BETAS[1], adam_epsilon=EPS, max_grad_norm=GRAD_CLIP, beta=BETA, loss_type=["sigmoid"],
-            max_length=None, precompute_ref_log_probs=False, train_sampling_strategy="sequential",
-            dataloader_num_workers=0, report_to="none", save_strategy="no", disable_tqdm=True, seed=SEED,
-            use_cpu=not torch.cuda.is_available(), **C.trl_plain_fp32_kwargs(DPOConfig))
+        args = C.trl_args(DPOConfig, self._tmp.name, lr=LR, weight_decay=WEIGHT_DECAY, betas=BETAS, eps=EPS,
+                          grad_clip=GRAD_CLIP, seed=SEED, per_device_train_batch_size=len(pairs), beta=BETA,
+                          loss_type=["sigmoid"], max_length=None, precompute_ref_log_probs=False,
+                          train_sampling_strategy="sequential")
         # TRL patches forward() of the models it gets (its fused LM head): give it its own copies
-        self.trainer = Recording(model=copy.deepcopy(policy).train(), ref_model=_frozen(ref), args=args,
-                                 train_dataset=Dataset.from_dict(data), processing_class=tokenizer,
-                                 callbacks=[C.trl_step_timer(self)])
-        self.trainer.remove_callback(PrinterCallback)
-        C.check_trl_plain_fp32(self.trainer)
-
-    def first_batch(self) -> dict:
-        return next(iter(self.trainer.get_train_dataloader()))
-
-    def __call__(self, n: int) -> list[float]:
-        self.times = []
-        self.trainer.args.max_steps = n
-        self.trainer.train()
-        return self.times
+        self._use(C.loss_recording(DPOTrainer, self.losses)(
+            model=copy.deepcopy(policy).train(), ref_model=_frozen(ref), args=args,
+            train_dataset=Dataset.from_dict(data), processing_class=tokenizer, callbacks=[C.trl_step_timer(self)]))
 
 
 def _reply_logps(model, input_ids, attention_mask, completion_mask) -> torch.Tensor:
@@ -231,12 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=8, help="pairs per step (2 x pairs rows)")
     parser.add_argument("--max-length", type=int, default=60, help="longest side of a pair, in tokens")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
-    argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
+    args, argv = C.setup(parser, argv)
     variants = [v for v in args.variants.split(",") if v]
-    C.set_threads(args.threads)
-    C.use_clock(args.clock)
-    C.quiet_libraries()
     from rlhfbook_lab.models import load_model
 
     policy, tokenizer = load_model(args.checkpoint, device="cpu")
@@ -256,21 +228,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"DPO step: {args.checkpoint} ({sum(p.numel() for p in policy.parameters()):,} params) against a frozen "
           f"copy, {args.pairs} pairs -> batch ({rows}, {seq}): {real} real tokens, {padded} with padding; "
           f"{(f_policy + f_ref) / 1e9:.2f} GFLOP/step with the reference forward, {f_policy / 1e9:.2f} without")
-    print(f"timing: {args.repeats} interleaved rounds x {args.steps} steps per variant (first of each dropped), "
-          f"{args.warmup} warm-up steps")
-    rounds = C.interleaved_times(runners, args.repeats, args.steps, args.warmup)
-    times = {v: C.flat(rounds[v]) for v in variants}
-    print(C.machine_line(args.threads))
+    rounds, times = C.time_variants(runners, variants, args)
     pre = precompute_seconds(runners["ours-precomp"]) if "ours-precomp" in runners else None
 
     extra = None
     if args.other_reference and "trl" in variants and "ours" in variants:
         other, _ = load_model(args.other_reference, device="cpu")
         extra = step0_losses(policy, other, tokenizer, pairs, variants=("ours", "trl"))
-    memory = {}
-    if not args.no_memory:
-        print(f"peak memory: one child process per variant, {args.memory_steps} steps each ...")
-        memory = C.memory_in_children(__file__, variants, argv, args.threads)
+    memory = C.peak_memory(__file__, variants, argv, args)
 
     med = {v: C.median(times[v]) for v in variants}
     floor_of = {"ours": "floor", "trl": "floor", "floor": "floor", "ours-precomp": "floor-noref",

@@ -128,25 +128,20 @@ def trl_config(output_dir: str, prompts: int, group_size: int, max_new_tokens: i
 
     from rlhfbook_lab.rl import RLConfig
 
-    lr = RLConfig.preset("grpo").lr
-    return GRPOConfig(
-        output_dir=output_dir, per_device_train_batch_size=prompts * group_size, num_generations=group_size,
-        steps_per_generation=1, num_iterations=1, gradient_accumulation_steps=1, max_steps=1,
+    return C.trl_args(
+        GRPOConfig, output_dir, lr=RLConfig.preset("grpo").lr, weight_decay=0.0, betas=BETAS, eps=EPS,
+        grad_clip=GRAD_CLIP, seed=SEED, per_device_train_batch_size=prompts * group_size, num_generations=group_size,
+        steps_per_generation=1, num_iterations=1, gradient_accumulation_steps=1,
         max_completion_length=max_new_tokens, temperature=1.0, top_p=1.0, top_k=0, beta=BETA, epsilon=EPSILON,
-        scale_rewards="group", loss_type="grpo", mask_truncated_completions=False, learning_rate=lr,
-        lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, adam_beta1=BETAS[0], adam_beta2=BETAS[1],
-        adam_epsilon=EPS, max_grad_norm=GRAD_CLIP, shuffle_dataset=False, dataloader_num_workers=0,
-        report_to="none", save_strategy="no", disable_tqdm=True, log_completions=False, seed=SEED,
-        use_cpu=not torch.cuda.is_available(), **C.trl_plain_fp32_kwargs(GRPOConfig))
+        scale_rewards="group", loss_type="grpo", mask_truncated_completions=False, shuffle_dataset=False,
+        log_completions=False)
 
-
-class TrlRunner:
+class TrlRunner(C.TrlRunner):
     """``trl.GRPOTrainer`` for n steps per call, on prompts in ``train_rl``'s order (no shuffling). TRL builds its
     frozen reference itself (``beta > 0``) from the policy's checkpoint folder: the same start weights."""
 
     def __init__(self, policy, tokenizer, prompts: int, group_size: int, max_new_tokens: int, max_steps: int):
         from datasets import Dataset
-        from transformers import PrinterCallback
         from trl import GRPOTrainer
 
         self.times: list[float] = []
@@ -155,24 +150,19 @@ class TrlRunner:
         self._tmp = tempfile.TemporaryDirectory(prefix="bench-grpo-trl-")
         model = copy.deepcopy(policy).train()
         self.gen = GenerateTimer(model, "generate", hf_generate_tokens(tokenizer.eos_token_id))
-        self.trainer = GRPOTrainer(model=model, reward_funcs=[gold_reward],
-                                   args=trl_config(self._tmp.name, prompts, group_size, max_new_tokens),
-                                   train_dataset=Dataset.from_dict(data), processing_class=tokenizer,
-                                   callbacks=[C.trl_step_timer(self)])
-        self.trainer.remove_callback(PrinterCallback)
-        C.check_trl_plain_fp32(self.trainer)
+        self._use(GRPOTrainer(model=model, reward_funcs=[gold_reward],
+                              args=trl_config(self._tmp.name, prompts, group_size, max_new_tokens),
+                              train_dataset=Dataset.from_dict(data), processing_class=tokenizer,
+                              callbacks=[C.trl_step_timer(self)]))
         if self.trainer.ref_model is None:
             raise AssertionError("TRL built no reference model: beta must be > 0 for a like-for-like step")
         self.rollouts: list[tuple[float, int]] = []
 
     def __call__(self, n: int) -> list[float]:
-        self.times = []
         self.gen.reset()
-        self.trainer.args.max_steps = n
-        self.trainer.train()
+        times = super().__call__(n)
         self.rollouts.extend(zip(self.gen.seconds, self.gen.tokens))
-        return self.times
-
+        return times
 
 def build_runners(policy, tokenizer, prompts: int, group_size: int, max_new_tokens: int, max_steps: int,
                   variants=VARIANTS) -> dict:
@@ -197,11 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group-size", type=int, default=8, help="completions per prompt (G)")
     parser.add_argument("--max-new-tokens", type=int, default=48, help="completion budget in tokens")
     parser.set_defaults(warmup=1, memory_steps=2)
-    argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
-    C.set_threads(args.threads)
-    C.use_clock(args.clock)
-    C.quiet_libraries()
+    args, argv = C.setup(parser, argv)
     from rlhfbook_lab.models import load_model
 
     policy, tokenizer = load_model(args.checkpoint, device="cpu")
@@ -217,15 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"GRPO step: {args.checkpoint} ({sum(p.numel() for p in policy.parameters()):,} params), "
           f"{args.prompts} prompts x G={args.group_size} = {rows} completions of <= {args.max_new_tokens} tokens, "
           f"beta={BETA}, one optimizer step per rollout")
-    print(f"timing: {args.repeats} interleaved rounds x {args.steps} steps per variant (first of each dropped), "
-          f"{args.warmup} warm-up step(s)")
-    rounds = C.interleaved_times(runners, args.repeats, args.steps, args.warmup)
-    times = {v: C.flat(rounds[v]) for v in VARIANTS}
-    print(C.machine_line(args.threads))
-    memory = {}
-    if not args.no_memory:
-        print(f"peak memory: one child process per variant, {args.memory_steps} steps each ...")
-        memory = C.memory_in_children(__file__, list(VARIANTS), argv, args.threads)
+    rounds, times = C.time_variants(runners, list(VARIANTS), args)
+    memory = C.peak_memory(__file__, list(VARIANTS), argv, args)
 
     med = {v: C.median(times[v]) for v in VARIANTS}
     table = []

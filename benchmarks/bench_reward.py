@@ -73,52 +73,26 @@ def _seqcls_copy(rm):
     return model.train()
 
 
-class TrlRunner:
+class TrlRunner(C.TrlRunner):
     """``trl.RewardTrainer`` for n steps per call (``max_steps = n``; the dataset repeats the pairs enough times
     that a call never wraps an epoch; sequential sampling keeps our order)."""
 
     def __init__(self, rm, tokenizer, tok_rows: list[dict], max_steps: int):
         from datasets import Dataset
-        from transformers import PrinterCallback
         from trl import RewardConfig, RewardTrainer
 
-        runner = self
         self.losses: list[float] = []
         self.times: list[float] = []
-
-        class Recording(RewardTrainer):
-            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-                out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-                if model.training:
-                    runner.losses.append(float((out[0] if return_outputs else out).detach()))
-                return out
-
-        n_pairs = len(tok_rows)
         copies = max_steps + 1
         data = {"chosen_ids": [r["chosen_input_ids"] for r in tok_rows] * copies,
                 "rejected_ids": [r["rejected_input_ids"] for r in tok_rows] * copies}
         self._tmp = tempfile.TemporaryDirectory(prefix="bench-rm-trl-")
-        args = RewardConfig(
-            output_dir=self._tmp.name, per_device_train_batch_size=n_pairs, max_steps=1, learning_rate=LR,
-            lr_scheduler_type="constant", warmup_steps=0, weight_decay=WEIGHT_DECAY, adam_beta1=BETAS[0],
-            adam_beta2=BETAS[1], adam_epsilon=EPS, max_grad_norm=GRAD_CLIP, max_length=None,
-            train_sampling_strategy="sequential", dataloader_num_workers=0, report_to="none", save_strategy="no",
-            disable_tqdm=True, seed=SEED, use_cpu=not torch.cuda.is_available(),
-            **C.trl_plain_fp32_kwargs(RewardConfig))
-        self.trainer = Recording(model=_seqcls_copy(rm), args=args, train_dataset=Dataset.from_dict(data),
-                                 processing_class=tokenizer, callbacks=[C.trl_step_timer(self)])
-        self.trainer.remove_callback(PrinterCallback)
-        C.check_trl_plain_fp32(self.trainer)
-
-    def first_batch(self) -> dict:
-        """TRL's collated first batch (to check it is ours, token for token)."""
-        return next(iter(self.trainer.get_train_dataloader()))
-
-    def __call__(self, n: int) -> list[float]:
-        self.times = []
-        self.trainer.args.max_steps = n
-        self.trainer.train()
-        return self.times
+        args = C.trl_args(RewardConfig, self._tmp.name, lr=LR, weight_decay=WEIGHT_DECAY, betas=BETAS, eps=EPS,
+                          grad_clip=GRAD_CLIP, seed=SEED, per_device_train_batch_size=len(tok_rows), max_length=None,
+                          train_sampling_strategy="sequential")
+        self._use(C.loss_recording(RewardTrainer, self.losses)(
+            model=_seqcls_copy(rm), args=args, train_dataset=Dataset.from_dict(data), processing_class=tokenizer,
+            callbacks=[C.trl_step_timer(self)]))
 
 
 class FloorRunner:
@@ -198,11 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", default="sft-tiny", help="the backbone (a shipped name or a folder)")
     parser.add_argument("--pairs", type=int, default=8, help="pairs per step (2 x pairs rows)")
     parser.add_argument("--max-length", type=int, default=60, help="longest side of a pair, in tokens")
-    argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
-    C.set_threads(args.threads)
-    C.use_clock(args.clock)
-    C.quiet_libraries()
+    args, argv = C.setup(parser, argv)
     from rlhfbook_lab.models import load_model
 
     backbone, tokenizer = load_model(args.checkpoint, device="cpu")
@@ -220,15 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"reward-model step: {args.checkpoint} ({sum(p.numel() for p in backbone.parameters()):,} params), "
           f"{args.pairs} pairs -> batch ({rows}, {seq}): {real} real tokens, {padded} with padding; "
           f"{flops / 1e9:.2f} GFLOP/step")
-    print(f"timing: {args.repeats} interleaved rounds x {args.steps} steps per variant (first of each dropped), "
-          f"{args.warmup} warm-up steps")
-    rounds = C.interleaved_times(runners, args.repeats, args.steps, args.warmup)
-    times = {v: C.flat(rounds[v]) for v in VARIANTS}
-    print(C.machine_line(args.threads))
-    memory = {}
-    if not args.no_memory:
-        print(f"peak memory: one child process per variant, {args.memory_steps} steps each ...")
-        memory = C.memory_in_children(__file__, list(VARIANTS), argv, args.threads)
+    rounds, times = C.time_variants(runners, list(VARIANTS), args)
+    memory = C.peak_memory(__file__, list(VARIANTS), argv, args)
 
     med = {v: C.median(times[v]) for v in VARIANTS}
     table = []
