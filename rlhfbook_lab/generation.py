@@ -254,15 +254,14 @@ def generate(
         engine = "cached" if supports_cached_sampling(model) else "hf"
     was_training = model.training
     model.eval()
+    distinct_ids, distinct_mask = prompt_ids, prompt_mask
+    prompt_ids = prompt_ids.repeat_interleave(num_return_sequences, 0)  # (B, P): a row per completion
+    prompt_mask = prompt_mask.repeat_interleave(num_return_sequences, 0)
     try:
         if engine == "cached":
-            completion, scores = sample_cached(model, prompt_ids, prompt_mask, num_return_sequences, max_new_tokens,
-                                               eos_id, pad_id, temperature, top_p, greedy)
-            prompt_ids = prompt_ids.repeat_interleave(num_return_sequences, 0)
-            prompt_mask = prompt_mask.repeat_interleave(num_return_sequences, 0)
+            completion, scores = sample_cached(model, distinct_ids, distinct_mask, num_return_sequences,
+                                               max_new_tokens, eos_id, pad_id, temperature, top_p, greedy)
         else:
-            prompt_ids = prompt_ids.repeat_interleave(num_return_sequences, 0)
-            prompt_mask = prompt_mask.repeat_interleave(num_return_sequences, 0)
             sample_kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature,
                                                                   top_p=top_p, top_k=0)
             out = model.generate(

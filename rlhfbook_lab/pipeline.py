@@ -38,7 +38,7 @@ from . import world
 from .evaluation import evaluate_chat, sampled_kl
 from .models import check_output_folder, check_writable, load_model, save_model
 
-__all__ = ["RL_RECIPES", "PipelineConfig", "pipeline_rl_config", "run_pipeline", "write_report"]
+__all__ = ["RL_RECIPE", "PipelineConfig", "pipeline_rl_config", "run_pipeline", "write_report"]
 
 STAGES = ("sft", "rm", "dpo", "rl")
 
@@ -65,7 +65,7 @@ class PipelineConfig:
     rl_algo: str = "grpo"
     """``"grpo"``, ``"ppo"``, ``"rloo"``, ``"reinforce"`` or ``"dr_grpo"``."""
     rl_steps: int | None = None
-    """RL steps (rollout + update). ``None`` here and in the three fields below: :data:`RL_RECIPES` for GRPO,
+    """RL steps (rollout + update). ``None`` here and in the three fields below: :data:`RL_RECIPE` for GRPO,
     the algorithm's preset for the others (``RLConfig.preset``; ``RLConfig.fast`` in fast mode)."""
     rl_prompts_per_step: int | None = None
     """Training prompts per rollout."""
@@ -92,11 +92,11 @@ class PipelineConfig:
     def fast_config(cls, **overrides) -> "PipelineConfig":
         """The arc in ≤ 2 min on 2 CPU cores: the shipped ``sft-tiny`` and ``rm-tiny`` stand in for the SFT and
         reward-model stages (a useful SFT model needs ~3 min of training: held-out addition arrives late; the
-        reward model ~3 more), DPO sees 800 pairs, RL makes 10 small rollouts (:data:`RL_RECIPES`), and the reward
-        model's accuracy is measured on 256 of the held-out pairs. Measured (seeds 0, 1, 2; 111–119 CPU s on one
-        thread): SFT +0.69/+0.70/+0.71, DPO +0.14/+0.11/+0.08 and RL +0.13/+0.14/+0.09 over it (paired s.e. ≈ 0.03)."""
-        kw = dict(stages=("dpo", "rl"), dpo_steps=50, dpo_batch_size=16, dpo_lr=1e-4,
-                  eval_prompts=200, kl_prompts=16, rm_eval_pairs=256, fast=True)
+        reward model ~3 more), KL is estimated on 16 prompts, and the reward model's accuracy is measured on 256 of
+        the held-out pairs; DPO (50 × 16 pairs) and RL (:data:`RL_RECIPE`) train as in the full arc. Measured (seeds
+        0, 1, 2; 111–119 CPU s on one thread): SFT +0.69/+0.70/+0.71, DPO +0.14/+0.11/+0.08 and RL +0.13/+0.14/+0.09
+        over it (paired s.e. ≈ 0.03)."""
+        kw = dict(stages=("dpo", "rl"), kl_prompts=16, rm_eval_pairs=256, fast=True)
         kw.update(overrides)
         return cls(**kw)
 
@@ -122,25 +122,22 @@ class PipelineConfig:
             raise ValueError(f"rl_beta must be >= 0 or None; got {self.rl_beta}")
 
 
-RL_RECIPES: dict[str, dict] = {
-    "fast": dict(steps=10, prompts_per_step=16, group_size=4, lr=2e-4, beta=0.5),
-    "full": dict(steps=10, prompts_per_step=16, group_size=4, lr=2e-4, beta=0.5),
-}
+RL_RECIPE: dict = dict(steps=10, prompts_per_step=16, group_size=4, lr=2e-4, beta=0.5)
 """The pipeline's GRPO stage on top of ``RLConfig.preset("grpo")``, rewarded by the reward model. Small groups
 (4) and a strong KL pull (β = 0.5): the reward model pays for the polite opener but is at chance on whether the
 answer is right, so every step away from SFT that is not the opener costs correctness; more, smaller rollouts
 and a large β learn the opener and drift less. Measured from sft-tiny with rm-tiny (greedy gold on 200 held-out
 prompts, paired with SFT on the same prompts, seeds 0–4): +0.13, +0.14, +0.09, +0.04, −0.01 (s.e. ≈ 0.03), where
 the preset (30 rollouts of 16 × 8, lr 1e-4, β 0.04) gave +0.14, +0.06, +0.01 and twice as many rollouts of this
-recipe gained less. The full mode uses the same recipe: more rollouts did not buy more gold with this reward."""
+recipe gained less. Fast and full mode use it alike: more rollouts did not buy more gold with this reward."""
 
 
 def pipeline_rl_config(cfg: PipelineConfig):
-    """The ``RLConfig`` of the RL stage: :data:`RL_RECIPES` for GRPO (the algorithm's preset, or its fast version,
+    """The ``RLConfig`` of the RL stage: :data:`RL_RECIPE` for GRPO (the algorithm's preset, or its fast version,
     for the others), then the ``rl_*`` fields of ``cfg`` that are set."""
     from .rl import RLConfig
 
-    overrides = dict(RL_RECIPES["fast" if cfg.fast else "full"]) if cfg.rl_algo == "grpo" else {}
+    overrides = dict(RL_RECIPE) if cfg.rl_algo == "grpo" else {}
     for name in ("steps", "prompts_per_step", "group_size", "lr", "beta"):
         if getattr(cfg, f"rl_{name}") is not None:
             overrides[name] = getattr(cfg, f"rl_{name}")

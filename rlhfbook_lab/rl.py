@@ -353,8 +353,8 @@ class _ValueHead(nn.Module):
         return self.summary(hidden.float()).squeeze(-1)
 
 
-def shared_prompt_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                         prompt_length: int) -> torch.Tensor:
+def shared_prompt_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_length: int,
+                         distinct: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Final hidden states (B, T, H) of ``model.base_model`` computing each *distinct* prompt once.
 
     The rows of a rollout come in groups that share a prompt (G completions of each), and the prompt's hidden
@@ -363,9 +363,11 @@ def shared_prompt_hidden(model, input_ids: torch.Tensor, attention_mask: torch.T
     that share it (an index, which autograd sums back over the group in the backward pass); run the completion
     columns ``[P, T)`` of all B rows against that cache. Work on the prompt falls from B·P to U·P tokens. The
     result equals one full forward pass up to float rounding (a test checks logits and gradients to 1e-5).
+    ``distinct``: ``torch.unique(input_ids[:, :P], dim=0, return_inverse=True)`` if the caller already has it.
     """
     B = input_ids.shape[0]
-    prompts, inverse = torch.unique(input_ids[:, :prompt_length], dim=0, return_inverse=True)  # (U, P), (B,)
+    prompts, inverse = distinct if distinct is not None else torch.unique(
+        input_ids[:, :prompt_length], dim=0, return_inverse=True)  # (U, P), (B,)
     first = torch.empty(len(prompts), dtype=torch.long, device=input_ids.device).scatter_(
         0, inverse, torch.arange(B, device=input_ids.device))  # one row of each distinct prompt
     positions = position_ids_from_mask(attention_mask)
@@ -395,11 +397,12 @@ def _forward(policy, input_ids, attention_mask, value_head: _ValueHead | None = 
     Given the ``completion_mask`` of a rollout whose rows share prompts, each distinct prompt is computed once
     (:func:`shared_prompt_hidden`); otherwise (or when every prompt is distinct) one plain forward pass."""
     P = _prompt_length(completion_mask)
-    shared = P is not None and P > 0 and len(torch.unique(input_ids[:, :P], dim=0)) < input_ids.shape[0]
+    distinct = torch.unique(input_ids[:, :P], dim=0, return_inverse=True) if P else None
+    shared = distinct is not None and len(distinct[0]) < input_ids.shape[0]
     if value_head is None and not shared:
         return forward_logits(policy, input_ids, attention_mask), None
     if shared:
-        hidden = shared_prompt_hidden(policy, input_ids, attention_mask, P)
+        hidden = shared_prompt_hidden(policy, input_ids, attention_mask, P, distinct)
     else:
         hidden = policy.base_model(input_ids=input_ids, attention_mask=attention_mask,
                                    position_ids=position_ids_from_mask(attention_mask), use_cache=False

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from rlhfbook_lab.pipeline import RL_RECIPES, PipelineConfig, pipeline_rl_config, write_report
+from rlhfbook_lab.pipeline import RL_RECIPE, PipelineConfig, pipeline_rl_config, write_report
 from rlhfbook_lab.rl import RLConfig
 
 
@@ -17,11 +17,10 @@ def test_fast_config_uses_the_shipped_sft_and_reward_models():
 @pytest.mark.parametrize("fast", [True, False])
 def test_rl_stage_config(fast):
     """GRPO gets the pipeline's recipe, a set field overrides it, another algorithm keeps its own preset."""
-    mode = "fast" if fast else "full"
     make = PipelineConfig.fast_config if fast else PipelineConfig
     rl = pipeline_rl_config(make(seed=3))
     assert (rl.algo, rl.seed, rl.eval_prompts) == ("grpo", 3, 0)
-    assert {k: getattr(rl, k) for k in RL_RECIPES[mode]} == RL_RECIPES[mode]
+    assert {k: getattr(rl, k) for k in RL_RECIPE} == RL_RECIPE
     assert pipeline_rl_config(make(rl_beta=0.2, rl_steps=3)).beta == 0.2
     assert pipeline_rl_config(make(rl_beta=0.2, rl_steps=3)).steps == 3
     ppo = pipeline_rl_config(make(rl_algo="ppo"))
