@@ -1,13 +1,15 @@
 """Batched sampling with a KV cache: sequences, completion masks and the sampler's own log-probs.
 
-Two engines draw the same samples (a test checks token for token, and the logits bit for bit, at fixed seeds):
+Two engines draw the same samples (a test checks token for token, and the log-probs to 1e-6, at fixed seeds):
 
 - ``"cached"`` (the default for Llama-style models, the presets): :func:`sample_cached`, a decode loop written
   out here. It runs each *distinct* prompt through the model once and copies its keys and values into every
   member of the group (a GRPO group of 8 shares one prompt, so 7/8 of the prompt work is saved), preallocates the
-  cache for the whole completion instead of growing it by concatenation, and multiplies by fused q|k|v and
-  gate|up weights (2 matrix products per layer instead of 5). On a 2-core CPU it samples a GRPO rollout (4 prompts × 8,
-  ≤ 48 tokens) in 0.28 s where ``model.generate`` takes 0.49 s (``benchmarks/bench_grpo.py``).
+  cache for the whole completion instead of growing it by concatenation, multiplies by fused q|k|v and gate|up
+  weights (2 matrix products per layer instead of 5), and drops a row from the cache once it has emitted EOS
+  (``model.generate`` keeps computing finished rows to the end). It still draws a token for every row at every
+  step, as ``model.generate`` does, so the random stream and the samples stay the same.
+  BENCH_FIGURES
 - ``"hf"``: ``model.generate`` from ``transformers`` (any causal LM; the fallback for models the loop does not
   know, e.g. one named by ``RLHFBOOK_MODEL``).
 
@@ -87,7 +89,9 @@ def supports_cached_sampling(model) -> bool:
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm, y = w · x / sqrt(mean(x²) + eps), computed in float32 and cast back, as ``LlamaRMSNorm`` does
-    (the same operations in the same order, so the results agree bit for bit)."""
+    (in float32, torch's fused ``rms_norm``: one operation instead of seven, the same bits, which a test checks)."""
+    if x.dtype == torch.float32 and weight.dtype == torch.float32:
+        return F.rms_norm(x, weight.shape, weight, eps)
     dtype = x.dtype
     x = x.float()
     return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)).to(dtype)
@@ -116,15 +120,18 @@ def _process_scores(logits: torch.Tensor, temperature: float, top_p: float) -> t
 @torch.no_grad()
 def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group_size: int,
                   max_new_tokens: int, eos_id: int, pad_id: int, temperature: float = 1.0, top_p: float = 1.0,
-                  greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                  greedy: bool = False, compact_at: float = 0.75) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample ``group_size`` completions of each distinct prompt with a preallocated KV cache.
 
     Args:
         prompt_ids, prompt_mask: (N, P) left-padded distinct prompts.
+        compact_at: drop finished rows from the cache once the rows still sampling are at most this share of
+            the rows it holds (1: at every finish; 0: never). It changes no token (a test checks).
     Returns:
         completion: (B, T) token ids, B = N · group_size (rows of a group contiguous), T ≤ max_new_tokens (the
         loop stops once every row has emitted EOS); ``pad_id`` after a row's EOS.
-        scores: (B, T, V) float32, the processed scores each token was drawn from (greedy: the raw logits).
+        scores: (B, T, V) float32, the processed scores each token was drawn from (greedy: the raw logits);
+        a row's scores after its EOS are a dummy (zeros once it left the cache).
 
     The loop, per layer, for the new token(s) x (the whole prompt on the first pass, one token after):
     h = RMSNorm(x); [q|k|v] = h·W_qkv; rotate q, k by position; write k, v into the cache at their columns;
@@ -132,6 +139,8 @@ def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, gr
     Positions count real tokens only (left padding does not shift them); padded keys are masked out.
     """
     inner, cfg = model.model, model.config
+    if not 0.0 <= compact_at <= 1.0:
+        raise ValueError(f"compact_at must be in [0, 1]; got {compact_at}")
     n_prompts, P = prompt_ids.shape
     B, L = n_prompts * group_size, P + max_new_tokens
     H, H_kv = cfg.num_attention_heads, cfg.num_key_value_heads
@@ -154,8 +163,8 @@ def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, gr
         end = start + n
         for i, (layer, w_qkv, w_gu, w_o, w_down) in enumerate(layers):
             qkv = (_rms_norm(x, layer.input_layernorm.weight, eps) @ w_qkv).view(rows, n, H + 2 * H_kv, hd)
-            q, k, v = qkv.transpose(1, 2).split([H, H_kv, H_kv], dim=1)
-            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+            qk, v = qkv.transpose(1, 2).split([H + H_kv, H_kv], dim=1)
+            q, k = _rotate(qk, cos, sin).split([H, H_kv], dim=1)  # q and k rotated in one pass
             if start == 0:  # the prompt pass: attend within the distinct prompts, then copy into each group row
                 o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=hd ** -0.5, enable_gqa=H != H_kv)
                 k_cache.append(k.new_empty(B, H_kv, L, hd))
@@ -180,28 +189,40 @@ def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, gr
     mask = (mask | ~mask.any(-1, keepdim=True))[:, None]  # (N, 1, P, P)
     logits = block(inner.embed_tokens(prompt_ids), cos_all[positions][:, None], sin_all[positions][:, None], mask, 0)
     logits = logits.repeat_interleave(group_size, 0)  # (B, V)
-    # 2. one token at a time for all B rows
+    # 2. one token at a time. The cache holds the rows still sampling (`live`, indices into the B rows): when
+    #    enough rows have emitted EOS, their cache rows are dropped, so finished rows cost nothing. Every step
+    #    still draws a token for all B rows (finished rows from a dummy distribution, their token replaced by
+    #    pad), as `model.generate` does: the random stream, and so every live row's token, is the same.
     valid = torch.zeros(B, L, dtype=torch.bool, device=device)  # keys a query may see: real prompt + sampled
     valid[:, :P] = real.repeat_interleave(group_size, 0)
     position = positions[:, -1].repeat_interleave(group_size, 0)  # (B,) position of the last token
-    unfinished = torch.ones(B, dtype=torch.long, device=device)
+    live = torch.arange(B, device=device)  # the rows the cache (and valid, position) hold, in cache order
+    unfinished = torch.ones(B, dtype=torch.bool, device=device)
     tokens, scores = [], []
     for t in range(max_new_tokens):
+        if len(live) < B:  # the logits of the live rows, zeros (a uniform dummy) for the others
+            logits = logits.new_zeros(B, logits.shape[-1]).index_copy_(0, live, logits)
         if greedy:
             step_scores, token = logits, logits.argmax(-1)
         else:
             step_scores = _process_scores(logits, temperature, top_p)
             token = torch.multinomial(F.softmax(step_scores, dim=-1), num_samples=1).squeeze(1)
-        token = token * unfinished + pad_id * (1 - unfinished)
+        token = torch.where(unfinished, token, pad_id)
         tokens.append(token)
         scores.append(step_scores)
-        unfinished = unfinished & (token != eos_id).long()
-        if t == max_new_tokens - 1 or unfinished.max() == 0:
+        unfinished = unfinished & (token != eos_id)
+        if t == max_new_tokens - 1 or not unfinished.any():
             break
+        keep = unfinished[live]
+        n_keep = int(keep.sum())
+        if n_keep < len(live) and n_keep <= len(live) * compact_at:  # drop the finished rows from the cache
+            live, valid, position = live[keep], valid[keep], position[keep]
+            for cache in (k_cache, v_cache):
+                cache[:] = [c[keep] for c in cache]
         col = P + t  # the cache column of the token just sampled
         valid[:, col] = True
         position = position + 1
-        logits = block(inner.embed_tokens(token)[:, None], cos_all[position][:, None, None],
+        logits = block(inner.embed_tokens(token[live])[:, None], cos_all[position][:, None, None],
                        sin_all[position][:, None, None], valid[:, None, None, :col + 1], col)
     return torch.stack(tokens, dim=1), torch.stack(scores, dim=1)
 

@@ -113,7 +113,8 @@ def test_cached_engine_on_the_shipped_sft_model(tokenizer):
     kw = dict(max_new_tokens=40, num_return_sequences=8, seed=0)
     ours, ref = generate(model, tok, prompts, engine="cached", **kw), generate(model, tok, prompts, engine="hf", **kw)
     assert torch.equal(ours.input_ids, ref.input_ids)
-    # bit for bit on CPU; on a GPU the kernels may order sums differently (6e-6 seen on an H100)
+    # within 4e-6 on CPU (once finished rows leave the cache, the matrix products run on fewer rows, which can
+    # change the last bit); on a GPU the kernels may order sums differently (6e-6 seen on an H100)
     torch.testing.assert_close(ours.logprobs, ref.logprobs, atol=1e-5, rtol=0)
     assert ours.finished.any()
 
@@ -159,3 +160,30 @@ def test_cached_engine_refuses_unknown_architectures(tokenizer):
 
     with pytest.raises(ValueError, match="cached"):
         generate(NotLlama(), tokenizer, PROMPTS, engine="cached")
+
+
+def test_dropping_finished_rows_changes_no_sample():
+    """Property: dropping finished rows from the cache (at every finish, compact_at=1) draws the same tokens from
+    the same scores as keeping every row (compact_at=0), on rows that finish at different steps."""
+    from rlhfbook_lab.generation import _left_pad, sample_cached
+    from rlhfbook_lab.models import load_model
+
+    model, tok = load_model("sft-tiny")
+    prompts = ["What is 12 + 35?", "Spell mirt backward.", "Which creature glows?",
+               "Write a short, positive review of the lamp."]
+    ids, mask = _left_pad(encode_prompts(tok, prompts), tok.pad_token_id)
+    runs = []
+    for compact_at in (0.0, 1.0):
+        torch.manual_seed(0)
+        runs.append(sample_cached(model.eval(), ids, mask, 8, 40, tok.eos_token_id, tok.pad_token_id,
+                                  compact_at=compact_at))
+    (tok_keep, sc_keep), (tok_drop, sc_drop) = runs
+    assert torch.equal(tok_keep, tok_drop)
+    is_eos = tok_keep == tok.eos_token_id
+    live = (torch.cumsum(is_eos.long(), 1) - is_eos.long()) == 0  # up to and including each row's EOS
+    lengths = live.sum(1)
+    assert is_eos.any(1).sum() >= 2 and len(set(lengths.tolist())) > 2  # rows leave at several steps
+    torch.testing.assert_close(sc_drop[live], sc_keep[live], atol=1e-5, rtol=0)
+    assert torch.all(sc_drop[~live] == 0)  # dropped rows: the dummy scores
+    with pytest.raises(ValueError, match="compact_at"):
+        sample_cached(model, ids, mask, 2, 4, tok.eos_token_id, tok.pad_token_id, compact_at=1.5)
