@@ -353,32 +353,84 @@ class _ValueHead(nn.Module):
         return self.summary(hidden.float()).squeeze(-1)
 
 
+def length_chunks(lengths: torch.Tensor, overhead: int = 16) -> list[torch.Tensor]:
+    """Split rows into chunks of similar length, so that a chunk's forward pass stops at *its* longest row.
+
+    A batch padded to its longest completion computes B · max(L) token slots; chunks of rows sorted by length
+    compute Σ_c |c| · max_{i∈c} L_i. Each extra pass costs fixed work (launching every layer once more), counted
+    as ``overhead`` token slots. The cut points minimise Σ_c (|c| · max_{i∈c} L_i + overhead) exactly, by
+    dynamic programming over the sorted lengths (O(B²), B is a rollout's row count).
+
+    Args:
+        lengths: Shape (B,), int: each row's completion length (tokens after the prompt, up to and including EOS).
+        overhead: the cost of one more pass, in token slots (>= 0).
+
+    Returns:
+        row indices of each chunk (1-D int64 tensors), shortest rows first; together a permutation of ``range(B)``.
+    """
+    if lengths.dim() != 1 or len(lengths) == 0:
+        raise ValueError(f"lengths must be a non-empty 1-D tensor (B,); got shape {tuple(lengths.shape)}")
+    order = torch.argsort(lengths, stable=True)
+    ls = lengths[order].tolist()
+    B = len(ls)
+    best = [0.0] + [math.inf] * B  # best[j]: cheapest cost of the first j sorted rows
+    cut = [0] * (B + 1)
+    for j in range(1, B + 1):  # the last chunk is sorted rows [i, j): its width is ls[j - 1]
+        for i in range(j):
+            cost = best[i] + (j - i) * ls[j - 1] + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    bounds, j = [], B
+    while j > 0:
+        bounds.append((cut[j], j))
+        j = cut[j]
+    return [order[i:j] for i, j in reversed(bounds)]
+
+
 def shared_prompt_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_length: int,
-                         distinct: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """Final hidden states (B, T, H) of ``model.base_model`` computing each *distinct* prompt once.
+                         distinct: tuple[torch.Tensor, torch.Tensor] | None = None,
+                         chunk_overhead: int | None = 16) -> torch.Tensor:
+    """Final hidden states (B, T, H) of ``model.base_model`` computing each *distinct* prompt once, and each
+    completion only up to its chunk's longest row.
 
     The rows of a rollout come in groups that share a prompt (G completions of each), and the prompt's hidden
     states, keys and values do not depend on the completion that follows it (causal attention). So: run the U
     distinct prompts (columns ``[0, P)``) once, with the cache on; copy each prompt's keys and values to the rows
     that share it (an index, which autograd sums back over the group in the backward pass); run the completion
-    columns ``[P, T)`` of all B rows against that cache. Work on the prompt falls from B·P to U·P tokens. The
-    result equals one full forward pass up to float rounding (a test checks logits and gradients to 1e-5).
-    ``distinct``: ``torch.unique(input_ids[:, :P], dim=0, return_inverse=True)`` if the caller already has it.
+    columns of the B rows against that cache. Work on the prompt falls from B·P to U·P tokens.
+
+    Completions differ in length (a rollout's rows are padded to its longest), so the completion pass runs on
+    chunks of rows of similar length (:func:`length_chunks`, ``chunk_overhead``; None: one chunk), each cut at
+    its own longest row. Columns past a chunk's width hold zeros: they are padding, which no log-prob reads.
+    The result equals one full forward pass on every real token up to float rounding (a test checks logits and
+    gradients to 1e-5). ``distinct``: ``torch.unique(input_ids[:, :P], dim=0, return_inverse=True)`` if the
+    caller already has it.
     """
-    B = input_ids.shape[0]
+    from transformers import DynamicCache
+
+    B, T = input_ids.shape
+    P = prompt_length
     prompts, inverse = distinct if distinct is not None else torch.unique(
-        input_ids[:, :prompt_length], dim=0, return_inverse=True)  # (U, P), (B,)
+        input_ids[:, :P], dim=0, return_inverse=True)  # (U, P), (B,)
     first = torch.empty(len(prompts), dtype=torch.long, device=input_ids.device).scatter_(
         0, inverse, torch.arange(B, device=input_ids.device))  # one row of each distinct prompt
     positions = position_ids_from_mask(attention_mask)
     base = model.base_model
-    head = base(input_ids=prompts, attention_mask=attention_mask[first, :prompt_length],
-                position_ids=positions[first, :prompt_length], use_cache=True)
-    cache = head.past_key_values
-    cache.batch_select_indices(inverse)  # (U, ...) → (B, ...)
-    tail = base(input_ids=input_ids[:, prompt_length:], attention_mask=attention_mask,
-                position_ids=positions[:, prompt_length:], past_key_values=cache, use_cache=True)
-    return torch.cat([head.last_hidden_state[inverse], tail.last_hidden_state], dim=1)
+    head = base(input_ids=prompts, attention_mask=attention_mask[first, :P], position_ids=positions[first, :P],
+                use_cache=True)
+    kv = [(layer.keys, layer.values) for layer in head.past_key_values.layers]  # each (U, H_kv, P, hd)
+    lengths = attention_mask[:, P:].sum(dim=1)  # (B,)
+    chunks = ([torch.arange(B, device=input_ids.device)] if chunk_overhead is None
+              else length_chunks(lengths, chunk_overhead))
+    parts = []
+    for rows in chunks:
+        width = max(1, int(lengths[rows].max()))
+        cache = DynamicCache([(k[inverse[rows]], v[inverse[rows]]) for k, v in kv])
+        tail = base(input_ids=input_ids[rows, P:P + width], attention_mask=attention_mask[rows, :P + width],
+                    position_ids=positions[rows, P:P + width], past_key_values=cache, use_cache=True)
+        parts.append(F.pad(tail.last_hidden_state, (0, 0, 0, T - P - width)))  # (|c|, T − P, H)
+    back = torch.argsort(torch.cat(chunks))  # chunk order → row order
+    return torch.cat([head.last_hidden_state[inverse], torch.cat(parts)[back]], dim=1)
 
 
 def _prompt_length(completion_mask: torch.Tensor | None) -> int | None:
@@ -389,20 +441,25 @@ def _prompt_length(completion_mask: torch.Tensor | None) -> int | None:
     return int(cols[0]) if len(cols) else None
 
 
+CHUNK_OVERHEAD = 96
+"""The cost of one more forward pass in token slots, for :func:`length_chunks` (measured: see ``bench_grpo``)."""
+
+
 def _forward(policy, input_ids, attention_mask, value_head: _ValueHead | None = None,
-             completion_mask: torch.Tensor | None = None):
+             completion_mask: torch.Tensor | None = None, chunk_overhead: int | None = CHUNK_OVERHEAD):
     """Logits (B, T, V) and, with a value head, values (B, T) aligned with input_ids (values[:, t] = V read at
     column t − 1, the state before token t; column 0 is 0).
 
     Given the ``completion_mask`` of a rollout whose rows share prompts, each distinct prompt is computed once
-    (:func:`shared_prompt_hidden`); otherwise (or when every prompt is distinct) one plain forward pass."""
+    (:func:`shared_prompt_hidden`, its completions in chunks of similar length by ``chunk_overhead``); otherwise
+    (or when every prompt is distinct) one plain forward pass."""
     P = _prompt_length(completion_mask)
     distinct = torch.unique(input_ids[:, :P], dim=0, return_inverse=True) if P else None
     shared = distinct is not None and len(distinct[0]) < input_ids.shape[0]
     if value_head is None and not shared:
         return forward_logits(policy, input_ids, attention_mask), None
     if shared:
-        hidden = shared_prompt_hidden(policy, input_ids, attention_mask, P, distinct)
+        hidden = shared_prompt_hidden(policy, input_ids, attention_mask, P, distinct, chunk_overhead)
     else:
         hidden = policy.base_model(input_ids=input_ids, attention_mask=attention_mask,
                                    position_ids=position_ids_from_mask(attention_mask), use_cache=False

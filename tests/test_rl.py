@@ -406,18 +406,28 @@ def _grouped_batch(policy, tokenizer, group=3):
     return generate(policy, tokenizer, prompts, max_new_tokens=10, num_return_sequences=group, seed=0)
 
 
-def test_shared_prompt_forward_equals_the_full_forward(policy, tokenizer):
-    """Second implementation: logits, values and gradients of the shared-prompt forward match one plain forward
-    pass over every row (rows shuffled, so groups are not contiguous)."""
+@pytest.mark.parametrize("chunk_overhead", [None, 0, rl.CHUNK_OVERHEAD])
+def test_shared_prompt_forward_equals_the_full_forward(policy, tokenizer, chunk_overhead):
+    """Second implementation: logits, values and gradients of the shared-prompt forward, its completions in one
+    pass (None) or in chunks of similar length (0: a chunk per distinct length), match one plain forward pass
+    over every row (rows shuffled, so groups are not contiguous)."""
     gen = _grouped_batch(policy, tokenizer)
     order = torch.randperm(gen.input_ids.shape[0], generator=torch.Generator().manual_seed(0))
     ids, am, cm = gen.input_ids[order], gen.attention_mask[order], gen.completion_mask[order]
+    # completions of several lengths (as if EOS came early): cut row i after 1 + 3i mod 10 tokens
+    cut = gen.prompt_length + 1 + (3 * torch.arange(len(ids))[:, None]) % 10
+    after = torch.arange(ids.shape[1])[None] >= cut
+    ids, am, cm = ids.masked_fill(after, tokenizer.pad_token_id), am.masked_fill(after, 0), cm.masked_fill(after, 0)
+    lengths = cm.sum(1)
+    assert len(set(lengths.tolist())) > 1  # completions of several lengths: the chunks differ in width
+    if chunk_overhead == 0:
+        assert len(rl.length_chunks(lengths, 0)) == len(set(lengths.tolist()))
     head = rl._ValueHead(policy.config.hidden_size)
     torch.nn.init.normal_(head.summary.weight)
     results = []
     for shared in (True, False):
         policy.zero_grad()
-        logits, values = rl._forward(policy, ids, am, head, cm if shared else None)
+        logits, values = rl._forward(policy, ids, am, head, cm if shared else None, chunk_overhead)
         loss = (per_token_logprobs(logits, ids) * cm).sum() + (values * cm).sum()
         loss.backward()
         results.append((logits.detach(), values.detach(), [p.grad.clone() for p in policy.parameters()]))
@@ -443,3 +453,33 @@ def test_shared_prompt_forward_is_used_only_when_prompts_repeat(policy, tokenize
         gen = _grouped_batch(policy, tokenizer, group=2)
         rl._forward(policy, gen.input_ids, gen.attention_mask, None, gen.completion_mask)
     assert calls == [1]
+
+
+def test_length_chunks_hand_computed():
+    """Rows of lengths 1, 10, 10, 10: one pass costs 4 · 10 = 40 slots; splitting off the short row costs
+    1 + 30 = 31 plus one more pass. Overhead 0 splits, overhead 10 (31 + 20 > 40 + 10) does not."""
+    lengths = torch.tensor([10, 1, 10, 10])
+    assert [c.tolist() for c in rl.length_chunks(lengths, 0)] == [[1], [0, 2, 3]]
+    assert [c.tolist() for c in rl.length_chunks(lengths, 8)] == [[1], [0, 2, 3]]  # 31 + 16 < 40 + 8
+    assert [c.tolist() for c in rl.length_chunks(lengths, 10)] == [[1, 0, 2, 3]]  # 31 + 20 > 40 + 10
+    with pytest.raises(ValueError, match="lengths"):
+        rl.length_chunks(torch.tensor([], dtype=torch.long))
+
+
+def test_length_chunks_is_the_cheapest_split():
+    """Second implementation: every split of the sorted rows into contiguous chunks, enumerated; the dynamic
+    programme's cost is the minimum. Property: the chunks are a permutation of the rows."""
+    import itertools
+
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        B = int(torch.randint(1, 9, (1,), generator=gen))
+        lengths = torch.randint(1, 30, (B,), generator=gen)
+        overhead = int(torch.randint(0, 40, (1,), generator=gen))
+        chunks = rl.length_chunks(lengths, overhead)
+        assert sorted(torch.cat(chunks).tolist()) == list(range(B))
+        cost = sum(len(c) * int(lengths[c].max()) + overhead for c in chunks)
+        s = sorted(lengths.tolist())
+        best = min(sum(len(s[i:j]) * s[j - 1] + overhead for i, j in zip((0,) + cuts, cuts + (B,)))
+                   for r in range(B) for cuts in itertools.combinations(range(1, B), r))
+        assert cost == best
