@@ -495,8 +495,16 @@ def pairs_bayes_ceiling(rows: list[dict], annotator: str | world.Annotator = "go
     this is ``preferences.bayes_ceiling`` of the annotator's utilities; a pair without ``p_chosen`` gets
     ``world.bayes_ceiling_pair(annotator, ...)``.
     """
+    per_pair = [best for _, best in _decisive_pair_ceilings(rows, annotator)]
+    if not per_pair:
+        raise ValueError("no decisive pair (label 1.0) to compute a Bayes ceiling on")
+    return sum(per_pair) / len(per_pair)
+
+
+def _decisive_pair_ceilings(rows: list[dict], annotator) -> list[tuple[dict, float]]:
+    """(row, its best accuracy ½ + |1 − 2ε|·(max(p, 1 − p) − ½)) for each decisive row (ties skipped)."""
     ann = None
-    per_pair = []
+    out = []
     for row in rows:
         if row.get("label", 1.0) != 1.0:
             continue  # a tie has no order to predict
@@ -506,9 +514,39 @@ def pairs_bayes_ceiling(rows: list[dict], annotator: str | world.Annotator = "go
             ann = ann or _annotator(annotator)
             best = world.bayes_ceiling_pair(ann, row["prompt"], row["chosen"], row["rejected"])
         eps = row.get("label_noise", 0.0)
-        per_pair.append(0.5 + abs(1.0 - 2.0 * eps) * (best - 0.5))
+        out.append((row, 0.5 + abs(1.0 - 2.0 * eps) * (best - 0.5)))
+    return out
+
+
+def knowledge_reach(rows: list[dict], knows: dict[str, bool], annotator: str | world.Annotator = "gold") -> float:
+    """The accuracy a reward model would reach if it read taste perfectly but could check an answer only where
+    its backbone knows it: an *estimate* of how far the backbone's knowledge lets a reward model go.
+
+    .. math::  \\mathrm{reach} = \\frac{1}{N} \\sum_i r_i, \\qquad
+               r_i = \\begin{cases} a_i & \\text{taste pair, or the backbone knows } x_i \\\\
+               \\tfrac12 & \\text{a correctness pair it does not know (a coin flip)} \\end{cases}
+
+    with a_i the pair's Bayes-optimal accuracy (as in :func:`pairs_bayes_ceiling`, ties excluded). With every prompt
+    known it equals the ceiling. Not a bound: a reward model may *recognise* a right answer it could not write,
+    and surface cues may beat a coin flip; nor may it reach it (it still has to learn to check).
+
+    Args:
+        rows: preference pairs with ``prompt``, ``chosen``, ``rejected`` (and ``p_chosen``, ``label``).
+        knows: for the prompt of every correctness pair (:func:`pair_kind`), whether the backbone answers it
+            correctly (e.g. its greedy reply, ``evaluation.evaluate_chat``).
+    Raises:
+        ValueError: a correctness pair whose prompt ``knows`` lacks, or no decisive pair.
+    """
+    per_pair = []
+    for row, best in _decisive_pair_ceilings(rows, annotator):
+        if pair_kind(row) == "correctness":
+            if row["prompt"] not in knows:
+                raise ValueError(f"knows has no entry for the prompt {row['prompt']!r} (a correctness pair): "
+                                 "expected whether the backbone answers every such prompt correctly")
+            best = best if knows[row["prompt"]] else 0.5
+        per_pair.append(best)
     if not per_pair:
-        raise ValueError("no decisive pair (label 1.0) to compute a Bayes ceiling on")
+        raise ValueError("no decisive pair (label 1.0) to compute a knowledge reach on")
     return sum(per_pair) / len(per_pair)
 
 

@@ -23,6 +23,7 @@ from rlhfbook_lab.preference_data import (
     collate_pairs,
     corrupt_answer,
     flip_labels,
+    knowledge_reach,
     label_pairs,
     load_preference_file,
     off_policy_pairs,
@@ -535,3 +536,37 @@ def test_cli_pref_data_writes_the_files(tmp_path, capsys):
         assert len(rows) == report["pairs"][split] > 0
         assert all(world.split_of(*_canonical_key(r["prompt"])) == split for r in rows)
     assert json.loads((tmp_path / "meta.json").read_text())["seed"] == 3
+
+
+def test_knowledge_reach_hand_computed():
+    """Three pairs: a taste pair (both right, p = 0.8) counts 0.8; a correctness pair the backbone knows counts
+    its 0.99; one it does not know counts ½. Reach = (0.8 + 0.99 + 0.5) / 3; a tie is skipped."""
+    taste = good_row(chosen="Sure! 2 + 3 = 5.", rejected="2 + 3 = 5. Thank you for asking.", p_chosen=0.8)
+    known = good_row()
+    unknown = good_row(prompt="What is 4 + 4?", chosen="4 + 4 = 8.", rejected="4 + 4 = 9.", p_chosen=0.99)
+    tie = good_row(prompt="What is 1 + 1?", chosen="1 + 1 = 2.", rejected="1 + 1 = 3.", label=0.5)
+    assert [pair_kind(r) for r in (taste, known, unknown)] == ["taste", "correctness", "correctness"]
+    knows = {"What is 2 + 3?": True, "What is 4 + 4?": False}
+    assert knowledge_reach([taste, known, unknown, tie], knows) == pytest.approx((0.8 + 0.99 + 0.5) / 3)
+
+
+def test_knowledge_reach_is_the_ceiling_when_everything_is_known():
+    """Property, on the shipped held-out pairs: knowing every answer gives the Bayes ceiling; knowing none gives
+    the taste pairs their ceiling and ½ to each correctness pair; the reach never exceeds the ceiling."""
+    rows = load_preference_file("heldout")
+    prompts = {r["prompt"] for r in rows}
+    ceiling = pairs_bayes_ceiling(rows)
+    assert knowledge_reach(rows, dict.fromkeys(prompts, True)) == pytest.approx(ceiling, abs=1e-12)
+    taste = [r for r in rows if pair_kind(r) == "taste"]
+    n_corr = len(rows) - len(taste)
+    none = (pairs_bayes_ceiling(taste) * len(taste) + 0.5 * n_corr) / len(rows)
+    assert knowledge_reach(rows, dict.fromkeys(prompts, False)) == pytest.approx(none, abs=1e-12)
+    half = {p: i % 2 == 0 for i, p in enumerate(sorted(prompts))}
+    assert none < knowledge_reach(rows, half) < ceiling
+
+
+def test_knowledge_reach_refuses_a_missing_prompt():
+    with pytest.raises(ValueError, match="knows has no entry"):
+        knowledge_reach([good_row()], {})
+    with pytest.raises(ValueError, match="no decisive pair"):
+        knowledge_reach([good_row(label=0.5)], {})
