@@ -52,6 +52,8 @@ class ChatEval:
     """The same keys over all problems."""
     rows: list[tuple[str, str, float]]
     """``(prompt, reply, gold score)`` for every problem, in input order."""
+    correct: list[bool]
+    """Whether each reply is correct (``world.is_correct``), in input order."""
 
 
 def _summary(finished: list[bool], correct: list[bool], scores: list[float]) -> dict[str, float]:
@@ -91,7 +93,7 @@ def evaluate_chat(model, tokenizer, problems: list[world.Problem], greedy: bool 
         by_family[fam] = _summary([finished[i] for i in idx], [correct[i] for i in idx],
                                   [scores[i] for i in idx])
     return ChatEval(by_family=by_family, overall=_summary(finished, correct, scores),
-                    rows=[(p.prompt, r, s) for p, r, s in zip(problems, replies, scores)])
+                    rows=[(p.prompt, r, s) for p, r, s in zip(problems, replies, scores)], correct=correct)
 
 
 # --- groups of samples: the signal RL needs -----------------------------------------------------------------

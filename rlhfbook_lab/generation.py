@@ -92,7 +92,8 @@ def supports_cached_sampling(model) -> bool:
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm, y = w · x / sqrt(mean(x²) + eps), computed in float32 and cast back, as ``LlamaRMSNorm`` does
-    (in float32, torch's fused ``rms_norm``: one operation instead of seven, the same bits, which a test checks)."""
+    (in float32 through torch's ``rms_norm``, one call instead of seven; the engine-agreement tests compare the
+    two engines' samples and log-probs)."""
     if x.dtype == torch.float32 and weight.dtype == torch.float32:
         return F.rms_norm(x, weight.shape, weight, eps)
     dtype = x.dtype

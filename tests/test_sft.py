@@ -282,6 +282,7 @@ def test_evaluate_chat_bookkeeping_by_hand(monkeypatch):
     assert res.overall["eos_rate"] == 0.5 and res.overall["n"] == 8
     assert [r[0] for r in res.rows] == [p.prompt for p in problems]
     assert res.rows[0][1:] == (problems[0].reference, pytest.approx(1.0))
+    assert res.correct == [True] * 4 + [False] * 4  # per problem, in input order
 
 
 def test_evaluate_chat_with_a_real_model(tokenizer):
@@ -291,6 +292,7 @@ def test_evaluate_chat_with_a_real_model(tokenizer):
     for (prompt, reply, score), p in zip(res.rows, problems):
         assert prompt == p.prompt
         assert score == world.gold_score(p, reply, allow_empty=True)
+    assert res.correct == [world.is_correct(p, reply) for (_, reply, _), p in zip(res.rows, problems)]
     with pytest.raises(ValueError, match="empty"):
         evaluation.evaluate_chat(None, tokenizer, [])
 

@@ -155,7 +155,7 @@ print(pd.DataFrame(table).T.round(3))
 sft, _ = load_model("sft-tiny")
 corr_prompts = sorted({r["prompt"] for r in subset if pair_kind(r) == "correctness"})
 answers = evaluate_chat(sft, tok, [world.parse_prompt(p) for p in corr_prompts])
-knows = {prompt: world.is_correct(world.parse_prompt(prompt), reply) for prompt, reply, _ in answers.rows}
+knows = dict(zip(corr_prompts, answers.correct))
 table = {}
 for fam in world.FAMILIES:
     m = np.array([r["family"] == fam and pair_kind(r) == "correctness" for r in subset])
