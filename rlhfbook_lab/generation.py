@@ -7,11 +7,10 @@ on the shipped one, at fixed seeds):
   out here. It runs each *distinct* prompt through the model once and copies its keys and values into every
   member of the group (a GRPO group of 8 shares one prompt, so 7/8 of the prompt work is saved), preallocates the
   cache for the whole completion instead of growing it by concatenation, multiplies by fused q|k|v and gate|up
-  weights (2 matrix products per layer instead of 5), rotates q and k as complex numbers (rotary embedding is a
-  complex product, as RoFormer writes it: one operation instead of five), and drops rows that have emitted EOS
-  from the cache (each time a quarter of its rows have finished; ``model.generate`` keeps computing finished
-  rows to the end). It still draws a token for every row at every step, as ``model.generate`` does, so the
-  random stream and the samples stay the same.
+  weights (2 matrix products per layer instead of 5), and drops rows that have emitted EOS from the cache (each
+  time a quarter of its rows have finished; ``model.generate`` keeps computing finished rows to the end). It
+  still draws a token for every row at every step, as ``model.generate`` does, so the random stream and the
+  samples stay the same.
   On a 2-core CPU it samples a GRPO rollout (4 prompts × 8, ≤ 48 tokens) in 0.30 s where ``model.generate``
   takes 0.52 s (``benchmarks/bench_grpo.py``, the median of 15 steps).
 - ``"hf"``: ``model.generate`` from ``transformers`` (any causal LM; the fallback for models the loop does not
@@ -102,25 +101,10 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
     return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)).to(dtype)
 
 
-def _pair_halves(weight: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
-    """Reorder a q or k projection's output rows, head by head, from (x_0 … x_{d/2−1}, x_{d/2} … x_{d−1}) to
-    (x_0, x_{d/2}, x_1, x_{d/2+1}, …): the two dimensions rotary embedding rotates together become adjacent.
-    Shapes: (heads · d, D) → (heads · d, D). Attention is unchanged when q and k are reordered alike (q·k sums
-    the same products)."""
-    half = head_dim // 2
-    order = torch.stack([torch.arange(half), torch.arange(half) + half], dim=-1).flatten()  # (d,)
-    return weight.view(heads, head_dim, -1)[:, order.to(weight.device)].reshape(heads * head_dim, -1)
-
-
-def _rotate_pairs(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding on pair-adjacent dimensions (:func:`_pair_halves`), as one complex product.
-
-    Llama rotates dimension j with j + d/2 by the angle θ_j·pos: (a, b) → (a cos − b sin, a sin + b cos), which
-    is the complex product (a + ib)·e^{iθ_j·pos}. Shapes: x (..., d) real, rot (..., d/2) complex (broadcast)
-    → (..., d) in x's dtype. One multiplication where ``x·cos + rotate_half(x)·sin`` takes five operations;
-    computed in float32 (complex numbers need it)."""
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # (..., d/2)
-    return torch.view_as_real(pairs * rot).flatten(-2).to(x.dtype)
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding: x·cos + rotate_half(x)·sin, rotate_half(x) = (−x₂, x₁) for the two halves of the last dim."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
 
 def _process_scores(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
@@ -166,28 +150,25 @@ def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, gr
     H, H_kv = cfg.num_attention_heads, cfg.num_key_value_heads
     hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // H
     eps, device = cfg.rms_norm_eps, prompt_ids.device
-    # fused weights, transposed once for x @ W; q and k with rotary pairs adjacent (_pair_halves)
-    layers = [(layer, torch.cat([_pair_halves(layer.self_attn.q_proj.weight, H, hd),
-                                 _pair_halves(layer.self_attn.k_proj.weight, H_kv, hd),
+    # fused weights, transposed once for x @ W
+    layers = [(layer, torch.cat([layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight,
                                  layer.self_attn.v_proj.weight]).t(),
                torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]).t(),
                layer.self_attn.o_proj.weight.t(), layer.mlp.down_proj.weight.t()) for layer in inner.layers]
-    # the rotation e^{iθ_j·pos} of every position (L, hd/2), read per row by its position; Llama's tables
-    # repeat each angle in both halves, cos = (cos θ, cos θ), so the first half is all of it
+    # rotary tables for every position, read per row by its position
     cos_all, sin_all = inner.rotary_emb(inner.embed_tokens.weight[:1, None], torch.arange(L, device=device)[None])
-    rot_all = torch.complex(cos_all[0, :, :hd // 2].float(), sin_all[0, :, :hd // 2].float())
+    cos_all, sin_all = cos_all[0], sin_all[0]  # (L, hd)
     k_cache: list[torch.Tensor] = []
     v_cache: list[torch.Tensor] = []
 
-    def block(x, rot, mask, start):
+    def block(x, cos, sin, mask, start):
         """All layers for the new tokens x (rows, n, D) written at cache columns [start, start + n)."""
-        rows, n, D = x.shape
+        rows, n = x.shape[:2]
         end = start + n
         for i, (layer, w_qkv, w_gu, w_o, w_down) in enumerate(layers):
             qkv = (_rms_norm(x, layer.input_layernorm.weight, eps) @ w_qkv).view(rows, n, H + 2 * H_kv, hd)
-            qk = _rotate_pairs(qkv[:, :, :H + H_kv], rot)  # q and k rotated in one pass: (rows, n, H + H_kv, hd)
-            q, k = qk.transpose(1, 2).split([H, H_kv], dim=1)
-            v = qkv[:, :, H + H_kv:].transpose(1, 2)
+            qk, v = qkv.transpose(1, 2).split([H + H_kv, H_kv], dim=1)
+            q, k = _rotate(qk, cos, sin).split([H, H_kv], dim=1)  # q and k rotated in one pass
             if start == 0:  # the prompt pass: attend within the distinct prompts, then copy into each group row
                 o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=hd ** -0.5, enable_gqa=H != H_kv)
                 k_cache.append(k.new_empty(B, H_kv, L, hd))
@@ -199,9 +180,9 @@ def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, gr
                 v_cache[i][:, :, start:end] = v
                 o = F.scaled_dot_product_attention(q, k_cache[i][:, :, :end], v_cache[i][:, :, :end], attn_mask=mask,
                                                    scale=hd ** -0.5, enable_gqa=H != H_kv)
-            x = torch.addmm(x.view(rows * n, D), o.transpose(1, 2).reshape(rows * n, H * hd), w_o)  # x + o·W_o
+            x = x + o.transpose(1, 2).reshape(rows, n, H * hd) @ w_o
             gate, up = (_rms_norm(x, layer.post_attention_layernorm.weight, eps) @ w_gu).chunk(2, dim=-1)
-            x = torch.addmm(x, F.silu(gate) * up, w_down).view(rows, n, D)
+            x = x + (F.silu(gate) * up) @ w_down
         return model.lm_head(_rms_norm(x[:, -1], inner.norm.weight, eps)).float()  # (rows, V)
 
     # 1. the prompt pass, one row per distinct prompt. A padded query sees every key (its output is never read;
@@ -210,18 +191,16 @@ def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, gr
     positions = (prompt_mask.long().cumsum(-1) - 1).masked_fill(~real, 1)  # (N, P)
     mask = torch.ones(P, P, dtype=torch.bool, device=device).tril()[None] & real[:, None, :]
     mask = (mask | ~mask.any(-1, keepdim=True))[:, None]  # (N, 1, P, P)
-    logits = block(inner.embed_tokens(prompt_ids), rot_all[positions][:, :, None], mask, 0)
+    logits = block(inner.embed_tokens(prompt_ids), cos_all[positions][:, None], sin_all[positions][:, None], mask, 0)
     logits = logits.repeat_interleave(group_size, 0)  # (B, V)
     # 2. one token at a time. The cache holds the rows still sampling (`live`, indices into the B rows): when
     #    enough rows have emitted EOS, their cache rows are dropped, so finished rows cost nothing. Every step
     #    still draws a token for all B rows (finished rows from a dummy distribution, their token replaced by
     #    pad), as `model.generate` does: the random stream, and so every live row's token, is the same.
-    # the keys a query may see (real prompt + sampled tokens) as an additive mask, 0 or −inf, built once for all
-    # layers (a boolean mask would be converted in every attention call)
-    bias = torch.full((B, L), float("-inf"), dtype=inner.embed_tokens.weight.dtype, device=device)
-    bias[:, :P].masked_fill_(real.repeat_interleave(group_size, 0), 0.0)
+    valid = torch.zeros(B, L, dtype=torch.bool, device=device)  # keys a query may see: real prompt + sampled
+    valid[:, :P] = real.repeat_interleave(group_size, 0)
     position = positions[:, -1].repeat_interleave(group_size, 0)  # (B,) position of the last token
-    live = torch.arange(B, device=device)  # the rows the cache (and bias, position) hold, in cache order
+    live = torch.arange(B, device=device)  # the rows the cache (and valid, position) hold, in cache order
     unfinished = torch.ones(B, dtype=torch.bool, device=device)
     tokens, scores = [], []
     for t in range(max_new_tokens):
@@ -241,14 +220,14 @@ def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, gr
         keep = unfinished[live]
         n_keep = int(keep.sum())
         if n_keep < len(live) and n_keep <= len(live) * compact_at:  # drop the finished rows from the cache
-            live, bias, position = live[keep], bias[keep], position[keep]
+            live, valid, position = live[keep], valid[keep], position[keep]
             for cache in (k_cache, v_cache):
                 cache[:] = [c[keep] for c in cache]
         col = P + t  # the cache column of the token just sampled
-        bias[:, col] = 0.0
+        valid[:, col] = True
         position = position + 1
-        logits = block(inner.embed_tokens(token[live])[:, None], rot_all[position][:, None, None],
-                       bias[:, None, None, :col + 1], col)
+        logits = block(inner.embed_tokens(token[live])[:, None], cos_all[position][:, None, None],
+                       sin_all[position][:, None, None], valid[:, None, None, :col + 1], col)
     return torch.stack(tokens, dim=1), torch.stack(scores, dim=1)
 
 

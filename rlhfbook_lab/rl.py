@@ -403,8 +403,8 @@ def shared_prompt_hidden(model, input_ids: torch.Tensor, attention_mask: torch.T
     The rows of a rollout come in groups that share a prompt (G completions of each), and the prompt's hidden
     states, keys and values do not depend on the completion that follows it (causal attention). So: run the U
     distinct prompts (columns ``[0, P)``) once, with the cache on; copy each prompt's keys and values to the rows
-    that share it (``index_select``, whose backward sums each group's gradients with ``index_add_``, faster on
-    CPU than plain indexing's ``index_put_``); run the completion columns of the B rows against that cache.
+    that share it (``index_select``, whose backward sums each group's gradients back with ``index_add_``); run
+    the completion columns of the B rows against that cache.
     Work on the prompt falls from B·P to U·P tokens.
 
     Completions differ in length (a rollout's rows are padded to its longest), so the completion pass runs on

@@ -189,37 +189,9 @@ def test_dropping_finished_rows_changes_no_sample():
         sample_cached(model, ids, mask, 2, 4, tok.eos_token_id, tok.pad_token_id, compact_at=1.5)
 
 
-def test_rotary_as_a_complex_product():
-    """Hand-computed: rotating (1, 0) by 90° gives (0, 1); second implementation: on pair-adjacent dimensions
-    it equals Llama's ``apply_rotary_pos_emb`` (x·cos + rotate_half(x)·sin) reordered alike, for q and k."""
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
-    from rlhfbook_lab.generation import _pair_halves, _rotate_pairs
-
-    quarter = torch.complex(torch.tensor([0.0]), torch.tensor([1.0]))  # e^{iπ/2}
-    torch.testing.assert_close(_rotate_pairs(torch.tensor([1.0, 0.0]), quarter), torch.tensor([0.0, 1.0]))
-    torch.manual_seed(0)
-    heads, d, T = 3, 8, 5
-    q, k = torch.randn(2, heads, T, d), torch.randn(2, heads, T, d)  # (B, heads, T, d)
-    angles = torch.rand(2, T, d // 2) * 6  # (B, T, d/2)
-    cos, sin = torch.cat([angles.cos()] * 2, -1), torch.cat([angles.sin()] * 2, -1)  # Llama's (B, T, d) tables
-    q_ref, k_ref = apply_rotary_pos_emb(q, k, cos, sin)
-    # _pair_halves reorders a weight's output rows; x @ W.T is reordered the same way
-    eye = torch.eye(heads * d)
-    order = _pair_halves(eye, heads, d) @ torch.arange(heads * d, dtype=torch.float)  # new row -> old row
-    order = order.long().view(heads, d) - torch.arange(heads)[:, None] * d  # per head, (heads, d)
-    assert torch.equal(order, order[:1].expand(heads, d)) and order[0].tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
-    rot = torch.complex(angles.cos(), angles.sin())[:, None]  # (B, 1, T, d/2)
-    for x, ref in ((q, q_ref), (k, k_ref)):
-        torch.testing.assert_close(_rotate_pairs(x[..., order[0]], rot), ref[..., order[0]])
-    # attention scores are unchanged by reordering q and k alike
-    torch.testing.assert_close(q_ref[..., order[0]] @ k_ref[..., order[0]].transpose(-1, -2),
-                               q_ref @ k_ref.transpose(-1, -2))
-
-
 def test_cached_engine_with_grouped_query_attention(tokenizer):
-    """Second implementation with fewer key/value heads than query heads (the reordering of k's rows is per
-    key/value head): the same tokens and log-probs as ``model.generate``."""
+    """Second implementation with fewer key/value heads than query heads (each key/value head serves two query
+    heads): the same tokens and log-probs as ``model.generate``."""
     from _models import tiny_llama
 
     model = tiny_llama(tokenizer, seed=3, layers=2, kv_heads=1)
