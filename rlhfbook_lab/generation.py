@@ -11,8 +11,8 @@ on the shipped one, at fixed seeds):
   time a quarter of its rows have finished; ``model.generate`` keeps computing finished rows to the end). It
   still draws a token for every row at every step, as ``model.generate`` does, so the random stream and the
   samples stay the same.
-  On a 2-core CPU it samples a GRPO rollout (4 prompts × 8, ≤ 48 tokens) in 0.30 s where ``model.generate``
-  takes 0.52 s (``benchmarks/bench_grpo.py``, the median of 15 steps).
+  On a 2-core CPU it samples a GRPO rollout (4 prompts × 8, ≤ 48 tokens) in 0.38 s where ``model.generate``
+  takes 0.58 s (``benchmarks/bench_grpo.py``, medians of 15 steps; both vary by a third with the machine).
 - ``"hf"``: ``model.generate`` from ``transformers`` (any causal LM; the fallback for models the loop does not
   know, e.g. one named by ``RLHFBOOK_MODEL``).
 
