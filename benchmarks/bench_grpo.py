@@ -136,6 +136,7 @@ def trl_config(output_dir: str, prompts: int, group_size: int, max_new_tokens: i
         scale_rewards="group", loss_type="grpo", mask_truncated_completions=False, shuffle_dataset=False,
         log_completions=False)
 
+
 class TrlRunner(C.TrlRunner):
     """``trl.GRPOTrainer`` for n steps per call, on prompts in ``train_rl``'s order (no shuffling). TRL builds its
     frozen reference itself (``beta > 0``) from the policy's checkpoint folder: the same start weights."""
@@ -163,6 +164,7 @@ class TrlRunner(C.TrlRunner):
         times = super().__call__(n)
         self.rollouts.extend(zip(self.gen.seconds, self.gen.tokens))
         return times
+
 
 def build_runners(policy, tokenizer, prompts: int, group_size: int, max_new_tokens: int, max_steps: int,
                   variants=VARIANTS) -> dict:

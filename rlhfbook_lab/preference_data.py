@@ -534,6 +534,8 @@ def knowledge_reach(rows: list[dict], knows: dict[str, bool], annotator: str | w
         rows: preference pairs with ``prompt``, ``chosen``, ``rejected`` (and ``p_chosen``, ``label``).
         knows: for the prompt of every correctness pair (:func:`pair_kind`), whether the backbone answers it
             correctly (e.g. its greedy reply, ``evaluation.evaluate_chat``).
+        annotator: whose preferences the per-pair ceilings use for pairs without ``p_chosen`` (as in
+            :func:`pairs_bayes_ceiling`).
     Raises:
         ValueError: a correctness pair whose prompt ``knows`` lacks, or no decisive pair.
     """
