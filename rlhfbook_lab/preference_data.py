@@ -24,6 +24,8 @@ Where pairs come from
 - **Off-policy** (:func:`off_policy_pairs`): mix replies from several sources — other models (base, SFT) and the
   world's own styled replies (:func:`styled_replies`: with or without a polite opener and filler sentences,
   unclean endings, deliberately wrong answers) — and label them the same way.
+- **Minimal pairs** (:func:`minimal_pairs`): the same styled reply twice, with the right and a wrong answer, so
+  that correctness is the only difference a reward model can learn from.
 
 Both go through one labelling step, :func:`label_pairs`. Three kinds of candidate never become pairs, and each
 is **counted** (``PreferencePairs.counts``), never silently lost:
@@ -79,6 +81,7 @@ __all__ = [
     "flip_labels",
     "label_pairs",
     "load_preference_file",
+    "minimal_pairs",
     "off_policy_pairs",
     "on_policy_pairs",
     "pair_kind",
@@ -421,6 +424,40 @@ def off_policy_pairs(prompts, replies: dict[str, list[str]] | None = None, style
 # --------------------------------------------------------------------------------------------------
 # Label noise, data size, splits, the Bayes ceiling
 # --------------------------------------------------------------------------------------------------
+
+
+def minimal_pairs(prompts, annotator: str | world.Annotator = "gold", seed: int = 0) -> PreferencePairs:
+    """*Minimal pairs*: two replies to a prompt that differ **only in the answer**, one right and one wrong.
+
+    Each pair draws one random style (a polite opener or none, 0–2 filler sentences, the final punctuation kept
+    or dropped) and writes the reply twice in it: with the reference answer, and with :func:`corrupt_answer`'s
+    wrong one (a sum off by 1–9, one letter of a reversal changed, another value of the creature's attribute, the
+    opposite sentiment)::
+
+        chosen:   "Sure! 17 + 25 = 42. I hope this helps."
+        rejected: "Sure! 17 + 25 = 47. I hope this helps."
+
+    Every pair is a correctness pair (:func:`pair_kind`) and nothing but correctness separates its two sides,
+    so a reward model cannot fit these labels by reading style: what a pair *contrasts* is what a model trained
+    on it can learn. Lesson 05 (exercise 7) trains ``sft-tiny``'s reward model on them alone.
+
+    Args:
+        prompts: world prompts (strings) or ``world.Problem`` objects; one pair each.
+        annotator, seed: as in :func:`off_policy_pairs` (``seed`` seeds the styles, the wrong answers and the
+            labels). With the ``gold`` annotator the right reply is chosen with probability above 0.99.
+
+    Returns:
+        :class:`PreferencePairs` with ``chosen_source`` / ``rejected_source`` ``"right"`` or ``"wrong"``.
+    """
+    rng = random.Random(f"minimal-{seed}")
+    candidates = []
+    for problem in _problems(prompts):
+        opener = rng.choice(POLITE_OPENERS) if rng.random() < 0.5 else None
+        style = dict(opener=opener, fillers=rng.randint(0, 2), clean_end=rng.random() < 0.8)
+        right = world.render_response(problem, **style)
+        wrong = world.render_response(problem, answer=corrupt_answer(problem, rng), **style)
+        candidates.append((problem, right, wrong, {"a_source": "right", "b_source": "wrong"}))
+    return label_pairs(candidates, annotator, random.Random(f"minimal-labels-{seed}"))
 
 
 def flip_labels(rows: list[dict], epsilon: float, seed: int = 0) -> tuple[list[dict], int]:

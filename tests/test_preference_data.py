@@ -26,6 +26,7 @@ from rlhfbook_lab.preference_data import (
     knowledge_reach,
     label_pairs,
     load_preference_file,
+    minimal_pairs,
     off_policy_pairs,
     on_policy_pairs,
     pair_kind,
@@ -216,6 +217,30 @@ def test_off_policy_pairs_counts_sources_and_determinism():
         off_policy_pairs(probs, styles=("reference", "shouting"))
     with pytest.raises(ValueError, match="at least two sources"):
         off_policy_pairs(probs, styles=("reference",))
+
+
+def test_minimal_pairs_differ_only_in_correctness():
+    probs = problems(200, seed=5)
+    built = minimal_pairs(probs, seed=1)
+    assert built == minimal_pairs(probs, seed=1) and built != minimal_pairs(probs, seed=2)
+    assert built.counts["kept"] == len(built.rows) == 200  # no identical or empty pair, no tie (gold has none)
+    validate_pairs(built.rows)
+    for p, row in zip(probs, built.rows):
+        assert pair_kind(row) == "correctness", row
+        right, wrong = ((row["chosen"], row["rejected"]) if row["chosen_source"] == "right"
+                        else (row["rejected"], row["chosen"]))
+        assert world.is_correct(p, right) and not world.is_correct(p, wrong), row
+        # the judge sees no taste difference: every feature but correctness is equal on the two sides
+        f_right, f_wrong = world.taste_features(p, right), world.taste_features(p, wrong)
+        assert f_right.pop("correct") == 1.0 and f_wrong.pop("correct") == 0.0
+        assert f_right == f_wrong, (right, wrong)
+    # the gold annotator almost always picks the right reply; the styles vary across pairs
+    assert sum(r["chosen_source"] == "right" for r in built.rows) >= 198
+    assert min(r["p_chosen"] for r in built.rows if r["chosen_source"] == "right") > 0.99
+    assert len({world.taste_features(p, r["chosen"])["extra_words"] for p, r in zip(probs, built.rows)}) >= 3
+    assert {r["family"] for r in built.rows} == set(world.FAMILIES)
+    with pytest.raises(ValueError, match="prompts is empty"):
+        minimal_pairs([])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 # # Lesson 05 · Reward models — solutions to the exercises
 #
 # Run a cell at a time (VS Code / Jupyter understand the `# %%` markers) or the whole file with
-# `python lessons/solutions/05_reward_models_solutions.py`. Nothing here trains: exercises 1–3 are tensor
-# arithmetic, 4–6 score the held-out pairs with the shipped `rm-tiny` (about 30 s of CPU in all;
-# `RLHFBOOK_FAST=1` scores a 400-pair subset).
+# `python lessons/solutions/05_reward_models_solutions.py`. Exercises 1–3 are tensor arithmetic, 4–6 score the
+# held-out pairs with the shipped `rm-tiny` (about 30 s of CPU; `RLHFBOOK_FAST=1` scores a 400-pair subset), and 7
+# trains a reward model (about 4 min on 2 cores; 2 min with `RLHFBOOK_FAST=1`, which takes fewer steps).
 
 # %%
 import math
@@ -179,3 +179,70 @@ assert gaps.loc["creatures", "not known"] > 0.2, gaps.loc["creatures"]
 # of the held-out facts), so most of that gap is knowledge no head on this backbone could read off. When we added
 # 5,000 fresh right-vs-wrong pairs (the experiment in §5 of the lesson), only review's check was learned: its answer
 # is one visible word, while sums, reversals and facts need the backbone to compute or recall.
+
+# %% [markdown]
+# ## Exercise 7 · What the pairs contrast
+#
+# `minimal_pairs` writes each reply twice in one style, with the right and with a wrong answer, so correctness is the
+# only thing a reward model can learn from them. Three scores of the same model: on minimal pairs for held-out
+# prompts (the skill it was shown), on the shipped held-out addition correctness pairs (the skill where it matters:
+# the policy's own replies, whose styles differ too), and on both again after the recipe's 150 steps on the shipped
+# pairs. This one trains: about 90 s for the first part and 2 min for the second on 2 CPU cores (fast mode: fewer
+# steps).
+
+# %%
+import random  # noqa: E402
+
+from rlhfbook_lab.preference_data import minimal_pairs  # noqa: E402
+from rlhfbook_lab.reward_trainer import RewardModel, shipped_rm_config, train_reward_model  # noqa: E402
+
+
+def addition_problems(n, split, seed):
+    rng = random.Random(seed)
+    return [world.sample_problem("addition", rng, split) for _ in range(n)]
+
+
+minimal_steps = pick(100, 300)
+cfg = shipped_rm_config()
+cfg.train.steps = minimal_steps
+minimal_train = minimal_pairs(addition_problems(minimal_steps * cfg.batch_size, "train", 1), seed=1).rows
+minimal_test = minimal_pairs(addition_problems(400, "heldout", 2), seed=2).rows
+natural = {origin: [r for r in heldout if r["family"] == "addition" and pair_kind(r) == "correctness"
+                    and r["origin"] == origin] for origin in ("on_policy", "off_policy")}
+
+
+def addition_scores(model):
+    scores = {"minimal pairs (held-out prompts)": evaluate_reward_model(model, tok, minimal_test).accuracy}
+    for origin, rows in natural.items():
+        scores[f"shipped correctness pairs, {origin}"] = evaluate_reward_model(model, tok, rows).accuracy
+    return scores
+
+
+sft_model, _ = load_model("sft-tiny")
+checker = RewardModel.from_causal_lm(sft_model, seed=0)
+train_reward_model(checker, tok, minimal_train, cfg, progress=False)
+after_minimal = addition_scores(checker)
+cfg.train.steps = pick(60, 150)
+train_reward_model(checker, tok, load_preference_file("train"), cfg, progress=False)
+after_shipped = addition_scores(checker)
+print(pd.DataFrame({f"after {minimal_steps} steps of minimal pairs": after_minimal,
+                    f"then {cfg.train.steps} steps of the shipped pairs": after_shipped}).round(3))
+print({origin: len(rows) for origin, rows in natural.items()})
+assert after_minimal["minimal pairs (held-out prompts)"] > 0.8, after_minimal  # the tiny backbone can check sums
+assert after_shipped["minimal pairs (held-out prompts)"] < after_minimal["minimal pairs (held-out prompts)"] - 0.1
+
+# %% [markdown]
+# What you should see (full mode, 2 CPU cores; fast mode's 100 + 60 steps show the same pattern, less sharply): on
+# minimal pairs for prompts it never saw, the reward model checks sums (0.92 after 300 steps; 0.998 when the replies
+# carry no opener or filler at all) — the 2.8 M-parameter backbone *can* learn to add up and compare. The check
+# carries over only in part to the shipped pairs: 0.88 on the off-policy ones, whose right and wrong replies are the
+# world's styled sentences, and 0.64 on the on-policy ones, where `sft-tiny`'s right and wrong replies also differ in
+# opener and filler, and a wrong reply may restate the sum it got wrong ("6 + 10 = 16." for 7 + 10) so that it adds
+# up. Then 150 steps of the shipped pairs, where style separates most pairs, erase most of it (0.61, 0.59 and 0.56):
+# the model goes back to reading style.
+#
+# This is the diagnosis behind the shipped `rm-tiny`'s chance accuracy on correctness pairs: not a backbone too small
+# to check, but data in which checking is a minority signal that the visible style outcompetes. We also tried mixing
+# 6,000 minimal pairs of all four families into the shipped data (350 steps, 4.5 min: overall accuracy 0.689,
+# correctness pairs still at chance) and four more transformer layers on top of the backbone (0.716): neither keeps
+# the check. A verifier (chapter 7) gives the signal directly.
