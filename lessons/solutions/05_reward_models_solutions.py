@@ -178,7 +178,8 @@ assert gaps.loc["creatures", "not known"] > 0.2, gaps.loc["creatures"]
 # review the reach is about 12 points under it. On creatures it is about 30 points under (sft-tiny recalls under half
 # of the held-out facts), so most of that gap is knowledge no head on this backbone could read off. When we added
 # 5,000 fresh right-vs-wrong pairs (the experiment in §5 of the lesson), only review's check was learned: its answer
-# is one visible word, while sums, reversals and facts need the backbone to compute or recall.
+# is one visible word, while sums, reversals and facts need the backbone to compute or recall. They *can* be learned
+# from pairs in which nothing but the answer differs, and are lost again in the shipped mix: exercise 7.
 
 # %% [markdown]
 # ## Exercise 7 · What the pairs contrast
@@ -228,8 +229,13 @@ after_shipped = addition_scores(checker)
 print(pd.DataFrame({f"after {minimal_steps} steps of minimal pairs": after_minimal,
                     f"then {cfg.train.steps} steps of the shipped pairs": after_shipped}).round(3))
 print({origin: len(rows) for origin, rows in natural.items()})
-assert after_minimal["minimal pairs (held-out prompts)"] > 0.8, after_minimal  # the tiny backbone can check sums
-assert after_shipped["minimal pairs (held-out prompts)"] < after_minimal["minimal pairs (held-out prompts)"] - 0.1
+# the claims below, checked: the tiny backbone learns to check sums; the check carries over to the shipped off-policy
+# pairs better than to the policy's own replies; the shipped pairs then erase it
+MINIMAL, ON, OFF = after_minimal  # the keys, in the order addition_scores writes them
+assert after_minimal[MINIMAL] > 0.8, after_minimal
+assert after_minimal[OFF] > after_minimal[ON], after_minimal
+for key in (MINIMAL, OFF):
+    assert after_shipped[key] < after_minimal[key] - 0.1, (key, after_minimal, after_shipped)
 
 # %% [markdown]
 # What you should see (full mode, 2 CPU cores; fast mode's 100 + 60 steps show the same pattern, less sharply): on
