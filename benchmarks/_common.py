@@ -46,12 +46,12 @@ def use_clock(name: str) -> None:
 
 @contextlib.contextmanager
 def loop_clock():
-    """Make the shared loop (``rlhfbook_lab.train``) read :data:`clock` for its ``charts/step_time``: the loop
+    """Make the shared loop (``rlhfbook_lab.trainers.loop``) read :data:`clock` for its ``charts/step_time``: the loop
     times its own steps with ``time.perf_counter``; under ``--clock cpu`` we hand it a ``time`` whose
     ``perf_counter`` is the CPU clock, for the length of one call."""
     import types
 
-    from rlhfbook_lab import train as loop
+    from rlhfbook_lab.trainers import loop as loop
 
     saved = loop.time
     if clock is not time.perf_counter:
@@ -107,10 +107,11 @@ def bench_pairs(tokenizer, n_pairs: int, max_length: int, seed: int = 0) -> list
     import logging
 
     from rlhfbook_lab import world
-    from rlhfbook_lab.preference_data import off_policy_pairs, tokenize_pairs
+    from rlhfbook_lab.lm.data import tokenize_pairs
+    from rlhfbook_lab.lm.preference_data import off_policy_pairs
 
     pairs = off_policy_pairs(world.heldout_prompts(64, seed=seed), seed=seed).rows
-    log = logging.getLogger("rlhfbook_lab.preference_data")
+    log = logging.getLogger("rlhfbook_lab.lm.preference_data")
     level = log.level
     log.setLevel(logging.ERROR)  # most of the 256 candidates are longer than max_length: expected, not news
     try:

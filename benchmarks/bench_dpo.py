@@ -59,8 +59,8 @@ class OursRunner:
         self.losses: list[float] = []
 
     def config(self, n: int):
-        from rlhfbook_lab.dpo_trainer import DPOConfig
-        from rlhfbook_lab.train import TrainConfig
+        from rlhfbook_lab.trainers.dpo import DPOConfig
+        from rlhfbook_lab.trainers.loop import TrainConfig
 
         train_cfg = TrainConfig(steps=n, lr=LR, warmup_steps=0, min_lr_ratio=1.0, weight_decay=WEIGHT_DECAY,
                                 betas=BETAS, grad_clip=GRAD_CLIP, seed=SEED, bf16=False)
@@ -68,7 +68,7 @@ class OursRunner:
                          precompute_ref_logps=self.precompute, train=train_cfg)
 
     def __call__(self, n: int) -> list[float]:
-        from rlhfbook_lab.dpo_trainer import train_dpo
+        from rlhfbook_lab.trainers.dpo import train_dpo
 
         with C.loop_clock():
             history = train_dpo(self.policy, self.tokenizer, self.pairs, self.config(n), ref_model=self.ref,
@@ -153,7 +153,7 @@ class FloorRunner:
 def build_runners(policy, ref, tokenizer, pairs: list[dict], max_steps: int, variants=VARIANTS) -> tuple[dict, dict]:
     """The runners in ``variants``, each on its own copies of ``policy`` and ``ref`` (frozen), so all start from
     the same weights; also the collated batch."""
-    from rlhfbook_lab.preference_data import collate_pairs, tokenize_pairs
+    from rlhfbook_lab.lm.data import collate_pairs, tokenize_pairs
 
     batch = collate_pairs(tokenize_pairs(pairs, tokenizer).rows, tokenizer.pad_token_id)
     runners = {}
@@ -184,8 +184,8 @@ def step0_losses(policy, ref, tokenizer, pairs: list[dict], variants=VARIANTS) -
 def precompute_seconds(runner: OursRunner, repeats: int = 3) -> float:
     """Median wall time of ``dpo_trainer.compute_ref_logps`` over the benchmark's pairs (what ours-precomp pays
     once per run, before its first step)."""
-    from rlhfbook_lab.dpo_trainer import compute_ref_logps
-    from rlhfbook_lab.preference_data import tokenize_pairs
+    from rlhfbook_lab.lm.data import tokenize_pairs
+    from rlhfbook_lab.trainers.dpo import compute_ref_logps
 
     rows = tokenize_pairs(runner.pairs, runner.tokenizer).rows
     times = []
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
     args, argv = C.setup(parser, argv)
     variants = [v for v in args.variants.split(",") if v]
-    from rlhfbook_lab.models import load_model
+    from rlhfbook_lab.lm.models import load_model
 
     policy, tokenizer = load_model(args.checkpoint, device="cpu")
     pairs = C.bench_pairs(tokenizer, args.pairs, args.max_length)

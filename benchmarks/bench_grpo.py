@@ -39,8 +39,8 @@ VARIANTS = ("ours", "trl")
 
 class GenerateTimer:
     """Wraps the sampling call (``owner.name``: TRL's ``model.generate``, an instance attribute, so the class and
-    other copies are untouched; ours, the ``generate`` that ``rlhfbook_lab.rl`` calls): records each call's start,
-    its duration and the completion tokens it sampled (up to and including the first EOS)."""
+    other copies are untouched; ours, the ``generate`` that ``rlhfbook_lab.trainers.rl`` calls): records each
+    call's start, its duration and the completion tokens it sampled (up to and including the first EOS)."""
 
     def __init__(self, owner, name: str, count_tokens):
         self.starts: list[float] = []
@@ -77,7 +77,7 @@ def hf_generate_tokens(eos_token_id: int):
 
 
 def rl_config(n_steps: int, prompts: int, group_size: int, max_new_tokens: int):
-    from rlhfbook_lab.rl import RLConfig
+    from rlhfbook_lab.trainers.rl import RLConfig
 
     return RLConfig.preset("grpo", steps=n_steps, prompts_per_step=prompts, group_size=group_size,
                            max_new_tokens=max_new_tokens, temperature=1.0, beta=BETA, clip_eps_low=EPSILON,
@@ -91,13 +91,13 @@ class OursRunner:
     def __init__(self, policy, ref, tokenizer, prompts: int, group_size: int, max_new_tokens: int):
         self.policy, self.ref, self.tokenizer = policy, ref, tokenizer
         self.shape = (prompts, group_size, max_new_tokens)
-        import rlhfbook_lab.rl as rl
+        import rlhfbook_lab.trainers.rl.rollout as rollout
 
-        self.gen = GenerateTimer(rl, "generate", lambda out, a, k: int(out.completion_mask.sum()))
+        self.gen = GenerateTimer(rollout, "generate", lambda out, a, k: int(out.completion_mask.sum()))
         self.rollouts: list[tuple[float, int]] = []  # (generation seconds, completion tokens) per step
 
     def __call__(self, n: int) -> list[float]:
-        from rlhfbook_lab.rl import train_rl
+        from rlhfbook_lab.trainers.rl import train_rl
 
         self.gen.reset()
         train_rl(self.policy, self.tokenizer, rl_config(n, *self.shape), ref_model=self.ref, progress=False)
@@ -109,9 +109,9 @@ class OursRunner:
 
 def prompt_stream(n: int, prompts: int, group_size: int, max_new_tokens: int) -> list[str]:
     """The first ``n`` rollouts' prompts exactly as ``train_rl`` draws them (its seeded stream)."""
-    from rlhfbook_lab.rl import _training_prompts
+    from rlhfbook_lab.trainers.rl.loop import training_prompts
 
-    draw = _training_prompts(rl_config(n, prompts, group_size, max_new_tokens))
+    draw = training_prompts(rl_config(n, prompts, group_size, max_new_tokens))
     return [p for _ in range(n) for p in draw()]
 
 
@@ -126,7 +126,7 @@ def gold_reward(prompts, completions, **kwargs) -> list[float]:
 def trl_config(output_dir: str, prompts: int, group_size: int, max_new_tokens: int):
     from trl import GRPOConfig
 
-    from rlhfbook_lab.rl import RLConfig
+    from rlhfbook_lab.trainers.rl import RLConfig
 
     return C.trl_args(
         GRPOConfig, output_dir, lr=RLConfig.preset("grpo").lr, weight_decay=0.0, betas=BETAS, eps=EPS,
@@ -168,7 +168,7 @@ class TrlRunner(C.TrlRunner):
 
 def build_runners(policy, tokenizer, prompts: int, group_size: int, max_new_tokens: int, max_steps: int,
                   variants=VARIANTS) -> dict:
-    from rlhfbook_lab.dpo_trainer import make_reference_model
+    from rlhfbook_lab.lm.forward import make_reference_model
 
     runners = {}
     for v in variants:
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48, help="completion budget in tokens")
     parser.set_defaults(warmup=1, memory_steps=2)
     args, argv = C.setup(parser, argv)
-    from rlhfbook_lab.models import load_model
+    from rlhfbook_lab.lm.models import load_model
 
     policy, tokenizer = load_model(args.checkpoint, device="cpu")
     shape = (args.prompts, args.group_size, args.max_new_tokens)

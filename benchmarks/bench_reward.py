@@ -48,8 +48,8 @@ class OursRunner:
         self.losses: list[float] = []
 
     def __call__(self, n: int) -> list[float]:
-        from rlhfbook_lab.reward_trainer import RMConfig, train_reward_model
-        from rlhfbook_lab.train import TrainConfig
+        from rlhfbook_lab.trainers.loop import TrainConfig
+        from rlhfbook_lab.trainers.reward import RMConfig, train_reward_model
 
         train_cfg = TrainConfig(steps=n, lr=LR, warmup_steps=0, min_lr_ratio=1.0, weight_decay=WEIGHT_DECAY,
                                 betas=BETAS, grad_clip=GRAD_CLIP, seed=SEED, bf16=False)
@@ -133,8 +133,8 @@ class FloorRunner:
 def build_runners(backbone, tokenizer, pairs: list[dict], max_steps: int, variants=VARIANTS) -> dict:
     """The runners in ``variants``, each on its own copy of one reward model (``RewardModel.from_causal_lm(backbone,
     seed=0)``), so all start from the same weights."""
-    from rlhfbook_lab.preference_data import collate_pairs, tokenize_pairs
-    from rlhfbook_lab.reward_trainer import RewardModel
+    from rlhfbook_lab.lm.data import collate_pairs, tokenize_pairs
+    from rlhfbook_lab.lm.reward_model import RewardModel
 
     rm = RewardModel.from_causal_lm(backbone, copy=True, seed=SEED)
     tok_rows = tokenize_pairs(pairs, tokenizer).rows
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=8, help="pairs per step (2 x pairs rows)")
     parser.add_argument("--max-length", type=int, default=60, help="longest side of a pair, in tokens")
     args, argv = C.setup(parser, argv)
-    from rlhfbook_lab.models import load_model
+    from rlhfbook_lab.lm.models import load_model
 
     backbone, tokenizer = load_model(args.checkpoint, device="cpu")
     pairs = C.bench_pairs(tokenizer, args.pairs, args.max_length)

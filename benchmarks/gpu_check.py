@@ -18,9 +18,10 @@ import time
 
 import torch
 
-from rlhfbook_lab.generation import generate
-from rlhfbook_lab.logprobs import per_token_logprobs
-from rlhfbook_lab.models import forward_logits, load_model
+from rlhfbook_lab.equations.logprobs import per_token_logprobs
+from rlhfbook_lab.lm.forward import forward_logits
+from rlhfbook_lab.lm.generation import generate
+from rlhfbook_lab.lm.models import load_model
 
 PROMPTS = ["What is 12 + 35?", "Spell mirt backward.", "Which creature glows?",
            "Write a short, positive review of the lamp."]
@@ -53,8 +54,8 @@ def sampling(device: torch.device) -> None:
 
 
 def small_preset(device: torch.device, steps: int = 150) -> None:
-    from rlhfbook_lab.pretrain import PretrainConfig, pretrain
-    from rlhfbook_lab.tokenizer import load_tokenizer
+    from rlhfbook_lab.lm.tokenizer import load_tokenizer
+    from rlhfbook_lab.trainers.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(preset="small", n_statements=40_000)
     cfg.train.steps, cfg.train.warmup_steps = steps, 20
@@ -71,7 +72,7 @@ def small_preset(device: torch.device, steps: int = 150) -> None:
 
 
 def rl(device: torch.device) -> None:
-    from rlhfbook_lab.rl import RLConfig, train_rl
+    from rlhfbook_lab.trainers.rl import RLConfig, train_rl
 
     policy, tok = load_model("sft-tiny", device=device)
     start = time.perf_counter()

@@ -9,8 +9,20 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from rlhfbook_lab import world
+from rlhfbook_lab.lm.data import SFT_DATA_DIR, SFT_HELDOUT_SIZE, SFT_TRAIN_SIZE, build_instruction_files
+from rlhfbook_lab.lm.evaluation import evaluate_chat, sample_groups
+from rlhfbook_lab.lm.generation import generate
+from rlhfbook_lab.lm.models import load_model
+from rlhfbook_lab.lm.preference_files import PREF_DATA_DIR, PREF_PROMPTS, build_preference_files
+from rlhfbook_lab.lm.tokenizer import build_and_save, load_tokenizer
+from rlhfbook_lab.paths import CHECKPOINTS
+from rlhfbook_lab.recipes.pipeline import PipelineConfig, run_pipeline
+from rlhfbook_lab.trainers.dpo import FAST, dpo_config, dpo_from_sft
+from rlhfbook_lab.trainers.pretrain import PretrainConfig, heldout_loss, prefix_accuracy, pretrain
+from rlhfbook_lab.trainers.reward import rm_from_sft, shipped_rm_config
+from rlhfbook_lab.trainers.rl import RLConfig, rl_from_sft, summarize
+from rlhfbook_lab.trainers.sft import SHIPPED_QUALITY, SFTConfig, sft_from_base
 
 
 def _rounded(report: dict) -> dict:
@@ -19,17 +31,11 @@ def _rounded(report: dict) -> dict:
 
 
 def _cmd_tokenizer(args) -> None:
-    from .tokenizer import build_and_save
-
     tok = build_and_save(args.out)
     print(f"tokenizer with {len(tok)} tokens written to {args.out or 'data/tokenizer'}")
 
 
 def _cmd_pretrain(args) -> None:
-    from .paths import CHECKPOINTS
-    from .pretrain import PretrainConfig, heldout_loss, prefix_accuracy, pretrain
-    from .tokenizer import load_tokenizer
-
     cfg = PretrainConfig(preset=args.preset)
     cfg.train.steps = args.steps or cfg.train.steps
     cfg.train.seed = args.seed
@@ -44,8 +50,6 @@ def _cmd_pretrain(args) -> None:
 
 
 def _cmd_sft_data(args) -> None:
-    from .data import SFT_DATA_DIR, SFT_HELDOUT_SIZE, SFT_TRAIN_SIZE, build_instruction_files
-
     n_train, n_heldout = args.n_train or SFT_TRAIN_SIZE, args.n_heldout or SFT_HELDOUT_SIZE
     paths = build_instruction_files(args.out, n_train=n_train, n_heldout=n_heldout, seed=args.seed)
     print(json.dumps({"out": str(args.out or SFT_DATA_DIR), "n_train": n_train, "n_heldout": n_heldout,
@@ -53,12 +57,6 @@ def _cmd_sft_data(args) -> None:
 
 
 def _cmd_sft(args) -> None:
-    from . import world
-    from .data import SFT_DATA_DIR, build_instruction_files
-    from .evaluation import evaluate_chat, sample_groups
-    from .paths import CHECKPOINTS
-    from .sft import SHIPPED_QUALITY, SFTConfig, sft_from_base
-
     cfg = SFTConfig()
     cfg.train.steps = args.steps or cfg.train.steps
     cfg.train.seed = args.seed
@@ -89,8 +87,6 @@ def _cmd_sft(args) -> None:
 
 
 def _cmd_pref_data(args) -> None:
-    from .preference_data import PREF_DATA_DIR, PREF_PROMPTS, build_preference_files
-
     n = {split: dict(d) for split, d in PREF_PROMPTS.items()}
     if args.scale is not None:  # a smaller (or bigger) build: every prompt count times the factor
         n = {split: {k: max(1, round(v * args.scale)) for k, v in d.items()} for split, d in n.items()}
@@ -104,8 +100,6 @@ def _cmd_pref_data(args) -> None:
 
 
 def _cmd_rl(args) -> None:
-    from .rl import RLConfig, rl_from_sft, summarize
-
     given = {"steps": args.steps, "lr": args.lr, "beta": args.beta, "reward": args.reward,
              "reward_model": args.reward_model, "prompts_per_step": args.prompts_per_step,
              "group_size": args.group_size, "max_new_tokens": args.max_new_tokens, "eval_prompts": args.eval_prompts,
@@ -120,9 +114,6 @@ def _cmd_rl(args) -> None:
 
 
 def _cmd_rm(args) -> None:
-    from .paths import CHECKPOINTS
-    from .reward_trainer import rm_from_sft, shipped_rm_config
-
     cfg = shipped_rm_config()
     cfg.train.steps = args.steps or (30 if args.fast else cfg.train.steps)
     cfg.train.seed = args.seed
@@ -144,8 +135,6 @@ def _cmd_rm(args) -> None:
 
 
 def _cmd_dpo(args) -> None:
-    from .dpo_trainer import FAST, dpo_config, dpo_from_sft
-
     cfg = dpo_config(args.loss, fast=args.fast, beta=args.beta, steps=args.steps, seed=args.seed,
                      precompute_ref_logps=args.precompute_ref or None)
     sizes = {k: FAST[k] for k in ("num_pairs", "eval_prompts", "kl_prompts")} if args.fast else {}
@@ -155,11 +144,6 @@ def _cmd_dpo(args) -> None:
 
 
 def _cmd_sample(args) -> None:
-    from . import world
-    from .generation import generate
-    from .models import load_model
-    from .paths import CHECKPOINTS
-
     name = args.model or os.environ.get("RLHFBOOK_MODEL") or \
         ("sft-tiny" if (CHECKPOINTS / "sft-tiny").exists() else "base-tiny")
     model, tok = load_model(name)
@@ -186,8 +170,6 @@ def _cmd_sample(args) -> None:
 
 
 def _cmd_pipeline(args) -> None:
-    from .pipeline import PipelineConfig, run_pipeline
-
     kw = {k: v for k, v in dict(rl_algo=args.rl_algo, seed=args.seed).items() if v is not None}
     cfg = PipelineConfig.fast_config(**kw) if args.fast else PipelineConfig(**kw)
     out = Path(args.out)

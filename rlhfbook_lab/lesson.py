@@ -12,8 +12,10 @@ import inspect
 import os
 import random
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import Markdown, display
 
 
 def fast_mode() -> bool:
@@ -41,23 +43,15 @@ def seed_everything(seed: int = 0) -> None:
 
 
 def show_source(obj) -> None:
-    """Display the source of a package function or class in the notebook (plain print outside Jupyter).
+    """Display the source of a package function or class in the notebook (as text outside Jupyter).
 
     Lessons show the code they run this way, so the text cannot drift from the code.
     """
-    src = inspect.getsource(obj)
-    try:
-        from IPython.display import Markdown, display
-
-        display(Markdown(f"```python\n{src}\n```"))
-    except ImportError:  # pragma: no cover
-        print(src)
+    display(Markdown(f"```python\n{inspect.getsource(obj)}\n```"))
 
 
 def use_style() -> None:
     """The one plotting style of the course: readable sizes, light grid, no top/right spines."""
-    import matplotlib.pyplot as plt
-
     plt.rcParams.update({
         "figure.figsize": (7.0, 4.0), "figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3,
         "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 12, "axes.labelsize": 11,

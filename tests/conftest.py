@@ -3,7 +3,7 @@
 import pytest
 from _models import tiny_llama
 
-from rlhfbook_lab.tokenizer import load_tokenizer
+from rlhfbook_lab.lm.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Tests for rlhfbook_lab.bandit: the closed-form optimum and the four RL algorithms that should find it."""
+"""Tests for rlhfbook_lab.equations.bandit: the closed-form optimum and the four RL algorithms that should find it."""
 
 import dataclasses
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from rlhfbook_lab.bandit import (
+from rlhfbook_lab.equations.bandit import (
     BanditConfig,
     gradient_estimates,
     objective,
@@ -18,7 +18,7 @@ from rlhfbook_lab.bandit import (
     train_grpo,
     train_ppo,
 )
-from rlhfbook_lab.kl import categorical_kl
+from rlhfbook_lab.equations.kl import categorical_kl
 
 CFG = BanditConfig()
 R = torch.tensor(CFG.rewards, dtype=torch.float64)

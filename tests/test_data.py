@@ -1,4 +1,4 @@
-"""Tests for rlhfbook_lab.data: hand-built masks, a second (token-scan) implementation, validation, dropping,
+"""Tests for rlhfbook_lab.lm.data: hand-built masks, a second (token-scan) implementation, validation, dropping,
 collation, packing, jsonl."""
 
 import copy
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rlhfbook_lab import world
-from rlhfbook_lab.data import (
+from rlhfbook_lab.lm.data import (
     BuiltDataset,
     ExampleTooLong,
     build_instruction_files,
@@ -21,7 +21,7 @@ from rlhfbook_lab.data import (
     validate_messages,
     write_jsonl,
 )
-from rlhfbook_lab.tokenizer import CHAT_TEMPLATE
+from rlhfbook_lab.lm.tokenizer import CHAT_TEMPLATE
 
 
 def ids_of(tok, *pieces):
@@ -156,7 +156,7 @@ def test_over_long_examples_are_dropped_and_counted(tokenizer, caplog):
     long = conv(("user", "Hi"), ("assistant", "x" * 30))  # 37 tokens
     with pytest.raises(ExampleTooLong, match="37 tokens > max_length=20"):
         tokenize_conversation(tokenizer, long, max_length=20)
-    with caplog.at_level(logging.WARNING, logger="rlhfbook_lab.data"):
+    with caplog.at_level(logging.WARNING, logger="rlhfbook_lab.lm.data"):
         built = build_sft_dataset(tokenizer, [short, long, {"messages": short}, long, long], max_length=20)
     assert isinstance(built, BuiltDataset)
     ds, dropped = built

@@ -1,14 +1,13 @@
-"""Tests for rlhfbook_lab.dpo: hand-computed values, a plain-Python second implementation, and properties."""
+"""Tests for rlhfbook_lab.equations.direct_alignment: hand-computed values, a plain-Python second implementation, and
+properties."""
 
-import ast
-import importlib.util
 import math
 
 import pytest
 import torch
 from torch.testing import assert_close
 
-from rlhfbook_lab.dpo import (
+from rlhfbook_lab.equations.direct_alignment import (
     LOSS_REDUCTION,
     REFERENCE_FREE_LOSSES,
     cdpo_loss,
@@ -21,7 +20,7 @@ from rlhfbook_lab.dpo import (
     preference_loss,
     simpo_loss,
 )
-from rlhfbook_lab.logprobs import sequence_logprobs
+from rlhfbook_lab.equations.logprobs import sequence_logprobs
 
 FUNCTIONS = {"dpo": dpo_loss, "cdpo": cdpo_loss, "ipo": ipo_loss, "simpo": simpo_loss, "orpo": orpo_loss}
 PAIRED = list(FUNCTIONS)
@@ -594,17 +593,3 @@ def test_kto_rejects_half_of_the_kl_inputs():
 def test_kto_rejects_non_positive_weights(field):
     with pytest.raises(ValueError, match=field):
         kto_loss(**random_kto(), **{field: 0.0})
-
-
-@pytest.mark.parametrize("module", ["rlhfbook_lab.dpo", "rlhfbook_lab.reward_model"])
-def test_loss_modules_are_pure_tensor_math(module):
-    """Layer 1: the loss modules import torch, math, typing and logprobs, never a model, data or a trainer (those
-    are in dpo_trainer and reward_trainer)."""
-    allowed = {"__future__", "math", "typing", "dataclasses", "torch", "torch.nn.functional", "rlhfbook_lab.logprobs",
-               ".logprobs"}
-    path = importlib.util.find_spec(module).origin
-    with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {"." * node.level + (node.module or "") for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= allowed, sorted(imported - allowed)

@@ -13,11 +13,11 @@ import torch
 
 from rlhfbook_lab import world
 from rlhfbook_lab.cli import main
-from rlhfbook_lab.dpo_trainer import FAST, RECIPE_TRAIN, RECIPES, dpo_config, dpo_from_sft, kto_examples, train_dpo
-from rlhfbook_lab.evaluation import evaluate_chat
-from rlhfbook_lab.models import load_model, save_model
-from rlhfbook_lab.preference_data import write_pairs
-from rlhfbook_lab.train import TrainConfig
+from rlhfbook_lab.lm.data import write_pairs
+from rlhfbook_lab.lm.evaluation import evaluate_chat
+from rlhfbook_lab.lm.models import load_model, save_model
+from rlhfbook_lab.trainers.dpo import FAST, RECIPE_TRAIN, RECIPES, dpo_config, dpo_from_sft, kto_examples, train_dpo
+from rlhfbook_lab.trainers.loop import TrainConfig
 
 KEYS = [(3, 4), (12, 7), (25, 31), (8, 9), (40, 2), (6, 6)]
 

@@ -1,4 +1,4 @@
-"""Tests for rlhfbook_lab.dpo_trainer (the losses themselves are tested in test_dpo.py; the pair tokenizer and
+"""Tests for rlhfbook_lab.trainers.dpo (the losses themselves are tested in test_dpo.py; the pair tokenizer and
 collator it shares with the reward model, in test_preference_data.py).
 
 Properties: the step-0 loss is ln 2 (KTO: λ/2) when policy = reference, on a real model and a real batch; padding
@@ -14,24 +14,23 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from rlhfbook_lab import dpo_trainer, world
-from rlhfbook_lab.data import BuiltDataset, collate_sft
-from rlhfbook_lab.dpo import orpo_loss
-from rlhfbook_lab.dpo_trainer import (
+import rlhfbook_lab.trainers.dpo.trainer as dpo_trainer
+from rlhfbook_lab import world
+from rlhfbook_lab.equations.direct_alignment import orpo_loss
+from rlhfbook_lab.equations.logprobs import per_token_logprobs, sequence_logprobs
+from rlhfbook_lab.lm.data import BuiltDataset, collate_pairs, collate_sft, tokenize_pairs
+from rlhfbook_lab.lm.forward import forward_logits, make_reference_model
+from rlhfbook_lab.trainers.dpo import (
     DPOConfig,
     collate_kto,
     compute_ref_logps,
     concatenated_forward,
     dpo_loss_sum,
     kto_examples,
-    make_reference_model,
     tokenize_kto,
     train_dpo,
 )
-from rlhfbook_lab.logprobs import per_token_logprobs, sequence_logprobs
-from rlhfbook_lab.models import forward_logits
-from rlhfbook_lab.preference_data import collate_pairs, tokenize_pairs
-from rlhfbook_lab.train import TrainConfig
+from rlhfbook_lab.trainers.loop import TrainConfig
 
 LN2 = math.log(2)
 PAIRED = ["dpo", "cdpo", "ipo", "simpo", "orpo"]

@@ -4,10 +4,11 @@ import pytest
 import torch
 from _models import tiny_llama
 
-from rlhfbook_lab import evaluation, world
-from rlhfbook_lab.generation import generate
-from rlhfbook_lab.logprobs import per_token_logprobs
-from rlhfbook_lab.models import forward_logits
+from rlhfbook_lab import world
+from rlhfbook_lab.equations.logprobs import per_token_logprobs
+from rlhfbook_lab.lm import evaluation
+from rlhfbook_lab.lm.forward import forward_logits
+from rlhfbook_lab.lm.generation import generate
 
 
 def test_sampled_kl_of_a_model_against_itself_is_zero(tokenizer):

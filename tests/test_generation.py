@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from rlhfbook_lab.generation import encode_prompts, generate
-from rlhfbook_lab.logprobs import per_token_logprobs
-from rlhfbook_lab.models import forward_logits
+from rlhfbook_lab.equations.logprobs import per_token_logprobs
+from rlhfbook_lab.lm.forward import forward_logits
+from rlhfbook_lab.lm.generation import encode_prompts, generate
 
 PROMPTS = ["What is 2 + 3?", "Spell mirt backward.", "Write a positive review of the lamp."]
 
@@ -105,7 +105,7 @@ def test_cached_engine_draws_what_generate_draws(micro_model, tokenizer, case):
 
 def test_cached_engine_on_the_shipped_sft_model(tokenizer):
     """The same on the real checkpoint, with prompts of different lengths and a GRPO-sized group (4 × 8)."""
-    from rlhfbook_lab.models import load_model
+    from rlhfbook_lab.lm.models import load_model
 
     model, tok = load_model("sft-tiny")
     prompts = ["What is 12 + 35?", "Spell mirt backward.", "Which creature glows?",
@@ -131,7 +131,7 @@ def test_cached_engine_ignores_padding_and_group_company(micro_model, tokenizer)
 def test_top_p_hand_computed():
     """Probabilities (0.5, 0.3, 0.15, 0.05): top_p = 0.8 keeps the two likeliest tokens (0.5 + 0.3 reaches 0.8);
     top_p = 0.81 keeps three; top_p = 0.01 keeps only the likeliest; temperature divides the logits."""
-    from rlhfbook_lab.generation import _process_scores
+    from rlhfbook_lab.lm.generation import _process_scores
 
     logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
     kept = lambda p: torch.isfinite(_process_scores(logits, 1.0, p)).squeeze(0).tolist()  # noqa: E731
@@ -165,8 +165,8 @@ def test_cached_engine_refuses_unknown_architectures(tokenizer):
 def test_dropping_finished_rows_changes_no_sample():
     """Property: dropping finished rows from the cache (at every finish, compact_at=1) draws the same tokens from
     the same scores as keeping every row (compact_at=0), on rows that finish at different steps."""
-    from rlhfbook_lab.generation import _left_pad, sample_cached
-    from rlhfbook_lab.models import load_model
+    from rlhfbook_lab.lm.generation import _left_pad, sample_cached
+    from rlhfbook_lab.lm.models import load_model
 
     model, tok = load_model("sft-tiny")
     prompts = ["What is 12 + 35?", "Spell mirt backward.", "Which creature glows?",

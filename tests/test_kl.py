@@ -1,11 +1,11 @@
-"""Tests for rlhfbook_lab.kl: estimators against exact KL, penalised rewards, KL losses, controllers."""
+"""Tests for rlhfbook_lab.equations.kl: estimators against exact KL, penalised rewards, KL losses, controllers."""
 
 import math
 
 import pytest
 import torch
 
-from rlhfbook_lab.kl import (
+from rlhfbook_lab.equations.kl import (
     AdaptiveKLController,
     FixedKLController,
     categorical_kl,
@@ -253,7 +253,7 @@ def test_kl_loss_expected_gradients_k1_zero_k2_reverse_kl_k3_forward_kl():
 
 @pytest.mark.parametrize("estimator", ["k2", "k3"])
 def test_optimising_only_the_sampled_kl_loss_lowers_the_exact_kl(estimator):
-    from rlhfbook_lab.policy_gradient import aggregate_loss
+    from rlhfbook_lab.equations.policy_gradient import aggregate_loss
 
     g = torch.Generator().manual_seed(7)
     ref_logits = torch.tensor([2.0, 0.0, -1.0, 0.5])

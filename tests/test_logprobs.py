@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rlhfbook_lab.logprobs import (
+from rlhfbook_lab.equations.logprobs import (
     entropy_from_logits,
     masked_mean,
     masked_sum,
@@ -14,7 +14,7 @@ from rlhfbook_lab.logprobs import (
     per_token_logprobs,
     sequence_logprobs,
 )
-from rlhfbook_lab.models import forward_logits
+from rlhfbook_lab.lm.forward import forward_logits
 
 
 def test_four_token_hand_example():

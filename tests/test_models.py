@@ -5,16 +5,8 @@ import json
 import pytest
 import torch
 
-from rlhfbook_lab.models import (
-    PRESETS,
-    forward_logits,
-    init_model,
-    load_model,
-    make_config,
-    num_parameters,
-    position_ids_from_mask,
-    save_model,
-)
+from rlhfbook_lab.lm.forward import forward_logits, position_ids_from_mask
+from rlhfbook_lab.lm.models import PRESETS, init_model, load_model, make_config, num_parameters, save_model
 
 
 def test_tiny_preset_size(tokenizer):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from rlhfbook_lab.pipeline import RL_RECIPE, PipelineConfig, pipeline_rl_config, write_report
-from rlhfbook_lab.rl import RLConfig
+from rlhfbook_lab.recipes.pipeline import RL_RECIPE, PipelineConfig, pipeline_rl_config, write_report
+from rlhfbook_lab.trainers.rl import RLConfig
 
 
 def test_fast_config_uses_the_shipped_sft_and_reward_models():

@@ -1,4 +1,4 @@
-"""Tests for rlhfbook_lab.policy_gradient: returns, GAE, group advantages, PPO losses, aggregation modes."""
+"""Tests for rlhfbook_lab.equations.policy_gradient: returns, GAE, group advantages, PPO losses, aggregation modes."""
 
 import math
 import statistics
@@ -6,7 +6,7 @@ import statistics
 import pytest
 import torch
 
-from rlhfbook_lab.policy_gradient import (
+from rlhfbook_lab.equations.policy_gradient import (
     aggregate_loss,
     discounted_returns,
     dr_grpo_advantages,

@@ -1,4 +1,4 @@
-"""Tests for rlhfbook_lab.preference_data: every builder's determinism and counts, label noise, nested subsets,
+"""Tests for rlhfbook_lab.lm.preference_data: every builder's determinism and counts, label noise, nested subsets,
 split hygiene, the Bayes ceiling against a Monte-Carlo estimate, tokenization (the reply and its EOS marked, drops
 counted), the stacked collator both trainers share, and every ValueError."""
 
@@ -13,33 +13,25 @@ import pytest
 import torch
 
 from rlhfbook_lab import world
-from rlhfbook_lab.preference_data import (
+from rlhfbook_lab.equations.preferences import bayes_ceiling
+from rlhfbook_lab.lm.data import PAIR_COLUMNS, collate_pairs, read_pairs, tokenize_pairs, validate_pairs, write_pairs
+from rlhfbook_lab.lm.preference_data import (
     DEFAULT_STYLES,
-    PAIR_COLUMNS,
-    PREF_DATA_DIR,
-    PREF_PROMPTS,
     STYLES,
-    build_preference_files,
-    collate_pairs,
     corrupt_answer,
     flip_labels,
     knowledge_reach,
     label_pairs,
-    load_preference_file,
     minimal_pairs,
     off_policy_pairs,
     on_policy_pairs,
     pair_kind,
     pairs_bayes_ceiling,
-    read_pairs,
     split_pairs,
     styled_replies,
     subsample_pairs,
-    tokenize_pairs,
-    validate_pairs,
-    write_pairs,
 )
-from rlhfbook_lab.preferences import bayes_ceiling
+from rlhfbook_lab.lm.preference_files import PREF_DATA_DIR, PREF_PROMPTS, build_preference_files, load_preference_file
 
 NOISY = world.Annotator("noisy", tau=0.4)  # gold taste, four times the noise: many pairs are close calls
 

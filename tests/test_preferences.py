@@ -10,7 +10,7 @@ import choix
 import numpy as np
 import pytest
 
-from rlhfbook_lab.preferences import (
+from rlhfbook_lab.equations.preferences import (
     ELO_SCALE,
     bayes_ceiling,
     bradley_terry_nll,
@@ -433,7 +433,7 @@ def test_comparisons_from_pairs_hand_example():
 def test_arena_from_labelled_pairs_ranks_sources_by_their_gold_quality():
     # Replies of three qualities labelled by the gold annotator: the fit orders the sources as gold does.
     from rlhfbook_lab import world
-    from rlhfbook_lab.preference_data import off_policy_pairs
+    from rlhfbook_lab.lm.preference_data import off_policy_pairs
 
     rng = __import__("random").Random(0)
     problems = [world.sample_problem(world.FAMILIES[i % 4], rng) for i in range(40)]
@@ -511,7 +511,7 @@ def test_frozen_backbone_reward_model_is_the_linear_fit(micro_model, tokenizer):
     # and copied into a RewardModel scores replies exactly as features @ w.
     import torch
 
-    from rlhfbook_lab.reward_trainer import RewardModel, reply_features, score_replies
+    from rlhfbook_lab.lm.reward_model import RewardModel, reply_features, score_replies
 
     rm = RewardModel.from_causal_lm(micro_model, seed=3).eval()
     prompts = ["What is 2 + 3?", "What is 2 + 3?", "Spell mirt backward.", "Spell mirt backward."]

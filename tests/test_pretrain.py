@@ -5,18 +5,11 @@ import json
 import pytest
 import torch
 
-from rlhfbook_lab.models import load_model, num_parameters
+from rlhfbook_lab.lm.data import pack_statements, target_mask
+from rlhfbook_lab.lm.models import load_model, num_parameters
 from rlhfbook_lab.paths import CHECKPOINTS
-from rlhfbook_lab.pretrain import (
-    SHIPPED_QUALITY,
-    PretrainConfig,
-    heldout_loss,
-    pack_statements,
-    prefix_accuracy,
-    pretrain,
-    target_mask,
-)
-from rlhfbook_lab.train import TrainConfig
+from rlhfbook_lab.trainers.loop import TrainConfig
+from rlhfbook_lab.trainers.pretrain import SHIPPED_QUALITY, PretrainConfig, heldout_loss, prefix_accuracy, pretrain
 
 
 def test_pack_statements_keeps_statements_whole(tokenizer):

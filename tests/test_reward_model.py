@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from rlhfbook_lab.reward_model import (
+from rlhfbook_lab.equations.reward_losses import (
     bradley_terry_loss,
     calibration_bins,
     instructgpt_pairwise_loss,

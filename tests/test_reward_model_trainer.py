@@ -1,4 +1,4 @@
-"""Tests for the reward model and its trainer (rlhfbook_lab.reward_trainer): the head reads the last real token
+"""Tests for the reward model and its trainer (rlhfbook_lab.trainers.reward): the head reads the last real token
 whatever the padding, normalisation, save/load, a hand-computed batch loss, exact gradient accumulation, a tiny
 seeded run that learns, determinism, and the evaluation next to the Bayes ceiling."""
 
@@ -17,26 +17,28 @@ from torch.testing import assert_close
 from transformers import LlamaForCausalLM
 
 from rlhfbook_lab import world
-from rlhfbook_lab.data import tokenize_conversation
-from rlhfbook_lab.generation import encode_prompts, generate
-from rlhfbook_lab.models import load_model, save_model
-from rlhfbook_lab.preference_data import collate_pairs, off_policy_pairs, pairs_bayes_ceiling, tokenize_pairs
-from rlhfbook_lab.reward_model import pairwise_accuracy
-from rlhfbook_lab.reward_trainer import (
+from rlhfbook_lab.equations.reward_losses import pairwise_accuracy
+from rlhfbook_lab.lm.data import collate_pairs, tokenize_conversation, tokenize_pairs
+from rlhfbook_lab.lm.generation import encode_prompts, generate
+from rlhfbook_lab.lm.models import load_model, save_model
+from rlhfbook_lab.lm.preference_data import off_policy_pairs, pairs_bayes_ceiling
+from rlhfbook_lab.lm.reward_model import (
     HEAD_FILE,
     RewardModel,
-    RMConfig,
-    _visiting_order,
-    evaluate_reward_model,
     load_reward_model,
     normalize_on_policy,
     normalize_on_replies,
-    rm_loss_sum,
     save_reward_model,
     score_replies,
+)
+from rlhfbook_lab.trainers.loop import TrainConfig
+from rlhfbook_lab.trainers.reward import (
+    RMConfig,
+    _visiting_order,
+    evaluate_reward_model,
+    rm_loss_sum,
     train_reward_model,
 )
-from rlhfbook_lab.train import TrainConfig
 
 
 def conv(prompt: str, reply: str) -> list[dict]:
@@ -404,7 +406,7 @@ def test_evaluate_reports_accuracy_next_to_the_ceiling(rm, tokenizer):
 
 def test_cli_rm_trains_reports_the_ceiling_and_refuses_to_overwrite(tmp_path, capsys):
     from rlhfbook_lab.cli import main
-    from rlhfbook_lab.preference_data import write_pairs
+    from rlhfbook_lab.lm.data import write_pairs
 
     data = tmp_path / "prefs"
     write_pairs(data / "train.jsonl", off_policy_pairs(problems(16), pairs_per_prompt=2, seed=0).rows)

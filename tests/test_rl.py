@@ -1,5 +1,5 @@
-"""Tests for rlhfbook_lab.rl, the one RL loop (the tensor math it calls is tested in test_policy_gradient.py and
-test_kl.py; the bandit versions of the same algorithms in test_bandit.py).
+"""Tests for rlhfbook_lab.trainers.rl, the one RL loop (the tensor math it calls is tested in test_policy_gradient.py
+and test_kl.py; the bandit versions of the same algorithms in test_bandit.py).
 
 Properties: with identical weights the first minibatch's ratio is 1, clipfrac 0 and the KL 0; the sampler's
 log-probs equal the recomputed ones; padding and column trimming never change a log-prob; the value head's
@@ -18,14 +18,17 @@ import pytest
 import torch
 from _models import tiny_llama
 
-from rlhfbook_lab import rl, world
+from rlhfbook_lab import world
 from rlhfbook_lab.cli import main
-from rlhfbook_lab.generation import encode_prompts
-from rlhfbook_lab.logprobs import per_token_logprobs
-from rlhfbook_lab.models import forward_logits, load_model, save_model
-from rlhfbook_lab.policy_gradient import grpo_advantages, rloo_advantages
-from rlhfbook_lab.reward_trainer import RewardModel, save_reward_model
-from rlhfbook_lab.rl import PRESETS, RLConfig, collect_rollout, compute_advantages, rl_loss, train_rl
+from rlhfbook_lab.equations.logprobs import per_token_logprobs
+from rlhfbook_lab.equations.policy_gradient import grpo_advantages, rloo_advantages
+from rlhfbook_lab.lm.forward import forward_logits
+from rlhfbook_lab.lm.generation import encode_prompts
+from rlhfbook_lab.lm.models import load_model, save_model
+from rlhfbook_lab.lm.reward_model import RewardModel, save_reward_model
+from rlhfbook_lab.trainers import rl
+from rlhfbook_lab.trainers.rl import PRESETS, RLConfig, collect_rollout, compute_advantages, rl_loss, train_rl
+from rlhfbook_lab.trainers.rl import forward as rl_forward
 
 PROMPTS = ["What is 2 + 3?", "Spell mirt backward.", "Write a positive review of the lamp.", "Add 7 and 12."]
 
@@ -42,7 +45,7 @@ def policy(tokenizer):
 
 
 def value_head_for(policy, cfg):
-    return rl._ValueHead(policy.config.hidden_size) if cfg.advantage == "gae" else None
+    return rl.ValueHead(policy.config.hidden_size) if cfg.advantage == "gae" else None
 
 
 def rollout_for(policy, tokenizer, cfg, seed=0, reward_fn=None, value_head=None):
@@ -115,21 +118,21 @@ def test_sampler_logprobs_are_reused_and_equal_the_recomputed_ones(policy, token
 def test_at_another_temperature_old_logprobs_are_recomputed_untempered(policy, tokenizer):
     cfg = small("grpo", temperature=0.7)
     ro = rollout_for(policy, tokenizer, cfg)
-    logps, _ = rl._score_tokens(policy, ro.input_ids, ro.attention_mask, 64)
+    logps, _ = rl.score_tokens(policy, ro.input_ids, ro.attention_mask, 64)
     assert torch.equal(ro.old_logps, logps * ro.completion_mask)
 
 
 def test_padding_and_trimming_never_change_old_logprobs(policy, tokenizer):
     cfg = small("grpo", temperature=0.5)  # recomputed by a forward pass: the path padding could break
     ro = rollout_for(policy, tokenizer, cfg)
-    full, _ = rl._score_tokens(policy, ro.input_ids, ro.attention_mask, 64)
+    full, _ = rl.score_tokens(policy, ro.input_ids, ro.attention_mask, 64)
     pad = tokenizer.pad_token_id
     for i in range(ro.input_ids.shape[0]):
         alone = ro.minibatch(torch.tensor([i]))  # trimmed: no left padding, no right padding
-        logps_alone, _ = rl._score_tokens(policy, alone["input_ids"], alone["attention_mask"], 64)
+        logps_alone, _ = rl.score_tokens(policy, alone["input_ids"], alone["attention_mask"], 64)
         ids = torch.cat([torch.full((1, 7), pad), alone["input_ids"]], dim=1)  # extra left padding
         am = torch.cat([torch.zeros(1, 7, dtype=torch.long), alone["attention_mask"]], dim=1)
-        logps_padded, _ = rl._score_tokens(policy, ids, am, 64)
+        logps_padded, _ = rl.score_tokens(policy, ids, am, 64)
         m = alone["completion_mask"].bool()
         reference = ro.old_logps[i][ro.completion_mask[i].bool()]
         torch.testing.assert_close(logps_alone[m], reference, atol=1e-5, rtol=1e-5)
@@ -140,9 +143,9 @@ def test_padding_and_trimming_never_change_old_logprobs(policy, tokenizer):
 def test_value_head_forward_gives_the_models_logits_and_aligned_values(policy, tokenizer):
     ids = torch.tensor([encode_prompts(tokenizer, PROMPTS[:1])[0]])
     am = torch.ones_like(ids)
-    vh = rl._ValueHead(policy.config.hidden_size)
+    vh = rl.ValueHead(policy.config.hidden_size)
     torch.nn.init.normal_(vh.summary.weight)
-    logits, values = rl._forward(policy, ids, am, vh)
+    logits, values = rl.forward_with_values(policy, ids, am, vh)
     torch.testing.assert_close(logits, forward_logits(policy, ids, am), atol=1e-6, rtol=1e-6)
     hidden = policy.base_model(input_ids=ids, attention_mask=am).last_hidden_state
     expected = vh.summary(hidden).squeeze(-1)
@@ -400,7 +403,7 @@ def test_cli_writes_a_loadable_checkpoint(tokenizer, tmp_path, capsys):
 # --- each distinct prompt computed once ----------------------------------------------------------------------------
 
 def _grouped_batch(policy, tokenizer, group=3):
-    from rlhfbook_lab.generation import generate
+    from rlhfbook_lab.lm.generation import generate
 
     prompts = ["What is 2 + 3?", "Spell mirt backward.", "Write a positive review of the lamp."]
     return generate(policy, tokenizer, prompts, max_new_tokens=10, num_return_sequences=group, seed=0)
@@ -422,12 +425,12 @@ def test_shared_prompt_forward_equals_the_full_forward(policy, tokenizer, chunk_
     assert len(set(lengths.tolist())) > 1  # completions of several lengths: the chunks differ in width
     if chunk_overhead == 0:
         assert len(rl.length_chunks(lengths, 0)) == len(set(lengths.tolist()))
-    head = rl._ValueHead(policy.config.hidden_size)
+    head = rl.ValueHead(policy.config.hidden_size)
     torch.nn.init.normal_(head.summary.weight)
     results = []
     for shared in (True, False):
         policy.zero_grad()
-        logits, values = rl._forward(policy, ids, am, head, cm if shared else None, chunk_overhead)
+        logits, values = rl.forward_with_values(policy, ids, am, head, cm if shared else None, chunk_overhead)
         loss = (per_token_logprobs(logits, ids) * cm).sum() + (values * cm).sum()
         loss.backward()
         results.append((logits.detach(), values.detach(), [p.grad.clone() for p in policy.parameters()]))
@@ -444,14 +447,14 @@ def test_shared_prompt_forward_is_used_only_when_prompts_repeat(policy, tokenize
     """Property: all-distinct prompts take the plain path (bit-identical to forward_logits); a group takes the
     shared one."""
     calls = []
-    real_fn = rl.shared_prompt_hidden
-    monkeypatch.setattr(rl, "shared_prompt_hidden", lambda *a: calls.append(1) or real_fn(*a))
+    real_fn = rl_forward.shared_prompt_hidden
+    monkeypatch.setattr(rl_forward, "shared_prompt_hidden", lambda *a: calls.append(1) or real_fn(*a))
     gen = _grouped_batch(policy, tokenizer, group=1)
     with torch.no_grad():
-        logits, _ = rl._forward(policy, gen.input_ids, gen.attention_mask, None, gen.completion_mask)
+        logits, _ = rl.forward_with_values(policy, gen.input_ids, gen.attention_mask, None, gen.completion_mask)
         assert torch.equal(logits, forward_logits(policy, gen.input_ids, gen.attention_mask)) and not calls
         gen = _grouped_batch(policy, tokenizer, group=2)
-        rl._forward(policy, gen.input_ids, gen.attention_mask, None, gen.completion_mask)
+        rl.forward_with_values(policy, gen.input_ids, gen.attention_mask, None, gen.completion_mask)
     assert calls == [1]
 
 

@@ -8,17 +8,13 @@ import pytest
 import torch
 
 from rlhfbook_lab import world
-from rlhfbook_lab.generation import generate
-from rlhfbook_lab.models import load_model
+from rlhfbook_lab.lm.generation import generate
+from rlhfbook_lab.lm.models import load_model
+from rlhfbook_lab.lm.preference_data import pair_kind, pairs_bayes_ceiling
+from rlhfbook_lab.lm.preference_files import load_preference_file, preference_prompts
+from rlhfbook_lab.lm.reward_model import load_reward_model
 from rlhfbook_lab.paths import CHECKPOINTS
-from rlhfbook_lab.preference_data import load_preference_file, pair_kind, pairs_bayes_ceiling, preference_prompts
-from rlhfbook_lab.reward_trainer import (
-    NORMALIZE_SETTINGS,
-    SHIPPED_QUALITY,
-    evaluate_reward_model,
-    load_reward_model,
-    shipped_rm_config,
-)
+from rlhfbook_lab.trainers.reward import NORMALIZE_SETTINGS, SHIPPED_QUALITY, evaluate_reward_model, shipped_rm_config
 
 Q = SHIPPED_QUALITY
 RM_DIR = CHECKPOINTS / "rm-tiny"

@@ -1,4 +1,4 @@
-"""Tests for rlhfbook_lab.sft and rlhfbook_lab.evaluation: hand-computed losses, exact gradient accumulation
+"""Tests for rlhfbook_lab.trainers.sft and rlhfbook_lab.lm.evaluation: hand-computed losses, exact gradient accumulation
 (and the classic bug it avoids), prompt tokens get no gradient, padding invariance, packing's pinned
 behaviour, a tiny seeded SFT run, the chat evaluation's bookkeeping, groups of samples and elicitation by hand,
 the held-out loss, and the shipped recipe's checkpoint writing."""
@@ -12,21 +12,14 @@ import torch
 from _models import tiny_llama
 from torch.testing import assert_close
 
-from rlhfbook_lab import evaluation, world
-from rlhfbook_lab.data import collate_sft, instruction_dataset, pack_dataset, token_roles, tokenize_conversation
-from rlhfbook_lab.generation import Generation
-from rlhfbook_lab.logprobs import per_token_logprobs
-from rlhfbook_lab.sft import (
-    SFTConfig,
-    apply_label_options,
-    eval_loss,
-    nll_loss_sum,
-    num_loss_items,
-    sft,
-    sft_from_base,
-    sft_loss_sum,
-)
-from rlhfbook_lab.train import TrainConfig
+from rlhfbook_lab import world
+from rlhfbook_lab.equations.logprobs import nll_loss_sum, num_loss_items, per_token_logprobs
+from rlhfbook_lab.lm import evaluation
+from rlhfbook_lab.lm.data import collate_sft, instruction_dataset, pack_dataset, token_roles, tokenize_conversation
+from rlhfbook_lab.lm.forward import sft_loss_sum
+from rlhfbook_lab.lm.generation import Generation
+from rlhfbook_lab.trainers.loop import TrainConfig
+from rlhfbook_lab.trainers.sft import SFTConfig, apply_label_options, eval_loss, sft, sft_from_base
 
 
 class FixedLogits(torch.nn.Module):
@@ -423,8 +416,8 @@ def test_eval_loss_is_the_mean_nll_of_the_targets(tokenizer):
 
 
 def test_sft_from_base_writes_a_loadable_checkpoint(tmp_path):
-    from rlhfbook_lab.data import build_instruction_files
-    from rlhfbook_lab.models import load_model
+    from rlhfbook_lab.lm.data import build_instruction_files
+    from rlhfbook_lab.lm.models import load_model
 
     build_instruction_files(tmp_path / "sft", n_train=12, n_heldout=5, seed=1)
     cfg = SFTConfig(batch_size=4, train=TrainConfig(steps=2, lr=1e-4, warmup_steps=1, bf16=False))
@@ -450,7 +443,7 @@ def test_sft_from_base_writes_a_loadable_checkpoint(tmp_path):
 
 def test_cli_sft_data_writes_the_files(tmp_path, capsys):
     from rlhfbook_lab.cli import main
-    from rlhfbook_lab.data import load_instruction_file
+    from rlhfbook_lab.lm.data import load_instruction_file
 
     main(["sft-data", "--out", str(tmp_path), "--n-train", "9", "--n-heldout", "4", "--seed", "2"])
     summary = json.loads(capsys.readouterr().out)

@@ -1,4 +1,4 @@
-"""Tests for rlhfbook_lab.tokenizer: the shipped character-level tokenizer, its chat template, regeneration."""
+"""Tests for rlhfbook_lab.lm.tokenizer: the shipped character-level tokenizer, its chat template, regeneration."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 from jinja2.exceptions import TemplateError
 from transformers import PreTrainedTokenizerFast
 
-from rlhfbook_lab.paths import DATA_DIR
-from rlhfbook_lab.tokenizer import (
+from rlhfbook_lab.lm.tokenizer import (
     BOS,
     CHAT_TEMPLATE,
     EOS,
@@ -20,6 +19,7 @@ from rlhfbook_lab.tokenizer import (
     load_tokenizer,
     train_tokenizer,
 )
+from rlhfbook_lab.paths import DATA_DIR
 from rlhfbook_lab.world import instruction_data, pretraining_corpus
 
 UNICODE = ["héllo wörld", "naïve café ✓", "日本語のテキスト", "emoji 🙂 and 𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "tab\tand\nnewline",

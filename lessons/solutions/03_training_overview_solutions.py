@@ -14,12 +14,13 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from rlhfbook_lab import world
-from rlhfbook_lab.generation import encode_prompts, generate
+from rlhfbook_lab.equations.logprobs import entropy_from_logits
 from rlhfbook_lab.lesson import seed_everything, use_style
-from rlhfbook_lab.logprobs import entropy_from_logits
-from rlhfbook_lab.models import forward_logits, load_model
-from rlhfbook_lab.pretrain import PretrainConfig, prefix_accuracy, pretrain
-from rlhfbook_lab.tokenizer import load_tokenizer
+from rlhfbook_lab.lm.forward import forward_logits
+from rlhfbook_lab.lm.generation import encode_prompts, generate
+from rlhfbook_lab.lm.models import load_model
+from rlhfbook_lab.lm.tokenizer import load_tokenizer
+from rlhfbook_lab.trainers.pretrain import PretrainConfig, prefix_accuracy, pretrain
 
 seed_everything(0)
 use_style()

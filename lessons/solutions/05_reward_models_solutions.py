@@ -14,18 +14,14 @@ import pandas as pd
 import torch
 
 from rlhfbook_lab import world
-from rlhfbook_lab.evaluation import evaluate_chat
+from rlhfbook_lab.equations.reward_losses import bradley_terry_loss, instructgpt_pairwise_loss, plackett_luce_loss
 from rlhfbook_lab.lesson import pick, seed_everything
-from rlhfbook_lab.models import load_model
-from rlhfbook_lab.preference_data import (
-    knowledge_reach,
-    load_preference_file,
-    pair_kind,
-    pairs_bayes_ceiling,
-    subsample_pairs,
-)
-from rlhfbook_lab.reward_model import bradley_terry_loss, instructgpt_pairwise_loss, plackett_luce_loss
-from rlhfbook_lab.reward_trainer import evaluate_reward_model, load_reward_model, score_replies
+from rlhfbook_lab.lm.evaluation import evaluate_chat
+from rlhfbook_lab.lm.models import load_model
+from rlhfbook_lab.lm.preference_data import knowledge_reach, pair_kind, pairs_bayes_ceiling, subsample_pairs
+from rlhfbook_lab.lm.preference_files import load_preference_file
+from rlhfbook_lab.lm.reward_model import load_reward_model, score_replies
+from rlhfbook_lab.trainers.reward import evaluate_reward_model
 
 seed_everything(0)
 pd.set_option("display.width", 160)
@@ -194,8 +190,9 @@ assert gaps.loc["creatures", "not known"] > 0.2, gaps.loc["creatures"]
 # %%
 import random  # noqa: E402
 
-from rlhfbook_lab.preference_data import minimal_pairs  # noqa: E402
-from rlhfbook_lab.reward_trainer import RewardModel, shipped_rm_config, train_reward_model  # noqa: E402
+from rlhfbook_lab.lm.preference_data import minimal_pairs  # noqa: E402
+from rlhfbook_lab.lm.reward_model import RewardModel  # noqa: E402
+from rlhfbook_lab.trainers.reward import shipped_rm_config, train_reward_model  # noqa: E402
 
 
 def addition_problems(n, split, seed):

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rlhfbook_lab import bandit
-from rlhfbook_lab.bandit import BanditConfig, objective, optimal_objective, train_bandit
+from rlhfbook_lab.equations import bandit
+from rlhfbook_lab.equations.bandit import BanditConfig, objective, optimal_objective, train_bandit
+from rlhfbook_lab.equations.policy_gradient import discounted_returns, gae_advantages
 from rlhfbook_lab.lesson import FAST, seed_everything
-from rlhfbook_lab.policy_gradient import discounted_returns, gae_advantages
 
 seed_everything(0)
 pd.set_option("display.width", 160)
@@ -138,8 +138,8 @@ print("λ = 0:", adv0.numpy().round(3), " λ = 1:", adv1.numpy().round(3))
 # ## Exercise 5 · Algorithms on the language model
 
 # %%
-from rlhfbook_lab.models import load_model  # noqa: E402
-from rlhfbook_lab.rl import RLConfig, train_rl  # noqa: E402
+from rlhfbook_lab.lm.models import load_model  # noqa: E402
+from rlhfbook_lab.trainers.rl import RLConfig, train_rl  # noqa: E402
 
 results, histories = {}, {}
 for algo in ("grpo", "dr_grpo", "ppo"):

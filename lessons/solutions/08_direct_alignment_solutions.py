@@ -17,10 +17,12 @@ import pandas as pd
 import torch
 
 from rlhfbook_lab import world
-from rlhfbook_lab.dpo_trainer import compute_ref_logps, concatenated_forward, dpo_config, dpo_from_sft
 from rlhfbook_lab.lesson import FAST, pick, seed_everything
-from rlhfbook_lab.models import load_model
-from rlhfbook_lab.preference_data import collate_pairs, flip_labels, load_preference_file, tokenize_pairs
+from rlhfbook_lab.lm.data import collate_pairs, tokenize_pairs
+from rlhfbook_lab.lm.models import load_model
+from rlhfbook_lab.lm.preference_data import flip_labels
+from rlhfbook_lab.lm.preference_files import load_preference_file
+from rlhfbook_lab.trainers.dpo import compute_ref_logps, concatenated_forward, dpo_config, dpo_from_sft
 
 seed_everything(0)
 pd.set_option("display.width", 160)

@@ -15,11 +15,7 @@ import numpy as np
 import pandas as pd
 
 from rlhfbook_lab import world
-from rlhfbook_lab.generation import generate
-from rlhfbook_lab.lesson import pick, seed_everything, use_style
-from rlhfbook_lab.models import load_model
-from rlhfbook_lab.preference_data import STYLES, off_policy_pairs, styled_replies
-from rlhfbook_lab.preferences import (
+from rlhfbook_lab.equations.preferences import (
     comparisons_from_pairs,
     elo_ratings,
     find_preference_cycles,
@@ -27,6 +23,10 @@ from rlhfbook_lab.preferences import (
     kendall_tau,
     strengths_to_elo,
 )
+from rlhfbook_lab.lesson import pick, seed_everything, use_style
+from rlhfbook_lab.lm.generation import generate
+from rlhfbook_lab.lm.models import load_model
+from rlhfbook_lab.lm.preference_data import STYLES, off_policy_pairs, styled_replies
 
 seed_everything(0)
 use_style()

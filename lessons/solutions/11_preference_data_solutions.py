@@ -18,9 +18,11 @@ import pandas as pd
 import torch
 
 from rlhfbook_lab import world
+from rlhfbook_lab.equations.preferences import fit_linear_bradley_terry
+from rlhfbook_lab.equations.reward_losses import pairwise_accuracy
 from rlhfbook_lab.lesson import pick, seed_everything, use_style
-from rlhfbook_lab.models import load_model
-from rlhfbook_lab.preference_data import (
+from rlhfbook_lab.lm.models import load_model
+from rlhfbook_lab.lm.preference_data import (
     flip_labels,
     label_pairs,
     off_policy_pairs,
@@ -28,9 +30,7 @@ from rlhfbook_lab.preference_data import (
     pairs_bayes_ceiling,
     subsample_pairs,
 )
-from rlhfbook_lab.preferences import fit_linear_bradley_terry
-from rlhfbook_lab.reward_model import pairwise_accuracy
-from rlhfbook_lab.reward_trainer import RewardModel, reply_features
+from rlhfbook_lab.lm.reward_model import RewardModel, reply_features
 
 seed_everything(0)
 use_style()

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rlhfbook_lab.bandit import BanditConfig, optimal_policy, optimal_policy_forward_kl, train_bandit
-from rlhfbook_lab.kl import ESTIMATORS, AdaptiveKLController, categorical_kl, kl_estimate
+from rlhfbook_lab.equations.bandit import BanditConfig, optimal_policy, optimal_policy_forward_kl, train_bandit
+from rlhfbook_lab.equations.kl import ESTIMATORS, AdaptiveKLController, categorical_kl, kl_estimate
 from rlhfbook_lab.lesson import seed_everything
 
 seed_everything(0)
@@ -190,10 +190,10 @@ print(f"solving KL(π*_β‖π_ref) = {target} directly: β = {hi:.4f}")
 # loss the SFT term optimises: the NLL of the held-out SFT conversations (`sft.eval_loss`).
 
 # %%
-from rlhfbook_lab.data import build_sft_dataset, load_instruction_file  # noqa: E402
-from rlhfbook_lab.models import load_model  # noqa: E402
-from rlhfbook_lab.rl import RLConfig, train_rl  # noqa: E402
-from rlhfbook_lab.sft import SFTConfig, eval_loss  # noqa: E402
+from rlhfbook_lab.lm.data import build_sft_dataset, load_instruction_file  # noqa: E402
+from rlhfbook_lab.lm.models import load_model  # noqa: E402
+from rlhfbook_lab.trainers.rl import RLConfig, train_rl  # noqa: E402
+from rlhfbook_lab.trainers.sft import SFTConfig, eval_loss  # noqa: E402
 
 sft_model, tok = load_model("sft-tiny")
 heldout_sft = build_sft_dataset(tok, load_instruction_file("heldout"), SFTConfig().max_length).dataset

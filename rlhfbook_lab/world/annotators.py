@@ -23,7 +23,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from .judge import GOLD_WEIGHTS, gold_score
+from .judge import FEATURES, GOLD_WEIGHTS, gold_score
 
 
 def _sigmoid(x: float) -> float:
@@ -43,8 +43,6 @@ class Annotator:
     """Davidson's ν ≥ 0: 0 never ties; 1 ties about a third of the time on equal replies."""
 
     def __post_init__(self):
-        from .judge import FEATURES
-
         unknown = set(self.weights) - set(FEATURES)
         if unknown:
             raise ValueError(f"Annotator {self.name!r}: weights has unknown feature(s) {sorted(unknown)}; "

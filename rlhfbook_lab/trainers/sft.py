@@ -22,7 +22,6 @@ Layers: :func:`nll_loss_sum` (tensors) → :func:`sft_loss_sum` (model + batch) 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,15 +31,33 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
-from .data import BuiltDataset, build_sft_dataset, collate_sft, load_instruction_file, pack_dataset
-from .logprobs import check_completion_mask, masked_mean, masked_sum, per_token_logprobs
-from .models import check_output_folder, forward_logits, load_model, save_model
-from .train import TrainConfig, train
+from rlhfbook_lab import world
+from rlhfbook_lab.equations.logprobs import REDUCTIONS, num_loss_items
+from rlhfbook_lab.lm.data import (
+    BuiltDataset,
+    build_sft_dataset,
+    collate_sft,
+    fingerprint,
+    load_instruction_file,
+    pack_dataset,
+    pack_statements,
+    target_mask,
+)
+from rlhfbook_lab.lm.forward import sft_loss_sum
+from rlhfbook_lab.lm.models import check_output_folder, load_model, save_model
+from rlhfbook_lab.trainers.loop import TrainConfig, train
 
-__all__ = ["SHIPPED_QUALITY", "SFTConfig", "apply_label_options", "eval_loss", "nll_loss_sum", "num_loss_items",
-           "sft", "sft_from_base", "sft_loss_sum"]
+__all__ = [
+    "SHIPPED_QUALITY",
+    "apply_label_options",
+    "eval_loss",
+    "num_loss_items",
+    "sft",
+    "sft_from_base",
+    "sft_loss_sum",
+    "SFTConfig",
+]
 
-REDUCTIONS = ("token", "sequence")
 
 SHIPPED_QUALITY = {
     "n_prompts": 200,
@@ -117,36 +134,6 @@ class SFTConfig:
 # --- tensors ------------------------------------------------------------------------------------------------
 
 
-def nll_loss_sum(per_token_logps: torch.Tensor, completion_mask: torch.Tensor,
-                 reduction: str = "token") -> torch.Tensor:
-    """The SFT loss *summed over items*, the numerator of the step's mean.
-
-    - ``"token"``:    −Σ_b Σ_t m_{b,t} log π(y_{b,t} | ·)                 (items: target tokens)
-    - ``"sequence"``: Σ_b [ −Σ_t m_{b,t} log π(y_{b,t} | ·) / Σ_t m_{b,t} ]  (items: sequences)
-
-    Args:
-        per_token_logps: Shape (B, T), aligned with input_ids (``logprobs.per_token_logprobs``).
-        completion_mask: Shape (B, T), 1 on target tokens.
-
-    Returns:
-        A scalar.
-    """
-    if reduction == "token":
-        return -masked_sum(per_token_logps, completion_mask)
-    if reduction == "sequence":
-        return -masked_mean(per_token_logps, completion_mask, dim=1).sum()
-    raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
-
-
-def num_loss_items(completion_mask: torch.Tensor, reduction: str = "token") -> int:
-    """How many items :func:`nll_loss_sum` sums over: target tokens (``"token"``) or rows (``"sequence"``)."""
-    if reduction == "token":
-        return int(completion_mask.sum())
-    if reduction == "sequence":
-        return int(completion_mask.shape[0])
-    raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
-
-
 def apply_label_options(input_ids: list[int], completion_mask: list[int], eos_token_id: int,
                         mask_prompt: bool = True, train_on_eos: bool = True) -> list[int]:
     """The target mask of one row under the lesson's switches (``SFTConfig.mask_prompt``, ``train_on_eos``).
@@ -165,36 +152,10 @@ def apply_label_options(input_ids: list[int], completion_mask: list[int], eos_to
 # --- a batch ------------------------------------------------------------------------------------------------
 
 
-def sft_loss_sum(model, batch: dict, reduction: str = "token") -> tuple[torch.Tensor, dict]:
-    """Forward a batch; return (:func:`nll_loss_sum`, metrics summed over the same items).
-
-    Args:
-        batch: ``input_ids``, ``attention_mask``, ``completion_mask``, all (B, T) (``data.collate_sft``).
-
-    Metrics: ``charts/token_accuracy``, how often the argmax next token is the target (per token for
-    ``"token"``, per-sequence means for ``"sequence"``; the loop turns the sums into means).
-    """
-    input_ids, completion_mask = batch["input_ids"], batch["completion_mask"]
-    check_completion_mask(completion_mask, input_ids)
-    logits = forward_logits(model, input_ids, batch["attention_mask"])  # (B, T, V)
-    per_token_logps = per_token_logprobs(logits, input_ids)  # (B, T)
-    loss_sum = nll_loss_sum(per_token_logps, completion_mask, reduction)
-    with torch.no_grad():
-        hits = torch.zeros_like(per_token_logps)
-        hits[:, 1:] = (logits[:, :-1].argmax(-1) == input_ids[:, 1:]).float()  # aligned with input_ids
-        if reduction == "token":
-            acc = masked_sum(hits, completion_mask)
-        else:
-            acc = masked_mean(hits, completion_mask, dim=1).sum()
-    return loss_sum, {"charts/token_accuracy": float(acc)}
-
-
 # --- the loop -----------------------------------------------------------------------------------------------
 
 
 def _pretrain_rows(tokenizer, cfg: SFTConfig) -> list[dict]:
-    from . import world
-    from .pretrain import pack_statements, target_mask
 
     ids, attn = pack_statements(tokenizer, world.pretraining_corpus(cfg.pretrain_statements, cfg.data_seed),
                                 cfg.pretrain_block_size)
@@ -289,10 +250,6 @@ def eval_loss(model, dataset, pad_token_id: int, reduction: str = "token", batch
 # --- the shipped recipe -------------------------------------------------------------------------------------
 
 
-def _fingerprint(rows: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def sft_from_base(cfg: SFTConfig | None = None, base: str | Path = "base-tiny", out: str | Path | None = None,
                   num_examples: int | None = None, overwrite: bool = False, progress: bool = True,
                   eval_every: int = 100, data_dir: str | Path | None = None):
@@ -329,7 +286,7 @@ def sft_from_base(cfg: SFTConfig | None = None, base: str | Path = "base-tiny", 
                   eval_every=eval_every)
     if out is not None:
         meta = {"base": str(base), "config": asdict(cfg), "num_examples": len(rows),
-                "train_file_sha256_16": _fingerprint(rows), "train_seconds": history["charts/wall_time"][0],
+                "train_file_sha256_16": fingerprint(rows), "train_seconds": history["charts/wall_time"][0],
                 "final_train_loss": history["losses/train"][-1]}
         curves = {k: history[k] for k in ("step", "losses/train", "charts/token_accuracy", "charts/lr",
                                           "eval/step", "eval/heldout_loss") if k in history}

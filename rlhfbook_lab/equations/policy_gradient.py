@@ -9,7 +9,7 @@ Conventions
   ignores masked slots *completely*: whatever they hold (padding garbage, a stale value of 100, even inf)
   changes neither an output nor a gradient. A row with no response token is refused with ``ValueError``.
 * Tensors may be response-only (B, T_response) or full sequences aligned with ``input_ids`` as in
-  :mod:`rlhfbook_lab.logprobs`; the functions only look at the mask. In returns and GAE, "the next token"
+  :mod:`rlhfbook_lab.equations.logprobs`; the functions only look at the mask. In returns and GAE, "the next token"
   of a response token is the row's next *unmasked* one: a masked hole inside a response (a tool's output in
   a multi-turn reply: not the policy's action) is skipped, not counted as a step.
 * Losses come back **per token** (B, T) and are reduced by :func:`aggregate_loss`, whose ``mode`` names the
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from rlhfbook_lab.kl import check_token_mask, kl_k3
-from rlhfbook_lab.logprobs import entropy_from_logits, masked_mean, masked_sum, masked_var
+from rlhfbook_lab.equations.kl import check_token_mask, kl_k3
+from rlhfbook_lab.equations.logprobs import entropy_from_logits, masked_mean, masked_sum, masked_var
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
@@ -72,7 +72,7 @@ def discounted_returns(
     and the return after the last response token is 0.
 
     Args:
-        rewards: Shape (B, T), per-token rewards (e.g. from :func:`rlhfbook_lab.kl.kl_penalized_rewards`).
+        rewards: Shape (B, T), per-token rewards (e.g. from :func:`rlhfbook_lab.equations.kl.kl_penalized_rewards`).
         completion_mask: Shape (B, T), 1 on response tokens.
         gamma: discount γ in [0, 1].
 

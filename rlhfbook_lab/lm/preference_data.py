@@ -52,53 +52,35 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import random
-from pathlib import Path
 from typing import Callable, NamedTuple
 
 import torch
 
-from . import world
-from .data import ExampleTooLong, collate_sft, read_jsonl, tokenize_conversation, write_jsonl
-from .paths import DATA_DIR
-from .world.judge import POLITE_OPENERS
-from .world.tasks import ATTRIBUTES, CREATURE_FACTS, CREATURES
+from rlhfbook_lab import world
+from rlhfbook_lab.lm.generation import generate
+from rlhfbook_lab.world.judge import POLITE_OPENERS
+from rlhfbook_lab.world.tasks import ATTRIBUTES, CREATURE_FACTS, CREATURES
 
 __all__ = [
     "DEFAULT_STYLES",
-    "PAIR_COLUMNS",
-    "PREF_DATA_DIR",
-    "PREF_PROMPTS",
-    "REF_PAIR_COLUMNS",
     "STYLES",
-    "PreferencePairs",
-    "TokenizedPairs",
-    "build_preference_files",
-    "build_preference_split",
-    "collate_pairs",
     "corrupt_answer",
     "flip_labels",
     "label_pairs",
-    "load_preference_file",
     "minimal_pairs",
     "off_policy_pairs",
     "on_policy_pairs",
     "pair_kind",
     "pairs_bayes_ceiling",
-    "preference_prompts",
-    "read_pairs",
+    "PreferencePairs",
     "split_pairs",
     "styled_replies",
     "subsample_pairs",
-    "tokenize_pairs",
-    "validate_pairs",
-    "write_pairs",
 ]
 
 log = logging.getLogger(__name__)
 
-REQUIRED_FIELDS = ("prompt", "chosen", "rejected")
 TIE_POLICIES = ("drop", "keep")
 
 
@@ -113,75 +95,9 @@ class PreferencePairs(NamedTuple):
     builds add ``samples`` and ``unfinished`` (samples that hit ``max_new_tokens`` before EOS)."""
 
 
-class TokenizedPairs(NamedTuple):
-    """What :func:`tokenize_pairs` returns."""
-
-    rows: list[dict]
-    """``chosen_input_ids``, ``chosen_completion_mask``, ``rejected_input_ids``, ``rejected_completion_mask``
-    (lists of ints), ``label`` (float) and ``index`` (the pair's position in the input)."""
-    counts: dict[str, int]
-    """``too_long`` (a side over ``max_length``, dropped), ``identical_tokens`` (both sides the same ids after
-    tokenization and any truncation, or the same text to begin with; dropped), ``kept``."""
-
-
 # --------------------------------------------------------------------------------------------------
 # Validation and files
 # --------------------------------------------------------------------------------------------------
-
-
-def _check_probability(row: dict, i: int, name: str) -> None:
-    if name not in row:
-        return
-    v = row[name]
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"pair {i}: {name!r} must be a number in [0, 1]; got {v!r}")
-    if math.isnan(v):
-        raise ValueError(f"pair {i}: {name!r} is NaN; expected a probability in [0, 1]")
-    if not 0.0 <= v <= 1.0:
-        raise ValueError(f"pair {i}: {name!r} must lie in [0, 1]; got {v}")
-
-
-def validate_pairs(rows, allow_identical: bool = False) -> None:
-    """Raise ``ValueError`` naming the pair's index and the field unless ``rows`` is a usable list of pairs.
-
-    Each pair must be a dict with string ``prompt``, ``chosen`` and ``rejected``, non-empty, and ``chosen``
-    different from ``rejected`` (an identical pair has zero gradient and a meaningless label; with
-    ``allow_identical=True`` it passes, for a caller that drops and counts it, as :func:`tokenize_pairs` does).
-    ``p_chosen`` and ``label``, when present, must be numbers in [0, 1] (not NaN).
-    """
-    if not isinstance(rows, (list, tuple)):
-        raise ValueError(f"pairs must be a list of dicts; got {type(rows).__name__}")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise ValueError(f"pair {i} must be a dict with 'prompt', 'chosen' and 'rejected'; got {row!r}")
-        for name in REQUIRED_FIELDS:
-            if name not in row:
-                raise ValueError(f"pair {i} is missing the field {name!r} (a pair needs {REQUIRED_FIELDS})")
-            if not isinstance(row[name], str):
-                raise ValueError(f"pair {i}: {name!r} must be a string; got {type(row[name]).__name__}")
-            if not row[name].strip():
-                raise ValueError(f"pair {i}: {name!r} is empty")
-        if row["chosen"] == row["rejected"] and not allow_identical:
-            raise ValueError(f"pair {i}: 'chosen' is identical to 'rejected' (such a pair carries zero gradient; "
-                             "the builders drop and count them)")
-        _check_probability(row, i, "p_chosen")
-        _check_probability(row, i, "label")
-
-
-def write_pairs(path: str | Path, rows: list[dict]) -> Path:
-    """Validate ``rows`` and write them as jsonl (``data.write_jsonl``: atomic). Returns the path."""
-    validate_pairs(rows)
-    return write_jsonl(path, rows)
-
-
-def read_pairs(path: str | Path) -> list[dict]:
-    """Read a jsonl file of pairs (``data.read_jsonl``) and validate them; ``ValueError`` names a bad pair."""
-    rows = read_jsonl(path)
-    try:
-        validate_pairs(rows)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from e
-    return rows
 
 
 # --------------------------------------------------------------------------------------------------
@@ -294,7 +210,6 @@ def on_policy_pairs(policy, tokenizer, prompts, num_samples: int = 4, pairs_per_
         :class:`PreferencePairs` with ``chosen_source = rejected_source = "policy"``; counts add ``samples``
         and ``unfinished``.
     """
-    from .generation import generate
 
     if num_samples < 2:
         raise ValueError(f"num_samples must be >= 2 to make a pair; got {num_samples}")
@@ -593,291 +508,9 @@ def knowledge_reach(rows: list[dict], knows: dict[str, bool], annotator: str | w
 # Tokens: pairs → token ids → a stacked (2B, T) batch
 # --------------------------------------------------------------------------------------------------
 
-PAIR_COLUMNS = ("chosen_input_ids", "chosen_completion_mask", "rejected_input_ids", "rejected_completion_mask")
-"""The token columns of a tokenized pair (:func:`tokenize_pairs`), what :func:`collate_pairs` stacks."""
-REF_PAIR_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
-"""Optional per-pair floats a DPO trainer precomputes (``dpo_trainer.compute_ref_logps``); carried by
-:func:`collate_pairs` when every row has them."""
-
-
-def _conversation(prompt: str, reply: str) -> list[dict]:
-    """A single-turn chat: the user's ``prompt`` and the assistant's ``reply``."""
-    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
-
-
-def tokenize_pairs(rows: list[dict], tokenizer, max_length: int | None = None,
-                   truncation: bool = False) -> TokenizedPairs:
-    """Render each side of each pair as a chat conversation (``data.tokenize_conversation``); drop and count
-    pairs that do not fit or that tokenize identically.
-
-    Each side's ``completion_mask`` marks the reply and its ``<|end|>``; the prompt tokens are the same on both
-    sides. Other keys of a pair are ignored (``label`` is kept, ties included: the reward model trains on them;
-    ``dpo_trainer.train_dpo`` refuses them). Drops are counted, and logged as a warning.
-
-    Args:
-        rows: pairs (validated by :func:`validate_pairs`; a pair whose chosen and rejected texts are the same is
-            counted in ``identical_tokens``, not refused).
-        max_length: the longest conversation (prompt + reply) in tokens; ``None``: no limit.
-        truncation: ``False`` (the package's rule): a pair with a side over ``max_length`` is dropped
-            (``too_long``). ``True``: each side is cut to its first ``max_length`` tokens, what a truncating
-            pipeline trains on; pairs that differ only past the cut become identical and are dropped
-            (``identical_tokens``). The reward head then reads a cut-off reply, not its ``<|end|>``.
-
-    Returns:
-        :class:`TokenizedPairs`; it may hold no rows (the trainers refuse that, naming the counts).
-    """
-    validate_pairs(rows, allow_identical=True)
-    if truncation and max_length is None:
-        raise ValueError("truncation=True needs a max_length")
-    out, counts = [], {"too_long": 0, "identical_tokens": 0, "kept": 0}
-    limit = None if truncation else max_length
-    for i, row in enumerate(rows):
-        sides = {}
-        try:
-            for side in ("chosen", "rejected"):
-                sides[side] = tokenize_conversation(tokenizer, _conversation(row["prompt"], row[side]), limit)
-        except ExampleTooLong:
-            counts["too_long"] += 1
-            continue
-        except ValueError as e:
-            raise ValueError(f"pair {i}: {e}") from e
-        if truncation:
-            sides = {s: {k: v[:max_length] for k, v in t.items()} for s, t in sides.items()}
-        if sides["chosen"]["input_ids"] == sides["rejected"]["input_ids"]:
-            counts["identical_tokens"] += 1
-            continue
-        out.append({"chosen_input_ids": sides["chosen"]["input_ids"],
-                    "chosen_completion_mask": sides["chosen"]["completion_mask"],
-                    "rejected_input_ids": sides["rejected"]["input_ids"],
-                    "rejected_completion_mask": sides["rejected"]["completion_mask"],
-                    "label": float(row.get("label", 1.0)), "index": i})
-    counts["kept"] = len(out)
-    if counts["too_long"] or counts["identical_tokens"]:
-        log.warning("dropped %d of %d pairs: %d longer than max_length=%s tokens, %d with chosen == rejected tokens",
-                    len(rows) - len(out), len(rows), counts["too_long"], max_length, counts["identical_tokens"])
-    return TokenizedPairs(out, counts)
-
-
-def _rows_of(rows, what: str) -> list[dict]:
-    """A non-empty list of row dicts, from a list or a dict of equal-length columns (what ``dataset[i:j]``
-    returns). Shared with ``dpo_trainer.collate_kto``."""
-    if isinstance(rows, dict):
-        lengths = {name: len(col) for name, col in rows.items()}
-        if len(set(lengths.values())) > 1:
-            raise ValueError(f"{what}: the columns have different lengths {lengths}: every chosen needs its "
-                             "rejected (mismatched chosen/rejected counts)")
-        rows = [dict(zip(rows, vals)) for vals in zip(*rows.values())]
-    rows = list(rows)
-    if not rows:
-        raise ValueError(f"{what} got no rows")
-    for i, r in enumerate(rows):
-        if not isinstance(r, dict):
-            raise ValueError(f"{what}: row {i} must be a dict of token columns; got {type(r).__name__}")
-    return rows
-
-
-def _stack_ref(rows: list[dict], names: tuple[str, ...], batch: dict) -> None:
-    """Put precomputed reference log-probs into ``batch`` as (B,) float32 tensors, if the rows carry them (all
-    rows or none). Shared with ``dpo_trainer.collate_kto``."""
-    has = [all(name in r for name in names) for r in rows]
-    if not any(has):
-        return
-    if not all(has):
-        missing = [i for i, h in enumerate(has) if not h]
-        raise ValueError(f"reference log-probs missing in row(s) {missing} of a batch whose other rows have them; "
-                         f"expected {list(names)} in every row (dpo_trainer.compute_ref_logps)")
-    for name in names:
-        batch[name] = torch.tensor([float(r[name]) for r in rows], dtype=torch.float32)
-
-
-def _as_list(x) -> list:
-    return x.tolist() if torch.is_tensor(x) else list(x)
-
-
-def collate_pairs(rows, pad_token_id: int) -> dict:
-    """Stack a batch of pairs as (2B, T): rows 0..B−1 the chosen sides, rows B..2B−1 the rejected ones.
-
-    Args:
-        rows: either B tokenized pairs (:func:`tokenize_pairs`'s rows, as a list or as a dict of columns;
-            other keys are ignored), or 2B sequence rows (``input_ids``, ``completion_mask``) already stacked
-            chosen first — then their count must be even, so that row b and row B + b are one pair.
-        pad_token_id: the tokenizer's pad id.
-
-    Returns:
-        ``input_ids``, ``attention_mask``, ``completion_mask`` (2B, T), right-padded (``data.collate_sft``);
-        ``labels`` (B,) float32 (1 = chosen preferred, 0.5 = a tie: the collator passes ties on, each trainer
-        decides); ``num_items`` = B, the number of pairs (the shared loop's items); ``ref_chosen_logps``,
-        ``ref_rejected_logps`` (B,) float32 when the rows carry them (:data:`REF_PAIR_COLUMNS`). ``ValueError``
-        for mismatched chosen/rejected counts, a missing column, or a pair whose two sides are the same tokens.
-    """
-    rows = _rows_of(rows, "collate_pairs")
-    if "chosen_input_ids" in rows[0]:
-        for i, r in enumerate(rows):
-            for name in PAIR_COLUMNS:
-                if name not in r:
-                    raise ValueError(f"pair {i} is missing {name!r} (tokenize the pairs with tokenize_pairs)")
-            if _as_list(r["chosen_input_ids"]) == _as_list(r["rejected_input_ids"]):
-                raise ValueError(f"pair {i}: chosen is identical to rejected; the pair carries no preference "
-                                 "(tokenize_pairs drops such pairs)")
-        seqs = [{"input_ids": r[f"{side}_input_ids"], "completion_mask": r[f"{side}_completion_mask"]}
-                for side in ("chosen", "rejected") for r in rows]
-        labels = torch.tensor([float(r.get("label", 1.0)) for r in rows], dtype=torch.float32)
-    else:
-        if len(rows) % 2:
-            raise ValueError(f"got {len(rows)} sequence rows: a stacked pair batch needs an even count "
-                             "(B chosen rows, then the B rejected rows in the same order)")
-        seqs = rows
-        labels = torch.ones(len(rows) // 2, dtype=torch.float32)
-    batch = collate_sft(seqs, pad_token_id)
-    batch["labels"] = labels
-    batch["num_items"] = len(seqs) // 2
-    _stack_ref(rows, REF_PAIR_COLUMNS, batch)
-    return batch
-
 
 # --------------------------------------------------------------------------------------------------
 # The shipped data set: data/preferences/{train,heldout}.jsonl (`rlhfbook-lab pref-data`)
 # --------------------------------------------------------------------------------------------------
 
-PREF_DATA_DIR = DATA_DIR / "preferences"
-"""Where the shipped preference data lives (``train.jsonl``, ``heldout.jsonl``, ``meta.json``)."""
-PREF_PROMPTS = {"train": {"on_policy": 1000, "off_policy": 500}, "heldout": {"on_policy": 250, "off_policy": 125}}
-"""Prompts per split and origin in the shipped files (each prompt gives up to :data:`PREF_PAIRS_PER_PROMPT`
-pairs)."""
-PREF_NUM_SAMPLES = 4
-"""On-policy replies sampled per prompt from the policy (C(4, 2) = 6 possible pairs)."""
-PREF_PAIRS_PER_PROMPT = {"on_policy": 4, "off_policy": 4}
-"""Distinct pairs drawn per prompt: 4 of the 6 on-policy pairs; 4 of the C(9, 2) = 36 off-policy source pairs."""
-PREF_GENERATION = {"temperature": 1.0, "max_new_tokens": 96}
-"""How replies are sampled (long enough that almost every reply ends with its ``<|end|>``; the longest
-instruction-data reply is 89 characters)."""
-PREF_GENERATE_PROMPTS = 32
-"""Prompts per ``generate`` call for the off-policy models' replies (a build of fewer prompts is a prefix of a
-bigger one only in whole calls: the sampler's random stream depends on the batch)."""
-_SPLIT_SEED = {"train": 0, "heldout": 1}
 
-
-def preference_prompts(n: int, split: str = "train", seed: int = 0, origin: str = "on_policy") -> list[world.Problem]:
-    """``n`` world problems of ``split`` for the shipped data, the four families in turn, phrasings at random.
-
-    ``origin`` (``"on_policy"`` / ``"off_policy"``) picks an independent stream, so the two parts of the data
-    set ask different questions (prompt keys can still repeat: the world has few review keys)."""
-    if split not in _SPLIT_SEED:
-        raise ValueError(f"split must be 'train' or 'heldout'; got {split!r}")
-    rng = random.Random(f"pref-prompts-{origin}-{split}-{seed}")
-    return [world.sample_problem(world.FAMILIES[i % len(world.FAMILIES)], rng, split) for i in range(n)]
-
-
-def _sample_replies(model, tokenizer, problems: list[world.Problem], seed: int) -> list[str]:
-    """One reply per problem (:data:`PREF_GENERATION`), :data:`PREF_GENERATE_PROMPTS` prompts per call."""
-    from .generation import generate
-
-    torch.manual_seed(seed)
-    texts: list[str] = []
-    for i in range(0, len(problems), PREF_GENERATE_PROMPTS):
-        chunk = problems[i:i + PREF_GENERATE_PROMPTS]
-        texts += generate(model, tokenizer, [p.prompt for p in chunk], **PREF_GENERATION).texts
-    return texts
-
-
-def build_preference_split(policy, base, tokenizer, split: str, n_on_policy: int, n_off_policy: int,
-                           seed: int = 0, policy_name: str = "sft-tiny",
-                           base_name: str = "base-tiny") -> PreferencePairs:
-    """The pairs of one split of the shipped data: on-policy pairs, then off-policy pairs, labelled by ``gold``.
-
-    - on-policy: :data:`PREF_NUM_SAMPLES` samples per prompt from ``policy`` (:data:`PREF_GENERATION`),
-      :data:`PREF_PAIRS_PER_PROMPT` pairs of them per prompt (:func:`on_policy_pairs`);
-    - off-policy: per prompt one sample from ``policy``, one from ``base`` and the world's
-      :data:`DEFAULT_STYLES` (:func:`off_policy_pairs`), :data:`PREF_PAIRS_PER_PROMPT` pairs of sources.
-
-    Rows get ``origin`` and their sources named after the models (``policy_name``, ``base_name``); ``p_chosen``
-    is rounded to 6 decimals (the file's precision). Counts are the builders', prefixed ``on_policy/`` and
-    ``off_policy/``. Deterministic given the models and ``seed``.
-    """
-    sub = 2 * seed + _SPLIT_SEED[split]
-    counts: dict[str, int] = {}
-    rows: list[dict] = []
-    if n_on_policy:
-        on = on_policy_pairs(policy, tokenizer, preference_prompts(n_on_policy, split, seed, "on_policy"),
-                             num_samples=PREF_NUM_SAMPLES, pairs_per_prompt=PREF_PAIRS_PER_PROMPT["on_policy"],
-                             seed=sub, batch_size=16 * PREF_NUM_SAMPLES, **PREF_GENERATION)
-        rows += [{**r, "chosen_source": policy_name, "rejected_source": policy_name, "origin": "on_policy"}
-                 for r in on.rows]
-        counts.update({f"on_policy/{k}": v for k, v in on.counts.items()})
-    if n_off_policy:
-        problems = preference_prompts(n_off_policy, split, seed, "off_policy")
-        replies = {policy_name: _sample_replies(policy, tokenizer, problems, 1000 + sub),
-                   base_name: _sample_replies(base, tokenizer, problems, 2000 + sub)}
-        off = off_policy_pairs(problems, replies, pairs_per_prompt=PREF_PAIRS_PER_PROMPT["off_policy"], seed=sub)
-        rows += [{**r, "origin": "off_policy"} for r in off.rows]
-        counts.update({f"off_policy/{k}": v for k, v in off.counts.items()})
-    for r in rows:
-        r["p_chosen"] = round(r["p_chosen"], 6)
-    return PreferencePairs(rows, counts)
-
-
-def build_preference_files(out_dir: str | Path | None = None, seed: int = 0, n_prompts: dict | None = None,
-                           policy: str | Path = "sft-tiny", base: str | Path = "base-tiny") -> dict:
-    """Write ``train.jsonl``, ``heldout.jsonl`` and ``meta.json`` (the recipe and every count).
-
-    The defaults write the shipped files in ``data/preferences/`` (``rlhfbook-lab pref-data``): the prompts of
-    :data:`PREF_PROMPTS`, replies from the shipped ``sft-tiny`` (the policy) and ``base-tiny``, sampled on CPU.
-    Split by prompt key: held-out pairs ask only held-out questions (``world.split_of``), which the policy was
-    never fine-tuned on either. Regenerable: the same arguments write the same rows (on CPU, with the same
-    ``torch``), and a build with fewer prompts writes a prefix of each origin's rows when its counts are
-    multiples of 16 (on-policy) and :data:`PREF_GENERATE_PROMPTS` (off-policy).
-
-    Args:
-        n_prompts: ``{split: {"on_policy": n, "off_policy": m}}`` (default :data:`PREF_PROMPTS`).
-        policy, base: checkpoint names or folders.
-
-    Returns:
-        ``{"train": path, "heldout": path, "meta": path, "counts": {split: counts}}``.
-    """
-    import json
-
-    from .models import load_model
-
-    n_prompts = n_prompts or PREF_PROMPTS
-    if set(n_prompts) != set(_SPLIT_SEED):
-        raise ValueError(f"n_prompts must have the keys 'train' and 'heldout'; got {sorted(n_prompts)}")
-    out_dir = Path(out_dir) if out_dir is not None else PREF_DATA_DIR
-    policy_model, tokenizer = load_model(policy, device="cpu")
-    base_model, base_tok = load_model(base, device="cpu")
-    if base_tok.get_vocab() != tokenizer.get_vocab():
-        raise ValueError(f"{policy} and {base} have different tokenizers")
-    names = {"policy_name": Path(str(policy)).name, "base_name": Path(str(base)).name}
-    out: dict = {"counts": {}}
-    for split in ("train", "heldout"):
-        n = n_prompts[split]
-        built = build_preference_split(policy_model, base_model, tokenizer, split, n.get("on_policy", 0),
-                                       n.get("off_policy", 0), seed, **names)
-        if not built.rows:
-            raise ValueError(f"no {split} pairs built; n_prompts[{split!r}] = {n}")
-        out[split] = write_pairs(out_dir / f"{split}.jsonl", built.rows)
-        out["counts"][split] = built.counts
-    meta = {"seed": seed, "policy": str(policy), "base": str(base), "annotator": "gold", "n_prompts": n_prompts,
-            "num_samples": PREF_NUM_SAMPLES, "pairs_per_prompt": PREF_PAIRS_PER_PROMPT,
-            "generation": PREF_GENERATION, "styles": list(DEFAULT_STYLES), "torch": torch.__version__,
-            "counts": out["counts"]}
-    out["meta"] = out_dir / "meta.json"
-    out["meta"].write_text(json.dumps(meta, indent=2) + "\n")
-    return out
-
-
-def load_preference_file(split: str = "train", data_dir: str | Path | None = None,
-                         origin: str | None = None) -> list[dict]:
-    """The shipped preference pairs of ``split`` (``"train"`` or ``"heldout"``), read from ``data/preferences/``
-    and validated (:func:`read_pairs`). ``origin="on_policy"`` / ``"off_policy"`` keeps only that part.
-
-    A missing file is a ``FileNotFoundError`` that names the command writing it.
-    """
-    if split not in _SPLIT_SEED:
-        raise ValueError(f"split must be 'train' or 'heldout'; got {split!r}")
-    if origin not in (None, "on_policy", "off_policy"):
-        raise ValueError(f"origin must be None, 'on_policy' or 'off_policy'; got {origin!r}")
-    path = (Path(data_dir) if data_dir is not None else PREF_DATA_DIR) / f"{split}.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"no preference data at {path}; run `rlhfbook-lab pref-data` to write it")
-    rows = read_pairs(path)
-    return rows if origin is None else [r for r in rows if r.get("origin") == origin]

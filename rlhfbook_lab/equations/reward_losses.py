@@ -33,7 +33,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from rlhfbook_lab.logprobs import check_completion_mask, masked_mean
+from rlhfbook_lab.equations.logprobs import check_completion_mask, masked_mean
 
 __all__ = [
     "ReliabilityBins",

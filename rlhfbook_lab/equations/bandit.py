@@ -12,14 +12,15 @@ has a closed-form maximiser and maximum (the same algebra that gives DPO its imp
 
 so every RL algorithm can be graded exactly: what fraction of J* did it reach, and how far is it from π*?
 The trainers below sample ``group_size`` responses per step and use the package's own advantage, loss and KL
-functions (:mod:`rlhfbook_lab.policy_gradient`, :mod:`rlhfbook_lab.kl`) on (G, 1) "token" tensors, exactly
+functions (:mod:`~rlhfbook_lab.equations.policy_gradient`, :mod:`~rlhfbook_lab.equations.kl`) on (G, 1) "token"
+tensors, exactly
 as a language-model trainer would on (B, T) ones.
 
 Two ways to regularise, both here. REINFORCE, RLOO and PPO put −β·k1 in the reward (InstructGPT style): the
 sampled return is then an unbiased estimate of J, so they climb J itself. GRPO scores with the raw reward and
 adds β·k3 as a loss term (DeepSeekMath style). Both choices move its fixed point away from π*: the std
 division scales the reward term up as the group comes to agree (so the KL term cannot hold the policy), and
-the k3 loss follows ∇KL(π_ref‖π), not ∇KL(π‖π_ref) (see :mod:`rlhfbook_lab.kl`). On the default bandit it
+the k3 loss follows ∇KL(π_ref‖π), not ∇KL(π‖π_ref) (see :mod:`rlhfbook_lab.equations.kl`). On the default bandit it
 passes near J* and then settles at about 80 % of it, over-confident in the top-reward answer; with
 ``grpo_scale_rewards=False`` (Dr. GRPO) and ``grpo_kl_estimator="k2"`` it reaches ~99 % of J*.
 
@@ -37,8 +38,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rlhfbook_lab.kl import ESTIMATORS, categorical_kl, kl_loss, kl_penalized_rewards
-from rlhfbook_lab.policy_gradient import (
+from rlhfbook_lab.equations.kl import ESTIMATORS, categorical_kl, kl_loss, kl_penalized_rewards
+from rlhfbook_lab.equations.policy_gradient import (
     ADVANTAGE_ESTIMATORS,
     aggregate_loss,
     gae_advantages,
@@ -256,7 +257,7 @@ def gradient_estimates(
     """Sampled policy-gradient estimates of ∇_θ E_π[r], one per group, to study their bias and variance.
 
     Each of ``num_groups`` groups draws ``cfg.group_size`` responses from π, computes advantages of the raw
-    rewards with ``estimator`` (:func:`~rlhfbook_lab.policy_gradient.sequence_advantages`, or ``"none"``: A = r,
+    rewards with ``estimator`` (:func:`~.policy_gradient.sequence_advantages`, or ``"none"``: A = r,
     no baseline), and differentiates the package's policy-gradient loss (mean over the group) with respect to
     its own copy of the logits, so one backward pass gives every group's estimate:
 
@@ -389,13 +390,13 @@ def _train_kl_in_reward(cfg: BanditConfig, estimator: str) -> dict[str, list]:
 
 
 def train_reinforce(cfg: BanditConfig) -> dict[str, list]:
-    """REINFORCE with the batch-mean baseline (:func:`~rlhfbook_lab.policy_gradient.reinforce_advantages`),
+    """REINFORCE with the batch-mean baseline (:func:`~rlhfbook_lab.equations.policy_gradient.reinforce_advantages`),
     KL in the reward. Returns the history: ``charts/J``, ``kl/exact``, ``losses/policy``, … one per step."""
     return _train_kl_in_reward(cfg, "reinforce")
 
 
 def train_rloo(cfg: BanditConfig) -> dict[str, list]:
-    """RLOO (:func:`~rlhfbook_lab.policy_gradient.rloo_advantages`), KL in the reward. Returns the history."""
+    """RLOO (:func:`~rlhfbook_lab.equations.policy_gradient.rloo_advantages`), KL in the reward. Returns the history."""
     return _train_kl_in_reward(cfg, "rloo")
 
 

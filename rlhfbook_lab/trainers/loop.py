@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .models import autocast_dtype
+from rlhfbook_lab.lm.models import autocast_dtype
 
 
 @dataclass

@@ -5,17 +5,17 @@ Stages (each calls the package's own trainer; nothing here is a second implement
 
 1. **base** — the shipped pretrained ``base-tiny`` (pretraining it again is ``rlhfbook-lab pretrain``, ~9 min
    on 2 cores, so the arc starts from its checkpoint).
-2. **SFT** — :func:`rlhfbook_lab.sft.sft_from_base` on the shipped instruction data (``data/sft``).
-3. **Reward model** — :class:`~rlhfbook_lab.reward_trainer.RewardModel` on the SFT backbone, trained with the
+2. **SFT** — :func:`rlhfbook_lab.trainers.sft.sft_from_base` on the shipped instruction data (``data/sft``).
+3. **Reward model** — :class:`~rlhfbook_lab.lm.reward_model.RewardModel` on the SFT backbone, trained with the
    Bradley-Terry loss on the shipped preference pairs (``data/preferences``), its held-out accuracy reported
    next to the Bayes ceiling of the labels, then normalised to mean 0 / std 1 on the SFT policy's samples.
-4. **DPO** — :func:`rlhfbook_lab.dpo_trainer.train_dpo` from the SFT model on the same pairs.
-5. **RL** — :func:`rlhfbook_lab.rl.train_rl` (GRPO by default, ``rl_algo="ppo"`` for PPO) from the SFT model,
+4. **DPO** — :func:`rlhfbook_lab.trainers.dpo.train_dpo` from the SFT model on the same pairs.
+5. **RL** — :func:`rlhfbook_lab.trainers.rl.train_rl` (GRPO by default, ``rl_algo="ppo"`` for PPO) from the SFT model,
    rewarded by the reward model of stage 3, with a KL penalty to the SFT model.
 
-Then every model answers the same held-out prompts greedily (:func:`~rlhfbook_lab.evaluation.evaluate_chat`:
+Then every model answers the same held-out prompts greedily (:func:`~rlhfbook_lab.lm.evaluation.evaluate_chat`:
 end-of-turn rate, correctness, gold score) and, for the models trained from SFT, their KL to it is estimated on
-their own samples (:func:`~rlhfbook_lab.evaluation.sampled_kl`). Everything goes to ``out``:
+their own samples (:func:`~rlhfbook_lab.lm.evaluation.sampled_kl`). Everything goes to ``out``:
 
 - ``results.json`` and ``results.md`` (one table, a row per model, and the reward model's accuracy vs ceiling);
 - ``summary.png`` (gold score per stage; gold score against KL to SFT);
@@ -27,6 +27,7 @@ fewer evaluation prompts: the arc and its plumbing, with noisier numbers).
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,9 +35,16 @@ from pathlib import Path
 
 import torch
 
-from . import world
-from .evaluation import evaluate_chat, sampled_kl
-from .models import check_output_folder, check_writable, load_model, save_model
+from rlhfbook_lab import world
+from rlhfbook_lab.lm.evaluation import evaluate_chat, sampled_kl
+from rlhfbook_lab.lm.models import check_output_folder, check_writable, load_model, save_model
+from rlhfbook_lab.lm.preference_data import subsample_pairs
+from rlhfbook_lab.lm.preference_files import load_preference_file
+from rlhfbook_lab.lm.reward_model import RewardModel, load_reward_model, save_reward_model
+from rlhfbook_lab.trainers.dpo import DPOConfig, train_dpo
+from rlhfbook_lab.trainers.reward import evaluate_reward_model, normalize_rm, shipped_rm_config, train_reward_model
+from rlhfbook_lab.trainers.rl import RLConfig, train_rl
+from rlhfbook_lab.trainers.sft import SFTConfig, sft_from_base
 
 __all__ = ["RL_RECIPE", "PipelineConfig", "pipeline_rl_config", "run_pipeline", "write_report"]
 
@@ -135,8 +143,6 @@ recipe gained less. Fast and full mode use it alike: more rollouts did not buy m
 def pipeline_rl_config(cfg: PipelineConfig):
     """The ``RLConfig`` of the RL stage: :data:`RL_RECIPE` for GRPO (the algorithm's preset, or its fast version,
     for the others), then the ``rl_*`` fields of ``cfg`` that are set."""
-    from .rl import RLConfig
-
     overrides = dict(RL_RECIPE) if cfg.rl_algo == "grpo" else {}
     for name in ("steps", "prompts_per_step", "group_size", "lr", "beta"):
         if getattr(cfg, f"rl_{name}") is not None:
@@ -151,27 +157,12 @@ def _stage(name: str, log) -> float:
 
 
 def _copy(model):
-    import copy
-
     return copy.deepcopy(model)
 
 
 def run_pipeline(cfg: PipelineConfig | None = None, out: str | Path | None = None, overwrite: bool = False,
                  progress: bool = True, log=print) -> dict:
     """Run the arc; return (and, with ``out``, write) the results. See the module docstring."""
-    from .dpo_trainer import DPOConfig, train_dpo
-    from .preference_data import load_preference_file, subsample_pairs
-    from .reward_trainer import (
-        RewardModel,
-        evaluate_reward_model,
-        load_reward_model,
-        normalize_rm,
-        save_reward_model,
-        shipped_rm_config,
-        train_reward_model,
-    )
-    from .sft import SFTConfig, sft_from_base
-
     cfg = cfg or PipelineConfig()
     if out is not None:  # fail before training, not after
         out = check_output_folder(out, overwrite)
@@ -238,8 +229,6 @@ def run_pipeline(cfg: PipelineConfig | None = None, out: str | Path | None = Non
         seconds["dpo"] = time.perf_counter() - t0
 
     if "rl" in cfg.stages:
-        from .rl import train_rl
-
         rl_cfg = pipeline_rl_config(cfg)
         t0 = _stage(f"RL: {cfg.rl_algo}, {rl_cfg.steps} rollouts of {rl_cfg.prompts_per_step} prompts × "
                     f"{rl_cfg.group_size} samples, lr {rl_cfg.lr:g}, beta {rl_cfg.beta:g}, rewarded by the reward "
@@ -316,10 +305,10 @@ def _markdown(results: dict) -> str:
 
 def write_report(results: dict, out: str | Path) -> None:
     """Write ``results.json``, ``results.md`` and ``summary.png`` into ``out``."""
-    import matplotlib
+    import matplotlib  # deferred: only a report with a figure needs it
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: after the backend is chosen
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,30 +1,8 @@
-"""The direct-alignment trainer (book chapter 8): the losses of ``dpo`` on the shared loop, ``train.train``.
-
-Three layers, each testable alone (STYLE.md; rasbt's ``compute_dpo_loss`` → ``compute_dpo_loss_batch`` →
-``train_model_dpo_simple``):
-
-1. **The tensor loss** lives in ``dpo`` (``dpo_loss``, ``ipo_loss``, ``kto_loss``, ...): per-sequence log-probs
-   in, per-pair losses out; it never sees a model.
-2. **A batch**: :func:`concatenated_forward` scores the chosen and rejected replies of a stacked (2B, T) batch
-   in one forward pass; :func:`dpo_loss_sum` adds the reference's log-probs (a frozen copy,
-   :func:`make_reference_model`, or log-probs precomputed once, :func:`compute_ref_logps`) and returns the loss
-   **summed** over pairs, the shared loop's contract.
-3. **The loop**: :func:`train_dpo` tokenizes the pairs, refuses ties (label 0.5: these losses read every pair
-   as chosen ≻ rejected), fixes the visiting order by seed and hands ``dpo_loss_sum`` to ``train.train``.
-
-On top, the recipe of ``rlhfbook-lab dpo`` (lesson 08): :func:`dpo_config` (each loss's settings, full or fast)
-and :func:`dpo_from_sft` (the SFT model + the shipped on-policy pairs → a trained model, judged by the gold judge
-before and after, its KL to the reference measured, saved atomically).
-
-Pairs are tokenized and stacked by ``preference_data.tokenize_pairs`` / ``collate_pairs``, the same helpers the
-reward-model trainer uses; the collator also carries precomputed reference log-probs. KTO's unpaired examples
-have their own :func:`tokenize_kto` / :func:`collate_kto`: each row adds a mismatched conversation from which
-KTO estimates its reference point. Items of the loop's contract: pairs for the paired losses, examples for KTO.
-"""
+"""The direct-alignment trainer: configuration, the paired batch loss, the loop and the recipe of
+``rlhfbook-lab dpo`` (the package docstring has the overview)."""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -37,43 +15,52 @@ from typing import NamedTuple
 import torch
 from datasets import Dataset
 
-from . import world
-from .data import BuiltDataset, ExampleTooLong, collate_sft, tokenize_conversation
-from .dpo import LOSS_REDUCTION, REFERENCE_FREE_LOSSES, _check_positive, kto_loss, preference_loss
-from .evaluation import evaluate_chat, sampled_kl
-from .logprobs import check_completion_mask, masked_mean, masked_sum, per_token_logprobs
-from .models import check_output_folder, forward_logits, load_model, save_model
-from .preference_data import (
+from rlhfbook_lab import world
+from rlhfbook_lab.checks import check_number
+from rlhfbook_lab.equations.direct_alignment import (
+    LOSS_REDUCTION,
+    REFERENCE_FREE_LOSSES,
+    preference_loss,
+)
+from rlhfbook_lab.lm.data import (
     REF_PAIR_COLUMNS,
+    BuiltDataset,
     TokenizedPairs,
-    _conversation,
-    _rows_of,
-    _stack_ref,
     collate_pairs,
-    load_preference_file,
+    fingerprint,
     read_pairs,
-    subsample_pairs,
     tokenize_pairs,
 )
-from .sft import _fingerprint
-from .train import TrainConfig, autocast_context, train
+from rlhfbook_lab.lm.evaluation import evaluate_chat, sampled_kl
+from rlhfbook_lab.lm.forward import check_reference, disable_dropout, make_reference_model, sequence_logps
+from rlhfbook_lab.lm.models import check_output_folder, load_model, save_model
+from rlhfbook_lab.lm.preference_data import subsample_pairs
+from rlhfbook_lab.lm.preference_files import load_preference_file
+from rlhfbook_lab.trainers.dpo.kto import (
+    REF_KTO_COLUMNS,
+    collate_kto,
+    kto_examples,
+    kto_loss_sum,
+    missing_ref_error,
+    tokenize_kto,
+)
+from rlhfbook_lab.trainers.loop import TrainConfig, autocast_context, train
 
 __all__ = [
     "FAST",
-    "KTO_COLUMNS",
-    "RECIPES",
     "RECIPE_TRAIN",
+    "RECIPES",
     "REF_KTO_COLUMNS",
-    "ConcatenatedOutput",
-    "DPOConfig",
-    "DPORun",
     "check_dpo_config",
     "collate_kto",
     "compute_ref_logps",
     "concatenated_forward",
+    "ConcatenatedOutput",
     "dpo_config",
     "dpo_from_sft",
     "dpo_loss_sum",
+    "DPOConfig",
+    "DPORun",
     "kto_examples",
     "make_reference_model",
     "tokenize_kto",
@@ -81,9 +68,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-KTO_COLUMNS = ("input_ids", "completion_mask", "desirable", "kl_input_ids", "kl_completion_mask")
-REF_KTO_COLUMNS = ("ref_logps", "ref_kl_logps")
 
 
 @dataclass
@@ -134,15 +118,15 @@ def check_dpo_config(cfg: DPOConfig) -> None:
     entry point, so a field changed after construction is caught too)."""
     if cfg.loss not in LOSS_REDUCTION:
         raise ValueError(f"loss must be one of {sorted(LOSS_REDUCTION)}; got {cfg.loss!r}")
-    _check_positive("beta", cfg.beta)
+    check_number("beta", cfg.beta, minimum=0, strict=True)
     if not 0.0 <= cfg.label_smoothing <= 0.5:
         raise ValueError(f"label_smoothing must be in [0, 0.5] (a flip probability); got {cfg.label_smoothing}")
     if not cfg.gamma >= 0 or math.isinf(cfg.gamma):
         raise ValueError(f"gamma must be a finite number >= 0 (SimPO's target margin); got {cfg.gamma}")
     if not cfg.orpo_nll_weight >= 0 or math.isinf(cfg.orpo_nll_weight):
         raise ValueError(f"orpo_nll_weight must be a finite number >= 0; got {cfg.orpo_nll_weight}")
-    _check_positive("desirable_weight", cfg.desirable_weight)
-    _check_positive("undesirable_weight", cfg.undesirable_weight)
+    check_number("desirable_weight", cfg.desirable_weight, minimum=0, strict=True)
+    check_number("undesirable_weight", cfg.undesirable_weight, minimum=0, strict=True)
     smallest = 2 if cfg.loss == "kto" else 1
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < smallest:
         raise ValueError(f"batch_size must be an int >= {smallest} for loss={cfg.loss!r}"
@@ -191,92 +175,6 @@ def _pair_rows(tokenizer, pairs, max_length: int) -> tuple[list[dict], int, int]
 # --- data: KTO's unpaired examples ---------------------------------------------------------------------------
 
 
-def _require_keys(item, keys, what: str, k: int) -> None:
-    if not isinstance(item, dict):
-        raise ValueError(f"{what} {k} must be a dict with keys {list(keys)}; got {type(item).__name__}")
-    missing = [key for key in keys if key not in item]
-    if missing:
-        raise ValueError(f"{what} {k} is missing key(s) {missing}; expected {list(keys)}")
-
-
-def kto_examples(pairs) -> list[dict]:
-    """Unroll pairs into KTO's unpaired examples as TRL does: each pair gives its chosen reply as a desirable
-    example and its rejected reply as an undesirable one, ``{"prompt", "completion", "label": bool}``."""
-    out = []
-    for k, pair in enumerate(pairs):
-        _require_keys(pair, ("prompt", "chosen", "rejected"), "pair", k)
-        out.append({"prompt": pair["prompt"], "completion": pair["chosen"], "label": True})
-        out.append({"prompt": pair["prompt"], "completion": pair["rejected"], "label": False})
-    return out
-
-
-def tokenize_kto(tokenizer, examples, max_length: int, seed: int = 0) -> BuiltDataset:
-    """Tokenize KTO examples ``{"prompt", "completion", "label": bool}`` (TRL's unpaired format).
-
-    Each row also carries a *mismatched* conversation for KTO's reference point z_ref (``kto_reference_point``):
-    its prompt with the completion of another example, chosen once here by a seeded cyclic shift over a random
-    order (TRL shifts completions by one inside each batch; fixing the partner per row makes the reference's
-    log-probs precomputable). Mismatched rows are not limited to ``max_length``.
-
-    Returns:
-        ``data.BuiltDataset`` with columns ``input_ids``, ``completion_mask``, ``desirable``, ``kl_input_ids``,
-        ``kl_completion_mask``, and the count of examples dropped as longer than ``max_length``. ``ValueError``
-        for a malformed example, for fewer than two examples, or when one label is absent.
-    """
-    kept: list[tuple[dict, dict]] = []
-    dropped = 0
-    for k, ex in enumerate(examples):
-        _require_keys(ex, ("prompt", "completion", "label"), "example", k)
-        if not isinstance(ex["label"], bool):
-            raise ValueError(f"example {k}: label must be a bool (True = desirable); got {ex['label']!r}")
-        try:
-            row = tokenize_conversation(tokenizer, _conversation(ex["prompt"], ex["completion"]), max_length)
-        except ExampleTooLong:
-            dropped += 1
-            continue
-        except ValueError as e:
-            raise ValueError(f"example {k}: {e}") from e
-        kept.append((ex, row))
-    if len(kept) < 2:
-        raise ValueError(f"KTO needs at least 2 examples; {len(kept)} left ({dropped} longer than "
-                         f"max_length={max_length})")
-    labels = [ex["label"] for ex, _ in kept]
-    if all(labels) or not any(labels):
-        raise ValueError(f"KTO needs desirable and undesirable examples; all {len(kept)} are "
-                         f"{'desirable' if labels[0] else 'undesirable'}")
-    order = torch.randperm(len(kept), generator=torch.Generator().manual_seed(seed)).tolist()
-    partner = {order[j]: order[(j + 1) % len(order)] for j in range(len(order))}
-    cols: dict[str, list] = {c: [] for c in KTO_COLUMNS}
-    for i, (ex, row) in enumerate(kept):
-        kl_row = tokenize_conversation(tokenizer, _conversation(ex["prompt"], kept[partner[i]][0]["completion"]))
-        for name, value in zip(KTO_COLUMNS, (row["input_ids"], row["completion_mask"], ex["label"],
-                                             kl_row["input_ids"], kl_row["completion_mask"])):
-            cols[name].append(value)
-    if dropped:
-        log.warning("dropped %d of %d KTO examples longer than max_length=%d tokens",
-                    dropped, dropped + len(kept), max_length)
-    return BuiltDataset(Dataset.from_dict(cols), dropped)
-
-
-def collate_kto(rows, pad_token_id: int) -> dict:
-    """Pad B KTO examples on the right: ``input_ids``, ``attention_mask``, ``completion_mask`` (B, T); the
-    mismatched rows as ``kl_input_ids``, ``kl_attention_mask``, ``kl_completion_mask`` (B, T'); ``desirable``
-    (B,) bool; ``num_items`` = B; ``ref_logps``, ``ref_kl_logps`` (B,) when precomputed."""
-    rows = _rows_of(rows, "collate_kto")
-    for i, r in enumerate(rows):
-        _require_keys(r, KTO_COLUMNS, "row", i)
-    batch = collate_sft([{"input_ids": r["input_ids"], "completion_mask": r["completion_mask"]} for r in rows],
-                        pad_token_id)
-    kl = collate_sft([{"input_ids": r["kl_input_ids"], "completion_mask": r["kl_completion_mask"]} for r in rows],
-                     pad_token_id)
-    for name in ("input_ids", "attention_mask", "completion_mask"):
-        batch[f"kl_{name}"] = kl[name]
-    batch["desirable"] = torch.tensor([bool(r["desirable"]) for r in rows], dtype=torch.bool)
-    batch["num_items"] = len(rows)
-    _stack_ref(rows, REF_KTO_COLUMNS, batch)
-    return batch
-
-
 # --- a batch --------------------------------------------------------------------------------------------------
 
 
@@ -287,17 +185,6 @@ class ConcatenatedOutput(NamedTuple):
     rejected_logps: torch.Tensor  # (B,) log π(y_l|x)
     per_token_logps: torch.Tensor  # (2B, T) aligned with input_ids, chosen rows first (0 where not a reply)
     completion_mask: torch.Tensor  # (2B, T)
-
-
-def _sequence_logps(model, input_ids, attention_mask, completion_mask, reduction: str):
-    """One forward pass → (per-sequence log-probs (N,), per-token log-probs (N, T))."""
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean'; got {reduction!r}")
-    check_completion_mask(completion_mask, input_ids)
-    logits = forward_logits(model, input_ids, attention_mask)  # (N, T, V)
-    per_token_logps = per_token_logprobs(logits, input_ids)  # (N, T)
-    reduce = masked_sum if reduction == "sum" else masked_mean
-    return reduce(per_token_logps, completion_mask, dim=1), per_token_logps
 
 
 def concatenated_forward(model, batch: dict, reduction: str) -> ConcatenatedOutput:
@@ -312,15 +199,10 @@ def concatenated_forward(model, batch: dict, reduction: str) -> ConcatenatedOutp
     if n % 2 or ("num_items" in batch and int(batch["num_items"]) * 2 != n):
         raise ValueError(f"a pair batch must stack B chosen rows on B rejected rows; got {n} rows for "
                          f"num_items={batch.get('num_items')} pairs (mismatched chosen/rejected counts)")
-    logps, per_token_logps = _sequence_logps(model, input_ids, batch["attention_mask"], batch["completion_mask"],
+    logps, per_token_logps = sequence_logps(model, input_ids, batch["attention_mask"], batch["completion_mask"],
                                              reduction)
     chosen_logps, rejected_logps = logps.chunk(2)  # chosen rows stacked first
     return ConcatenatedOutput(chosen_logps, rejected_logps, per_token_logps, batch["completion_mask"])
-
-
-def _missing_ref(names) -> ValueError:
-    return ValueError(f"precompute_ref_logps=True but the batch's reference log-probs missing: expected "
-                      f"{list(names)} (train_dpo stores them in the rows; else call compute_ref_logps)")
 
 
 def _paired_ref_logps(batch: dict, cfg: DPOConfig, ref_model, reduction: str):
@@ -328,7 +210,7 @@ def _paired_ref_logps(batch: dict, cfg: DPOConfig, ref_model, reduction: str):
         return None, None  # the reference is skipped entirely
     if cfg.precompute_ref_logps:
         if not all(name in batch for name in REF_PAIR_COLUMNS):
-            raise _missing_ref(REF_PAIR_COLUMNS)
+            raise missing_ref_error(REF_PAIR_COLUMNS)
         return batch["ref_chosen_logps"], batch["ref_rejected_logps"]
     if ref_model is None:
         raise ValueError(f"loss={cfg.loss!r} needs a reference model: pass ref_model (make_reference_model) or "
@@ -344,7 +226,7 @@ def dpo_loss_sum(policy, batch: dict, cfg: DPOConfig, ref_model=None) -> tuple[t
     Paired losses (items: pairs): one stacked forward of the policy (:func:`concatenated_forward`), the
     reference's log-probs (a no-grad forward of ``ref_model``, or the batch's precomputed ones, or none for
     the reference-free losses), then ``preference_loss``. ORPO adds ``orpo_nll_weight`` × the chosen reply's mean
-    NLL, −log π(y_w|x)/|y_w|, per pair. KTO (items: examples) goes to :func:`_kto_loss_sum`. A batch whose
+    NLL, −log π(y_w|x)/|y_w|, per pair. KTO (items: examples) goes to :func:`kto_loss_sum`. A batch whose
     ``labels`` (``collate_pairs``) are not all 1.0 is refused: a tie is not a win.
 
     Metrics (TRL's names; the loop divides by the step's items): ``rewards/chosen``, ``rewards/rejected``,
@@ -354,7 +236,7 @@ def dpo_loss_sum(policy, batch: dict, cfg: DPOConfig, ref_model=None) -> tuple[t
     """
     check_dpo_config(cfg)
     if cfg.loss == "kto":
-        return _kto_loss_sum(policy, batch, cfg, ref_model)
+        return kto_loss_sum(policy, batch, cfg, ref_model)
     if "labels" in batch:
         labels = batch["labels"].tolist()
         _refuse_ties(labels, range(len(labels)), "the batch's pair")
@@ -383,60 +265,7 @@ def dpo_loss_sum(policy, batch: dict, cfg: DPOConfig, ref_model=None) -> tuple[t
     return losses.sum(), {k: float(v.detach()) for k, v in metrics.items()}
 
 
-def _kto_loss_sum(policy, batch: dict, cfg: DPOConfig, ref_model=None) -> tuple[torch.Tensor, dict]:
-    """KTO's ``loss_fn`` (items: examples). z_ref comes from the mismatched rows, scored without gradient.
-
-    The per-class metrics are class means within the micro-batch, times its size, so the loop reports the
-    class mean exactly when ``grad_accum == 1`` (else a size-weighted mean of micro-batch means). Because z_ref
-    is a batch statistic, KTO's gradient depends on how a step is split into micro-batches (TRL's too).
-    """
-    args = (batch["input_ids"], batch["attention_mask"], batch["completion_mask"], "sum")
-    kl_args = (batch["kl_input_ids"], batch["kl_attention_mask"], batch["kl_completion_mask"], "sum")
-    policy_logps, _ = _sequence_logps(policy, *args)
-    with torch.no_grad():
-        policy_kl_logps, _ = _sequence_logps(policy, *kl_args)
-        if cfg.precompute_ref_logps:
-            if not all(name in batch for name in REF_KTO_COLUMNS):
-                raise _missing_ref(REF_KTO_COLUMNS)
-            ref_logps, ref_kl_logps = batch["ref_logps"], batch["ref_kl_logps"]
-        elif ref_model is None:
-            raise ValueError("loss='kto' needs a reference model: pass ref_model (make_reference_model) or set "
-                             "precompute_ref_logps=True")
-        else:
-            ref_logps, _ = _sequence_logps(ref_model, *args)
-            ref_kl_logps, _ = _sequence_logps(ref_model, *kl_args)
-    out = kto_loss(policy_logps, ref_logps, batch["desirable"], policy_kl_logps, ref_kl_logps, beta=cfg.beta,
-                   desirable_weight=cfg.desirable_weight, undesirable_weight=cfg.undesirable_weight)
-    n, desirable = len(policy_logps), batch["desirable"]
-    logps = policy_logps.detach()
-    metrics = {
-        "rewards/chosen": out.chosen_rewards.mean() * n,
-        "rewards/rejected": out.rejected_rewards.mean() * n,
-        "rewards/margins": (out.chosen_rewards.mean() - out.rejected_rewards.mean()) * n,
-        "logps/chosen": logps[desirable].mean() * n,
-        "logps/rejected": logps[~desirable].mean() * n,
-        "kto/kl": out.kl * n,
-    }
-    return out.losses.sum(), {k: float(v.detach()) for k, v in metrics.items()}
-
-
 # --- the reference ----------------------------------------------------------------------------------------------
-
-
-def make_reference_model(policy):
-    """The frozen reference π_ref: a deep copy of ``policy`` as it is now, in eval mode, ``requires_grad=False``."""
-    ref = copy.deepcopy(policy).eval()
-    ref.requires_grad_(False)
-    return ref
-
-
-def _check_reference(ref_model, policy) -> None:
-    if ref_model is policy or {id(p) for p in ref_model.parameters()} & {id(p) for p in policy.parameters()}:
-        raise ValueError("ref_model shares parameters with the policy, so the reference would move as the policy "
-                         "trains; pass a copy (make_reference_model(policy)) or None")
-    ref_device, device = next(ref_model.parameters()).device, next(policy.parameters()).device
-    if ref_device != device:
-        raise ValueError(f"ref_model is on {ref_device} but the policy is on {device}; move it with .to()")
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -470,9 +299,9 @@ def compute_ref_logps(ref_model, rows, cfg: DPOConfig, pad_token_id: int) -> lis
                 chunk = rows[start:start + cfg.batch_size]
                 if cfg.loss == "kto":
                     b = _to(collate_kto(chunk, pad_token_id), device)
-                    logps, _ = _sequence_logps(ref_model, b["input_ids"], b["attention_mask"],
+                    logps, _ = sequence_logps(ref_model, b["input_ids"], b["attention_mask"],
                                                b["completion_mask"], reduction)
-                    kl_logps, _ = _sequence_logps(ref_model, b["kl_input_ids"], b["kl_attention_mask"],
+                    kl_logps, _ = sequence_logps(ref_model, b["kl_input_ids"], b["kl_attention_mask"],
                                                   b["kl_completion_mask"], reduction)
                     values = (logps, kl_logps)
                 else:
@@ -488,12 +317,6 @@ def compute_ref_logps(ref_model, rows, cfg: DPOConfig, pad_token_id: int) -> lis
 
 
 # --- the loop -------------------------------------------------------------------------------------------------
-
-
-def _disable_dropout(model) -> None:
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
 
 
 def _cycled(indices: list[int], gen: torch.Generator):
@@ -538,12 +361,12 @@ def train_dpo(policy, tokenizer, pairs, cfg: DPOConfig, ref_model=None, progress
     else:
         rows, dropped, identical = _pair_rows(tokenizer, pairs, cfg.max_length)
     if cfg.disable_dropout:
-        _disable_dropout(policy)
+        disable_dropout(policy)
     if ref_model is not None:
-        _check_reference(ref_model, policy)
+        check_reference(ref_model, policy)
         ref_model.eval()
         if cfg.disable_dropout:
-            _disable_dropout(ref_model)
+            disable_dropout(ref_model)
     if cfg.loss in REFERENCE_FREE_LOSSES:
         ref_model = None
     elif cfg.precompute_ref_logps:
@@ -735,7 +558,7 @@ def dpo_from_sft(cfg: DPOConfig | None = None, policy: str | Path = "sft-tiny", 
                   pairs_dropped=history["data/num_dropped"][0], pairs_identical=history["data/num_identical"][0],
                   train_cpu_seconds=train_cpu)
     if out is not None:
-        meta = {"config": asdict(cfg), "report": report, "pairs_sha256_16": _fingerprint(rows)}
+        meta = {"config": asdict(cfg), "report": report, "pairs_sha256_16": fingerprint(rows)}
         save_model(model, tokenizer, out, overwrite=overwrite,
                    extra_files={"training_meta.json": json.dumps(meta, indent=2, default=str),
                                 "training_log.json": json.dumps(history)})

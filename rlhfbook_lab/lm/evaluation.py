@@ -29,12 +29,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import world
-from .generation import generate
-from .kl import categorical_kl
-from .logprobs import masked_sum, per_token_logprobs
-from .models import forward_logits
-from .world.tasks import ATTRIBUTES, CREATURE_NAMES, CREATURE_QUESTIONS
+from rlhfbook_lab import world
+from rlhfbook_lab.equations.kl import categorical_kl
+from rlhfbook_lab.equations.logprobs import masked_sum, per_token_logprobs
+from rlhfbook_lab.lm.forward import forward_logits
+from rlhfbook_lab.lm.generation import generate
+from rlhfbook_lab.world.tasks import ATTRIBUTES, CREATURE_NAMES, CREATURE_QUESTIONS
 
 __all__ = ["ChatEval", "ElicitationReport", "GroupSampling", "SampledKL", "creature_split", "elicitation_report",
            "evaluate_chat", "mixed_share", "sample_groups", "sampled_kl"]

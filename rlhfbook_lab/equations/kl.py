@@ -36,7 +36,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from rlhfbook_lab.logprobs import check_completion_mask
+from rlhfbook_lab.equations.logprobs import check_completion_mask
 
 __all__ = [
     "ESTIMATORS",
@@ -59,7 +59,7 @@ def check_token_mask(completion_mask: torch.Tensor, **tensors: torch.Tensor) -> 
     """Raise ``ValueError`` unless ``completion_mask`` is a usable (B, T) 0/1 mask with at least one response
     token per row, and every tensor in ``tensors`` (given by name) has the same (B, T) shape.
 
-    Unlike :func:`rlhfbook_lab.logprobs.check_completion_mask` we allow position 0 to be a response token:
+    Unlike :func:`rlhfbook_lab.equations.logprobs.check_completion_mask` we allow position 0 to be a response token:
     RL code often works on response-only tensors (B, T_response).
     """
     if not isinstance(completion_mask, torch.Tensor):
@@ -203,7 +203,7 @@ def kl_loss(
 
     .. math::  \\ell_t = \\hat{k}(\\log\\pi_\\theta(y_t), \\log\\pi_{ref}(y_t))   (0 on masked slots)
 
-    Reduce it with :func:`rlhfbook_lab.policy_gradient.aggregate_loss`. Read the module docstring before
+    Reduce it with :func:`rlhfbook_lab.equations.policy_gradient.aggregate_loss`. Read the module docstring before
     choosing the estimator: on on-policy samples a k1 loss has zero expected gradient, a k2 loss follows
     ∇KL(π‖π_ref), and a k3 loss (GRPO's default) follows ∇KL(π_ref‖π).
 

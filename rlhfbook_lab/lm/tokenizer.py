@@ -21,6 +21,9 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from rlhfbook_lab.paths import DATA_DIR
+from rlhfbook_lab.world import instruction_data, pretraining_corpus
+
 BOS, EOS, PAD = "<|bos|>", "<|end|>", "<|pad|>"
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
 SPECIAL_TOKENS = (PAD, BOS, EOS, *ROLE_TOKENS)
@@ -70,8 +73,6 @@ def train_tokenizer(texts) -> PreTrainedTokenizerFast:
 
 def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerFast:
     """Load a tokenizer saved with ``save_pretrained`` (default: the shipped ``data/tokenizer``)."""
-    from .paths import DATA_DIR
-
     path = Path(path) if path is not None else DATA_DIR / "tokenizer"
     if not (path / "tokenizer.json").exists():
         raise FileNotFoundError(f"no tokenizer.json in {path}; run `rlhfbook-lab tokenizer` to build it")
@@ -80,9 +81,6 @@ def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerFast:
 
 def build_and_save(out: str | Path | None = None, seed: int = 0) -> PreTrainedTokenizerFast:
     """Regenerate the shipped tokenizer from the world corpus (``rlhfbook-lab tokenizer``)."""
-    from .paths import DATA_DIR
-    from .world import instruction_data, pretraining_corpus
-
     texts = pretraining_corpus(20_000, seed) + [m["content"] for ex in instruction_data(2_000, seed)
                                                 for m in ex["messages"]]
     tok = train_tokenizer(texts)

@@ -21,13 +21,17 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "REDUCTIONS",
     "check_completion_mask",
     "entropy_from_logits",
     "masked_mean",
     "masked_sum",
     "masked_var",
     "masked_whiten",
+    "nll_loss_sum",
+    "num_loss_items",
     "per_token_logprobs",
+    "reduce_sequence",
     "sequence_logprobs",
 ]
 
@@ -105,7 +109,14 @@ def sequence_logprobs(
         Shape (B,).
     """
     check_completion_mask(completion_mask, input_ids)
-    per_token_logps = per_token_logprobs(logits, input_ids)
+    return reduce_sequence(per_token_logprobs(logits, input_ids), completion_mask, reduction)
+
+
+def reduce_sequence(per_token_logps: torch.Tensor, completion_mask: torch.Tensor,
+                    reduction: str = "sum") -> torch.Tensor:
+    """Per-token log-probs → one log-prob per row: ``"sum"`` Σ_t m_t log π_t, or ``"mean"`` that divided by Σ_t m_t.
+
+    Shapes: (B, T), (B, T) → (B,)."""
     if reduction == "sum":
         return masked_sum(per_token_logps, completion_mask, dim=1)
     if reduction == "mean":
@@ -175,3 +186,36 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     logits = logits.float()
     p = F.softmax(logits, dim=-1)
     return torch.logsumexp(logits, dim=-1) - (p * logits).sum(dim=-1)
+
+
+REDUCTIONS = ("token", "sequence")
+
+
+def nll_loss_sum(per_token_logps: torch.Tensor, completion_mask: torch.Tensor,
+                 reduction: str = "token") -> torch.Tensor:
+    """The SFT loss *summed over items*, the numerator of the step's mean.
+
+    - ``"token"``:    −Σ_b Σ_t m_{b,t} log π(y_{b,t} | ·)                 (items: target tokens)
+    - ``"sequence"``: Σ_b [ −Σ_t m_{b,t} log π(y_{b,t} | ·) / Σ_t m_{b,t} ]  (items: sequences)
+
+    Args:
+        per_token_logps: Shape (B, T), aligned with input_ids (``logprobs.per_token_logprobs``).
+        completion_mask: Shape (B, T), 1 on target tokens.
+
+    Returns:
+        A scalar.
+    """
+    if reduction == "token":
+        return -masked_sum(per_token_logps, completion_mask)
+    if reduction == "sequence":
+        return -masked_mean(per_token_logps, completion_mask, dim=1).sum()
+    raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")
+
+
+def num_loss_items(completion_mask: torch.Tensor, reduction: str = "token") -> int:
+    """How many items :func:`nll_loss_sum` sums over: target tokens (``"token"``) or rows (``"sequence"``)."""
+    if reduction == "token":
+        return int(completion_mask.sum())
+    if reduction == "sequence":
+        return int(completion_mask.shape[0])
+    raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}")

@@ -19,11 +19,16 @@ from pathlib import Path
 
 import torch
 
-from . import world
-from .generation import generate
-from .logprobs import masked_sum, per_token_logprobs
-from .models import check_output_folder, forward_logits, get_device, init_model, num_parameters, save_model
-from .train import TrainConfig, train
+from rlhfbook_lab import world
+from rlhfbook_lab.equations.logprobs import masked_sum, per_token_logprobs
+from rlhfbook_lab.lm.data import pack_statements, target_mask
+from rlhfbook_lab.lm.forward import forward_logits
+from rlhfbook_lab.lm.generation import generate
+from rlhfbook_lab.lm.models import check_output_folder, get_device, init_model, num_parameters, save_model
+from rlhfbook_lab.trainers.loop import TrainConfig, train
+
+__all__ = [
+]
 
 SHIPPED_QUALITY = {
     "heldout_loss_max": 0.55,
@@ -51,36 +56,6 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, lr=2e-3, warmup_steps=50,
                                                                    weight_decay=0.1, bf16=False))
     """The shared loop's settings (steps, lr, schedule, seed)."""
-
-
-def pack_statements(tokenizer, statements: list[str], block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pack statements into (N, block_size) rows of ``<|bos|> s1\\n s2\\n ...``; returns (input_ids, attention_mask).
-
-    Raises ``ValueError`` if a single statement does not fit in a row (never a silent truncation).
-    """
-    encoded = tokenizer([s + "\n" for s in statements], add_special_tokens=False)["input_ids"]
-    rows, row = [], [tokenizer.bos_token_id]
-    for ids in encoded:
-        if 1 + len(ids) > block_size:
-            raise ValueError(f"a statement of {len(ids)} tokens does not fit in block_size={block_size}")
-        if len(row) + len(ids) > block_size:
-            rows.append(row)
-            row = [tokenizer.bos_token_id]
-        row += ids
-    rows.append(row)
-    input_ids = torch.full((len(rows), block_size), tokenizer.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), block_size), dtype=torch.long)
-    for i, r in enumerate(rows):
-        input_ids[i, : len(r)] = torch.tensor(r)
-        attention_mask[i, : len(r)] = 1
-    return input_ids, attention_mask
-
-
-def target_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Which tokens are predicted: every real token except the first of its row. Shape (B, T)."""
-    m = attention_mask.clone()
-    m[:, 0] = 0
-    return m
 
 
 def lm_loss_sum(model, batch: dict) -> tuple[torch.Tensor, dict]:

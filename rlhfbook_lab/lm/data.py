@@ -38,8 +38,10 @@ missing) and read by :func:`load_instruction_file`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -48,22 +50,42 @@ from typing import Iterable, NamedTuple
 import torch
 from datasets import Dataset
 
-from .paths import DATA_DIR
+from rlhfbook_lab.paths import DATA_DIR
+from rlhfbook_lab.world import instruction_data
 
 __all__ = [
-    "BuiltDataset",
-    "ExampleTooLong",
+    "PAIR_COLUMNS",
+    "REF_PAIR_COLUMNS",
+    "REQUIRED_FIELDS",
+    "ROLES",
+    "SFT_DATA_DIR",
+    "SFT_HELDOUT_SIZE",
+    "SFT_TRAIN_SIZE",
     "build_instruction_files",
     "build_sft_dataset",
+    "BuiltDataset",
+    "collate_pairs",
     "collate_sft",
+    "conversation",
+    "ExampleTooLong",
+    "fingerprint",
     "instruction_dataset",
     "load_instruction_file",
     "pack_dataset",
+    "pack_statements",
     "read_jsonl",
+    "read_pairs",
+    "rows_of",
+    "stack_ref_logps",
+    "target_mask",
     "token_roles",
     "tokenize_conversation",
+    "tokenize_pairs",
+    "TokenizedPairs",
     "validate_messages",
+    "validate_pairs",
     "write_jsonl",
+    "write_pairs",
 ]
 
 log = logging.getLogger(__name__)
@@ -234,7 +256,6 @@ def build_sft_dataset(tokenizer, conversations, max_length: int) -> BuiltDataset
 def instruction_dataset(tokenizer, n: int, split: str = "train", seed: int = 0, max_length: int = 160,
                         **kwargs) -> BuiltDataset:
     """``n`` conversations from ``world.instruction_data(n, seed, split, **kwargs)``, tokenized."""
-    from .world import instruction_data
 
     return build_sft_dataset(tokenizer, instruction_data(n, seed, split, **kwargs), max_length)
 
@@ -356,7 +377,6 @@ def build_instruction_files(out_dir: str | Path | None = None, n_train: int = SF
     "reference"}``; the held-out file's prompt keys never occur in the training file (the world splits by
     key). Returns ``{"train": path, "heldout": path}``.
     """
-    from .world import instruction_data
 
     out_dir = Path(out_dir) if out_dir is not None else SFT_DATA_DIR
     return {
@@ -376,3 +396,250 @@ def load_instruction_file(split: str = "train", data_dir: str | Path | None = No
     if not path.exists():
         raise FileNotFoundError(f"no instruction data at {path}; run `rlhfbook-lab sft-data` to write it")
     return read_jsonl(path)
+
+
+REQUIRED_FIELDS = ("prompt", "chosen", "rejected")
+
+
+class TokenizedPairs(NamedTuple):
+    """What :func:`tokenize_pairs` returns."""
+
+    rows: list[dict]
+    """``chosen_input_ids``, ``chosen_completion_mask``, ``rejected_input_ids``, ``rejected_completion_mask``
+    (lists of ints), ``label`` (float) and ``index`` (the pair's position in the input)."""
+    counts: dict[str, int]
+    """``too_long`` (a side over ``max_length``, dropped), ``identical_tokens`` (both sides the same ids after
+    tokenization and any truncation, or the same text to begin with; dropped), ``kept``."""
+
+
+def _check_probability(row: dict, i: int, name: str) -> None:
+    if name not in row:
+        return
+    v = row[name]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"pair {i}: {name!r} must be a number in [0, 1]; got {v!r}")
+    if math.isnan(v):
+        raise ValueError(f"pair {i}: {name!r} is NaN; expected a probability in [0, 1]")
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"pair {i}: {name!r} must lie in [0, 1]; got {v}")
+
+
+def validate_pairs(rows, allow_identical: bool = False) -> None:
+    """Raise ``ValueError`` naming the pair's index and the field unless ``rows`` is a usable list of pairs.
+
+    Each pair must be a dict with string ``prompt``, ``chosen`` and ``rejected``, non-empty, and ``chosen``
+    different from ``rejected`` (an identical pair has zero gradient and a meaningless label; with
+    ``allow_identical=True`` it passes, for a caller that drops and counts it, as :func:`tokenize_pairs` does).
+    ``p_chosen`` and ``label``, when present, must be numbers in [0, 1] (not NaN).
+    """
+    if not isinstance(rows, (list, tuple)):
+        raise ValueError(f"pairs must be a list of dicts; got {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValueError(f"pair {i} must be a dict with 'prompt', 'chosen' and 'rejected'; got {row!r}")
+        for name in REQUIRED_FIELDS:
+            if name not in row:
+                raise ValueError(f"pair {i} is missing the field {name!r} (a pair needs {REQUIRED_FIELDS})")
+            if not isinstance(row[name], str):
+                raise ValueError(f"pair {i}: {name!r} must be a string; got {type(row[name]).__name__}")
+            if not row[name].strip():
+                raise ValueError(f"pair {i}: {name!r} is empty")
+        if row["chosen"] == row["rejected"] and not allow_identical:
+            raise ValueError(f"pair {i}: 'chosen' is identical to 'rejected' (such a pair carries zero gradient; "
+                             "the builders drop and count them)")
+        _check_probability(row, i, "p_chosen")
+        _check_probability(row, i, "label")
+
+
+def write_pairs(path: str | Path, rows: list[dict]) -> Path:
+    """Validate ``rows`` and write them as jsonl (``data.write_jsonl``: atomic). Returns the path."""
+    validate_pairs(rows)
+    return write_jsonl(path, rows)
+
+
+def read_pairs(path: str | Path) -> list[dict]:
+    """Read a jsonl file of pairs (``data.read_jsonl``) and validate them; ``ValueError`` names a bad pair."""
+    rows = read_jsonl(path)
+    try:
+        validate_pairs(rows)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+    return rows
+
+
+PAIR_COLUMNS = ("chosen_input_ids", "chosen_completion_mask", "rejected_input_ids", "rejected_completion_mask")
+"""The token columns of a tokenized pair (:func:`tokenize_pairs`), what :func:`collate_pairs` stacks."""
+
+
+REF_PAIR_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+"""Optional per-pair floats a DPO trainer precomputes (``dpo_trainer.compute_ref_logps``); carried by
+:func:`collate_pairs` when every row has them."""
+
+
+def conversation(prompt: str, reply: str) -> list[dict]:
+    """A single-turn chat: the user's ``prompt`` and the assistant's ``reply``."""
+    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+
+
+def tokenize_pairs(rows: list[dict], tokenizer, max_length: int | None = None,
+                   truncation: bool = False) -> TokenizedPairs:
+    """Render each side of each pair as a chat conversation (``data.tokenize_conversation``); drop and count
+    pairs that do not fit or that tokenize identically.
+
+    Each side's ``completion_mask`` marks the reply and its ``<|end|>``; the prompt tokens are the same on both
+    sides. Other keys of a pair are ignored (``label`` is kept, ties included: the reward model trains on them;
+    ``dpo_trainer.train_dpo`` refuses them). Drops are counted, and logged as a warning.
+
+    Args:
+        rows: pairs (validated by :func:`validate_pairs`; a pair whose chosen and rejected texts are the same is
+            counted in ``identical_tokens``, not refused).
+        max_length: the longest conversation (prompt + reply) in tokens; ``None``: no limit.
+        truncation: ``False`` (the package's rule): a pair with a side over ``max_length`` is dropped
+            (``too_long``). ``True``: each side is cut to its first ``max_length`` tokens, what a truncating
+            pipeline trains on; pairs that differ only past the cut become identical and are dropped
+            (``identical_tokens``). The reward head then reads a cut-off reply, not its ``<|end|>``.
+
+    Returns:
+        :class:`TokenizedPairs`; it may hold no rows (the trainers refuse that, naming the counts).
+    """
+    validate_pairs(rows, allow_identical=True)
+    if truncation and max_length is None:
+        raise ValueError("truncation=True needs a max_length")
+    out, counts = [], {"too_long": 0, "identical_tokens": 0, "kept": 0}
+    limit = None if truncation else max_length
+    for i, row in enumerate(rows):
+        sides = {}
+        try:
+            for side in ("chosen", "rejected"):
+                sides[side] = tokenize_conversation(tokenizer, conversation(row["prompt"], row[side]), limit)
+        except ExampleTooLong:
+            counts["too_long"] += 1
+            continue
+        except ValueError as e:
+            raise ValueError(f"pair {i}: {e}") from e
+        if truncation:
+            sides = {s: {k: v[:max_length] for k, v in t.items()} for s, t in sides.items()}
+        if sides["chosen"]["input_ids"] == sides["rejected"]["input_ids"]:
+            counts["identical_tokens"] += 1
+            continue
+        out.append({"chosen_input_ids": sides["chosen"]["input_ids"],
+                    "chosen_completion_mask": sides["chosen"]["completion_mask"],
+                    "rejected_input_ids": sides["rejected"]["input_ids"],
+                    "rejected_completion_mask": sides["rejected"]["completion_mask"],
+                    "label": float(row.get("label", 1.0)), "index": i})
+    counts["kept"] = len(out)
+    if counts["too_long"] or counts["identical_tokens"]:
+        log.warning("dropped %d of %d pairs: %d longer than max_length=%s tokens, %d with chosen == rejected tokens",
+                    len(rows) - len(out), len(rows), counts["too_long"], max_length, counts["identical_tokens"])
+    return TokenizedPairs(out, counts)
+
+
+def rows_of(rows, what: str) -> list[dict]:
+    """A non-empty list of row dicts, from a list or a dict of equal-length columns (what ``dataset[i:j]``
+    returns). Shared with ``dpo_trainer.collate_kto``."""
+    if isinstance(rows, dict):
+        lengths = {name: len(col) for name, col in rows.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"{what}: the columns have different lengths {lengths}: every chosen needs its "
+                             "rejected (mismatched chosen/rejected counts)")
+        rows = [dict(zip(rows, vals)) for vals in zip(*rows.values())]
+    rows = list(rows)
+    if not rows:
+        raise ValueError(f"{what} got no rows")
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise ValueError(f"{what}: row {i} must be a dict of token columns; got {type(r).__name__}")
+    return rows
+
+
+def stack_ref_logps(rows: list[dict], names: tuple[str, ...], batch: dict) -> None:
+    """Put precomputed reference log-probs into ``batch`` as (B,) float32 tensors, if the rows carry them (all
+    rows or none). Shared with ``dpo_trainer.collate_kto``."""
+    has = [all(name in r for name in names) for r in rows]
+    if not any(has):
+        return
+    if not all(has):
+        missing = [i for i, h in enumerate(has) if not h]
+        raise ValueError(f"reference log-probs missing in row(s) {missing} of a batch whose other rows have them; "
+                         f"expected {list(names)} in every row (dpo_trainer.compute_ref_logps)")
+    for name in names:
+        batch[name] = torch.tensor([float(r[name]) for r in rows], dtype=torch.float32)
+
+
+def _as_list(x) -> list:
+    return x.tolist() if torch.is_tensor(x) else list(x)
+
+
+def collate_pairs(rows, pad_token_id: int) -> dict:
+    """Stack a batch of pairs as (2B, T): rows 0..B−1 the chosen sides, rows B..2B−1 the rejected ones.
+
+    Args:
+        rows: either B tokenized pairs (:func:`tokenize_pairs`'s rows, as a list or as a dict of columns;
+            other keys are ignored), or 2B sequence rows (``input_ids``, ``completion_mask``) already stacked
+            chosen first — then their count must be even, so that row b and row B + b are one pair.
+        pad_token_id: the tokenizer's pad id.
+
+    Returns:
+        ``input_ids``, ``attention_mask``, ``completion_mask`` (2B, T), right-padded (``data.collate_sft``);
+        ``labels`` (B,) float32 (1 = chosen preferred, 0.5 = a tie: the collator passes ties on, each trainer
+        decides); ``num_items`` = B, the number of pairs (the shared loop's items); ``ref_chosen_logps``,
+        ``ref_rejected_logps`` (B,) float32 when the rows carry them (:data:`REF_PAIR_COLUMNS`). ``ValueError``
+        for mismatched chosen/rejected counts, a missing column, or a pair whose two sides are the same tokens.
+    """
+    rows = rows_of(rows, "collate_pairs")
+    if "chosen_input_ids" in rows[0]:
+        for i, r in enumerate(rows):
+            for name in PAIR_COLUMNS:
+                if name not in r:
+                    raise ValueError(f"pair {i} is missing {name!r} (tokenize the pairs with tokenize_pairs)")
+            if _as_list(r["chosen_input_ids"]) == _as_list(r["rejected_input_ids"]):
+                raise ValueError(f"pair {i}: chosen is identical to rejected; the pair carries no preference "
+                                 "(tokenize_pairs drops such pairs)")
+        seqs = [{"input_ids": r[f"{side}_input_ids"], "completion_mask": r[f"{side}_completion_mask"]}
+                for side in ("chosen", "rejected") for r in rows]
+        labels = torch.tensor([float(r.get("label", 1.0)) for r in rows], dtype=torch.float32)
+    else:
+        if len(rows) % 2:
+            raise ValueError(f"got {len(rows)} sequence rows: a stacked pair batch needs an even count "
+                             "(B chosen rows, then the B rejected rows in the same order)")
+        seqs = rows
+        labels = torch.ones(len(rows) // 2, dtype=torch.float32)
+    batch = collate_sft(seqs, pad_token_id)
+    batch["labels"] = labels
+    batch["num_items"] = len(seqs) // 2
+    stack_ref_logps(rows, REF_PAIR_COLUMNS, batch)
+    return batch
+
+
+def pack_statements(tokenizer, statements: list[str], block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pack statements into (N, block_size) rows of ``<|bos|> s1\\n s2\\n ...``; returns (input_ids, attention_mask).
+
+    Raises ``ValueError`` if a single statement does not fit in a row (never a silent truncation).
+    """
+    encoded = tokenizer([s + "\n" for s in statements], add_special_tokens=False)["input_ids"]
+    rows, row = [], [tokenizer.bos_token_id]
+    for ids in encoded:
+        if 1 + len(ids) > block_size:
+            raise ValueError(f"a statement of {len(ids)} tokens does not fit in block_size={block_size}")
+        if len(row) + len(ids) > block_size:
+            rows.append(row)
+            row = [tokenizer.bos_token_id]
+        row += ids
+    rows.append(row)
+    input_ids = torch.full((len(rows), block_size), tokenizer.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), block_size), dtype=torch.long)
+    for i, r in enumerate(rows):
+        input_ids[i, : len(r)] = torch.tensor(r)
+        attention_mask[i, : len(r)] = 1
+    return input_ids, attention_mask
+
+
+def target_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Which tokens are predicted: every real token except the first of its row. Shape (B, T)."""
+    m = attention_mask.clone()
+    m[:, 0] = 0
+    return m
+
+
+def fingerprint(rows: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]

@@ -23,7 +23,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from .paths import CHECKPOINTS
+from rlhfbook_lab.paths import CHECKPOINTS
+
+__all__ = [
+]
 
 PRESETS: dict[str, dict] = {
     "tiny": dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512),
@@ -155,20 +158,3 @@ def save_model(model, tokenizer, out: str | Path, overwrite: bool = False,
     return out
 
 
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that count only real tokens: (cumsum(mask) − 1) clamped at 0. Shape (B, T) → (B, T).
-
-    With left padding, ``arange(T)`` would start each row's text at a different position and change its
-    log-probs; counting from the first real token makes a row's log-probs independent of its padding.
-    """
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def forward_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The model's logits with padding-independent positions. Shapes: (B, T) → (B, T, V)."""
-    if input_ids.shape != attention_mask.shape:
-        raise ValueError(f"input_ids shape {tuple(input_ids.shape)} does not match "
-                         f"attention_mask shape {tuple(attention_mask.shape)}")
-    out = model(input_ids=input_ids, attention_mask=attention_mask,
-                position_ids=position_ids_from_mask(attention_mask), use_cache=False)
-    return out.logits

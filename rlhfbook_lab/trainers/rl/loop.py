@@ -1,0 +1,363 @@
+"""The loop: advantages (tensors in, tensors out), one minibatch's loss, and :func:`train_rl`, which runs
+collect → advantages → update → log for every algorithm; :func:`rl_from_sft` is the CLI's recipe."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from rlhfbook_lab import world
+from rlhfbook_lab.equations.kl import (
+    AdaptiveKLController,
+    FixedKLController,
+    kl_estimate,
+    kl_loss,
+    kl_penalized_rewards,
+)
+from rlhfbook_lab.equations.logprobs import (
+    entropy_from_logits,
+    masked_mean,
+    masked_sum,
+    masked_whiten,
+    per_token_logprobs,
+)
+from rlhfbook_lab.equations.policy_gradient import (
+    aggregate_loss,
+    entropy_loss,
+    explained_variance,
+    gae_advantages,
+    ppo_policy_loss,
+    ppo_value_loss,
+    sequence_advantages,
+)
+from rlhfbook_lab.lm.data import collate_sft, load_instruction_file, tokenize_conversation
+from rlhfbook_lab.lm.evaluation import evaluate_chat
+from rlhfbook_lab.lm.forward import check_reference, disable_dropout, make_reference_model, sft_loss_sum
+from rlhfbook_lab.lm.models import check_output_folder, load_model, save_model
+from rlhfbook_lab.trainers.loop import TrainConfig, autocast_context, make_optimizer
+from rlhfbook_lab.trainers.rl.config import RLConfig, check_config
+from rlhfbook_lab.trainers.rl.forward import ValueHead, forward_with_values
+from rlhfbook_lab.trainers.rl.rollout import collect_rollout, reward_source
+
+
+class Advantages(NamedTuple):
+    """What :func:`compute_advantages` returns. Tensors are detached."""
+
+    advantages: torch.Tensor
+    """(B, T): per token (GAE) or each sequence's advantage on all its tokens; 0 off the completion."""
+    returns: torch.Tensor | None
+    """(B, T) value targets Â + V (GAE only), else None."""
+    token_rewards: torch.Tensor
+    """(B, T): the per-token rewards: −β·k̂_t (if ``kl_penalty="reward"``) plus the score on the last token."""
+
+
+def compute_advantages(scores: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.Tensor,
+                       completion_mask: torch.Tensor, cfg: RLConfig, group_size: int | None = None,
+                       values: torch.Tensor | None = None, beta: float | None = None) -> Advantages:
+    """From scores and log-probs to advantages, the way ``cfg`` says (REINFORCE, RLOO, (Dr.) GRPO or PPO).
+
+    .. math::  r_t = -\\beta_{r}\\,\\hat k(\\pi_{old}, \\pi_{ref})_t + [t = t_{last}]\\,s, \\qquad
+               \\beta_r = \\beta \\text{ if kl\\_penalty = "reward" else } 0
+
+    - ``advantage="gae"``: Â_t, R̂_t = GAE(r, V) (``policy_gradient.gae_advantages``);
+    - otherwise one advantage per sequence from its total reward R = Σ_t r_t = s − β_r·KL̂, by the named
+      estimator (``policy_gradient.sequence_advantages``: batch mean, leave-one-out, group z-score, group
+      mean), put on every token of the sequence.
+
+    ``cfg.whiten_advantages`` then whitens Â over all response tokens.
+
+    Args:
+        scores: Shape (B,), finite: one score per completion.
+        old_logps: Shape (B, T), log π_old of the sampled tokens.
+        ref_logps: Shape (B, T), log π_ref of the same tokens.
+        completion_mask: Shape (B, T), 1 on response tokens; every row needs at least one.
+        cfg: the estimator, KL placement and estimator, γ, λ.
+        group_size: G (default ``cfg.group_size``); B must be a multiple of it for group estimators.
+        values: Shape (B, T), V at rollout time; required for ``"gae"``.
+        beta: the KL coefficient now (default ``cfg.beta``; an adaptive controller passes its own), >= 0.
+
+    Raises:
+        ValueError: non-finite ``scores``, B not a multiple of ``group_size`` (groups of unequal size), a row
+            with no response token, ``beta < 0``, missing ``values`` for GAE.
+    """
+    beta = cfg.beta if beta is None else beta
+    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"beta must be a finite number >= 0; got {beta}")
+    group_size = cfg.group_size if group_size is None else group_size
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 1:
+        raise ValueError(f"scores must be a 1-D tensor (B,); got {getattr(scores, 'shape', scores)}")
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError("scores must be finite (no NaN or inf): check the reward")
+    # kl_penalized_rewards checks the mask (a row without response tokens is refused) and the shapes
+    token_rewards = kl_penalized_rewards(scores, old_logps, ref_logps, completion_mask,
+                                         beta if cfg.kl_penalty == "reward" else 0.0, cfg.kl_estimator)
+    returns = None
+    if cfg.advantage == "gae":
+        if values is None:
+            raise ValueError("values (B, T) are required for advantage='gae' (PPO's value head)")
+        advantages, returns = gae_advantages(token_rewards, values, completion_mask, cfg.gamma, cfg.lam)
+    else:
+        seq_rewards = masked_sum(token_rewards, completion_mask, dim=1)  # (B,) = s − β_r·KL̂
+        seq_adv = sequence_advantages(seq_rewards, cfg.advantage, group_size)  # (B,)
+        advantages = torch.where(completion_mask.bool(), seq_adv[:, None], torch.zeros_like(token_rewards))
+    if cfg.whiten_advantages:
+        advantages = masked_whiten(advantages, completion_mask)
+    return Advantages(advantages.detach(), None if returns is None else returns.detach(), token_rewards)
+
+
+def rl_loss(policy, batch: dict, cfg: RLConfig, beta: float | None = None,
+            value_head: ValueHead | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One minibatch's loss: PPO's clipped surrogate, plus β·KL (if ``kl_penalty="loss"``), the entropy bonus
+    and, for PPO, vf_coef · the clipped value loss.
+
+    .. math::  \\mathcal L = \\mathrm{agg}\\big(\\ell^{clip}_t + \\beta\\,\\hat k_t - c_H H_t\\big)
+               + c_V\\,\\mathrm{token\\_mean}(\\ell^V_t)
+
+    with agg = ``cfg.loss_agg`` (``policy_gradient.aggregate_loss``). ``batch`` holds (B, T) tensors
+    ``input_ids``, ``attention_mask``, ``completion_mask``, ``old_logps``, ``ref_logps``, ``advantages`` and, for
+    PPO, ``returns`` and ``old_values`` (:meth:`Rollout.minibatch`).
+
+    Returns:
+        (the scalar loss, metrics: scalar tensors ``losses/*``, ``charts/clipfrac``, ``kl/approx_kl``,
+        ``charts/ratio_mean``, ``charts/entropy``, and for PPO ``charts/vf_clipfrac``).
+    """
+    beta = cfg.beta if beta is None else beta
+    mask = batch["completion_mask"]
+    logits, values = forward_with_values(policy, batch["input_ids"], batch["attention_mask"], value_head,
+                              batch["completion_mask"])  # (B, T, V)
+    logps = per_token_logprobs(logits, batch["input_ids"])  # (B, T): log π_θ (untempered: π is what we train)
+    pg_loss, pg_metrics = ppo_policy_loss(logps, batch["old_logps"], batch["advantages"], mask,
+                                          cfg.clip_eps_low, cfg.clip_eps_high)
+    per_token = pg_loss
+    metrics: dict[str, torch.Tensor] = {}
+    if cfg.kl_penalty == "loss":
+        per_token_kl = kl_loss(logps, batch["ref_logps"], mask, cfg.kl_estimator)
+        per_token = per_token + beta * per_token_kl
+        metrics["losses/kl"] = aggregate_loss(per_token_kl.detach(), mask, cfg.loss_agg, cfg.max_new_tokens)
+    aligned = F.pad(logits[:, :-1], (0, 0, 1, 0))  # (B, T, V): aligned[:, t] is the distribution of token t
+    if cfg.ent_coef > 0:
+        per_token = per_token + cfg.ent_coef * entropy_loss(aligned, mask)
+    loss = aggregate_loss(per_token, mask, cfg.loss_agg, cfg.max_new_tokens)
+    with torch.no_grad():
+        metrics["losses/policy"] = aggregate_loss(pg_loss, mask, cfg.loss_agg, cfg.max_new_tokens)
+        metrics["charts/entropy"] = masked_mean(entropy_from_logits(aligned.detach()), mask)
+        metrics["charts/clipfrac"] = pg_metrics["clipfrac"]
+        metrics["kl/approx_kl"] = pg_metrics["approx_kl"]
+        metrics["charts/ratio_mean"] = pg_metrics["ratio_mean"]
+    if value_head is not None:
+        vf_loss, vf_metrics = ppo_value_loss(values, batch["old_values"], batch["returns"], mask,
+                                             cfg.clip_range_value)
+        vf = aggregate_loss(vf_loss, mask, "token_mean")
+        loss = loss + cfg.vf_coef * vf
+        metrics["losses/value"] = vf.detach()
+        metrics["charts/vf_clipfrac"] = vf_metrics["vf_clipfrac"]
+    metrics["losses/total"] = loss.detach()
+    return loss, metrics
+
+
+def training_prompts(cfg: RLConfig) -> Callable[[], list[str]]:
+    """A seeded stream of training-split prompts, families in turn."""
+    rng = random.Random(f"rl-prompts-{cfg.seed}")
+    counter = iter(range(10**12))
+
+    def draw() -> list[str]:
+        return [world.sample_problem(cfg.families[next(counter) % len(cfg.families)], rng, "train").prompt
+                for _ in range(cfg.prompts_per_step)]
+    return draw
+
+
+def sft_batches(tokenizer, cfg: RLConfig, device):
+    """An endless seeded stream of SFT batches (the shipped training conversations, tokenized as drawn) for
+    PPO-ptx; each batch carries ``num_items`` = its target tokens."""
+
+    rows = load_instruction_file("train")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    while True:
+        order = torch.randperm(len(rows), generator=gen).tolist()
+        for i in range(0, len(order) - cfg.sft_batch_size + 1, cfg.sft_batch_size):
+            batch = collate_sft([tokenize_conversation(tokenizer, rows[j]["messages"])
+                                 for j in order[i:i + cfg.sft_batch_size]], tokenizer.pad_token_id)
+            batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
+            batch["num_items"] = int(batch["completion_mask"].sum())
+            yield batch
+
+
+def evaluate_policy(policy, tokenizer, problems, history: dict, step: int) -> None:
+    with torch.random.fork_rng(devices=[]):  # evaluation must not move the rollouts' random stream
+        ev = evaluate_chat(policy, tokenizer, problems, greedy=True)
+    history.setdefault("eval/step", []).append(step)
+    for k in ("gold_score", "correct_rate", "eos_rate"):
+        history.setdefault(f"eval/{k}", []).append(ev.overall[k])
+
+
+def train_rl(policy, tokenizer, cfg: RLConfig, ref_model=None, reward_fn=None,
+             progress: bool = True) -> tuple[nn.Module, dict[str, list]]:
+    """Train ``policy`` in place with the RL algorithm ``cfg`` describes; return ``(policy, history)``.
+
+    Args:
+        policy: a causal LM (e.g. ``load_model("sft-tiny")[0]``).
+        tokenizer: its tokenizer (the world's).
+        cfg: :class:`RLConfig` (``RLConfig.preset(algo)``).
+        ref_model: the frozen reference; default a copy of ``policy`` as it is now (``dpo_trainer``'s
+            ``make_reference_model``). It must not share parameters with the policy.
+        reward_fn: overrides ``cfg.reward``: a callable ``(prompts, replies) -> (B,)`` scores (finite), or a
+            ``reward_trainer.RewardModel``.
+        progress: show a tqdm bar.
+
+    Returns:
+        ``history``, one value per rollout under ``"step"`` (1, 2, ...) and: ``rewards/score`` (mean score of the
+        reward source), ``rewards/score_std``, ``charts/gold_score`` (mean gold score of the rollout's samples),
+        ``charts/correct_rate``, ``kl/seq`` (mean over sequences of Σ_t k1 = log π_old − log π_ref: KL to the
+        reference in nats per sequence), ``kl/seq_k3``, ``charts/beta``, ``charts/response_length``,
+        ``charts/eos_rate``, ``charts/zero_adv_share`` (share of rows whose advantage is exactly 0: unanimous
+        groups), and the minibatch means of :func:`rl_loss`'s metrics (``losses/policy``, ``losses/kl``,
+        ``losses/value``, ``losses/total``, ``charts/clipfrac``, ``kl/approx_kl``, ``charts/ratio_mean``,
+        ``charts/entropy``, ``charts/vf_clipfrac``), ``losses/sft`` (PPO-ptx), ``charts/explained_variance``
+        (PPO), ``charts/grad_norm``, and wall-clock ``time/generation``, ``time/scoring``, ``time/training``.
+        With ``cfg.eval_prompts``: ``eval/step`` (0 = before training), ``eval/gold_score``,
+        ``eval/correct_rate``, ``eval/eos_rate`` (greedy, ``evaluation.evaluate_chat``).
+    """
+    if not isinstance(cfg, RLConfig):
+        raise ValueError(f"cfg must be an RLConfig (RLConfig.preset(algo)); got {type(cfg).__name__}")
+    check_config(cfg)
+    device = next(policy.parameters()).device
+    if ref_model is None:
+        ref_model = make_reference_model(policy)
+    check_reference(ref_model, policy)
+    ref_model.eval()
+    reward = reward_source(cfg, reward_fn, tokenizer, device)
+    disable_dropout(policy)
+    policy.eval()  # no dropout: the first ratio is exactly the sampler's
+    value_head = ValueHead(policy.config.hidden_size).to(device) if cfg.advantage == "gae" else None
+    torch.manual_seed(cfg.seed)  # after the head's init: every algorithm draws the same first rollout
+    opt = make_optimizer(policy, TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay))
+    if value_head is not None:
+        opt.add_param_group({"params": list(value_head.parameters()), "lr": cfg.value_lr or cfg.lr,
+                             "weight_decay": 0.0})
+    params = [p for g in opt.param_groups for p in g["params"]]
+    kl_ctl = (AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target is not None
+              else FixedKLController(cfg.beta))
+    draw_prompts = training_prompts(cfg)
+    sft_stream = sft_batches(tokenizer, cfg, device) if cfg.sft_coef > 0 else None
+    mb_gen = torch.Generator().manual_seed(cfg.seed)
+    eval_problems = world.heldout_prompts(cfg.eval_prompts, seed=0) if cfg.eval_prompts else None
+    history: dict[str, list] = {}
+
+    def log(key, value):
+        history.setdefault(key, []).append(float(value))
+
+    if eval_problems:
+        evaluate_policy(policy, tokenizer, eval_problems, history, 0)
+    bar = tqdm(range(1, cfg.steps + 1), desc=f"rl {cfg.algo}", disable=not progress, mininterval=1.0)
+    for step in bar:
+        beta = kl_ctl.value
+        rollout, times = collect_rollout(policy, tokenizer, draw_prompts(), cfg, ref_model, reward, value_head)
+        mask = rollout.completion_mask
+        adv = compute_advantages(rollout.scores, rollout.old_logps, rollout.ref_logps, mask, cfg,
+                                 rollout.group_size, rollout.old_values, beta)
+        rollout.advantages, rollout.returns = adv.advantages, adv.returns
+        t0 = time.perf_counter()
+        B = mask.shape[0]
+        mb_size = B // cfg.num_minibatches
+        sums: dict[str, float] = {}
+        n_updates = 0
+        for _ in range(cfg.ppo_epochs):
+            order = torch.randperm(B, generator=mb_gen) if cfg.num_minibatches > 1 else torch.arange(B)
+            for start in range(0, B, mb_size):
+                batch = rollout.minibatch(order[start:start + mb_size].to(device))
+                with autocast_context(device, cfg.bf16):
+                    loss, metrics = rl_loss(policy, batch, cfg, beta, value_head)
+                    if sft_stream is not None:  # PPO-ptx: + sft_coef · (mean NLL per SFT target token)
+                        sb = next(sft_stream)
+                        nll = sft_loss_sum(policy, sb)[0] / sb["num_items"]
+                        loss = loss + cfg.sft_coef * nll
+                        metrics["losses/sft"] = nll.detach()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else 1e12)
+                opt.step()
+                metrics["charts/grad_norm"] = grad_norm
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                n_updates += 1
+        t_train = time.perf_counter() - t0
+        with torch.no_grad():
+            k1 = masked_sum(rollout.old_logps - rollout.ref_logps, mask, dim=1)  # (B,) nats per sequence
+            k3 = masked_sum(kl_estimate(rollout.old_logps, rollout.ref_logps, "k3"), mask, dim=1)
+        kl_ctl.update(float(k1.mean()), B)
+        history.setdefault("step", []).append(step)
+        log("rewards/score", rollout.scores.mean())
+        log("rewards/score_std", rollout.scores.std() if B > 1 else 0.0)
+        log("charts/gold_score", rollout.gold.mean())
+        log("charts/correct_rate", sum(world.is_correct(world.parse_prompt(p), t)
+                                       for p, t in zip(rollout.prompts, rollout.texts)) / B)
+        log("kl/seq", k1.mean())
+        log("kl/seq_k3", k3.mean())
+        log("charts/beta", beta)
+        log("charts/response_length", mask.sum(dim=1).float().mean())
+        log("charts/eos_rate", rollout.finished.float().mean())
+        log("charts/zero_adv_share", (rollout.advantages.abs().sum(dim=1) == 0).float().mean())
+        for k, v in sums.items():
+            log(k, v / n_updates)
+        if value_head is not None:
+            log("charts/explained_variance", explained_variance(rollout.old_values, rollout.returns, mask))
+        log("time/generation", times["generation"])
+        log("time/scoring", times["scoring"])
+        log("time/training", t_train)
+        if eval_problems and cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
+            evaluate_policy(policy, tokenizer, eval_problems, history, step)
+        bar.set_postfix(gold=f"{history['charts/gold_score'][-1]:.3f}", kl=f"{history['kl/seq'][-1]:.2f}")
+    if eval_problems:
+        evaluate_policy(policy, tokenizer, eval_problems, history, cfg.steps)
+    policy.eval()
+    return policy, history
+
+
+def summarize(history: dict[str, list], last: int = 5) -> dict[str, float]:
+    """The headline numbers of a run: held-out gold score and correctness before and after (greedy), the KL to
+    the reference and the rollouts' mean score over the ``last`` rollouts, and the time split (seconds)."""
+    tail = min(last, len(history["step"]))
+
+    def mean_last(key):
+        return sum(history[key][-tail:]) / tail
+
+    out = {"rollouts": len(history["step"]), "kl_seq_last": mean_last("kl/seq"),
+           "score_first": history["rewards/score"][0], "score_last": mean_last("rewards/score"),
+           "gold_samples_first": history["charts/gold_score"][0], "gold_samples_last": mean_last("charts/gold_score")}
+    if "eval/gold_score" in history:
+        g, c = history["eval/gold_score"], history["eval/correct_rate"]
+        out.update(gold_before=g[0], gold_after=g[-1], gold_gain=g[-1] - g[0], correct_before=c[0],
+                   correct_after=c[-1])
+    for k in ("generation", "scoring", "training"):
+        out[f"seconds_{k}"] = sum(history[f"time/{k}"])
+    return out
+
+
+def rl_from_sft(cfg: RLConfig, policy: str | Path = "sft-tiny", out: str | Path | None = None,
+                overwrite: bool = False, progress: bool = True):
+    """Load ``policy`` (a shipped name or folder), train it with :func:`train_rl`, and save it to ``out``
+    (atomically, with ``training_meta.json`` and ``training_log.json``) when given. Returns
+    ``(policy, tokenizer, history)``; ``history["charts/wall_time"]`` holds the run's seconds."""
+    if out is not None:  # fail before training, not after
+        out = check_output_folder(out, overwrite)
+    model, tokenizer = load_model(policy)
+    t0 = time.perf_counter()
+    model, history = train_rl(model, tokenizer, cfg, progress=progress)
+    history["charts/wall_time"] = [time.perf_counter() - t0]
+    if out is not None:
+        meta = {"policy": str(policy), "config": asdict(cfg), "train_seconds": history["charts/wall_time"][0],
+                "eval": {k: history[k] for k in history if k.startswith("eval/")}}
+        save_model(model, tokenizer, out, overwrite=overwrite,
+                   extra_files={"training_meta.json": json.dumps(meta, indent=2, default=str),
+                                "training_log.json": json.dumps(history)})
+    return model, tokenizer, history
