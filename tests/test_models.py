@@ -1,11 +1,12 @@
 """Models: presets, atomic save/load, padding-independent positions, clear errors."""
 
+import copy
 import json
 
 import pytest
 import torch
 
-from rlhfbook_lab.lm.forward import forward_logits, position_ids_from_mask
+from rlhfbook_lab.lm.forward import eval_mode, forward_logits, position_ids_from_mask
 from rlhfbook_lab.lm.models import PRESETS, init_model, load_model, make_config, num_parameters, save_model
 
 
@@ -89,3 +90,28 @@ def test_rlhfbook_model_env_selects_the_model(micro_model, tokenizer, tmp_path, 
     monkeypatch.setenv("RLHFBOOK_MODEL", str(out))
     model, _ = load_model(device="cpu")
     assert json.loads((out / "config.json").read_text())["hidden_size"] == model.config.hidden_size == 32
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_eval_mode_restores_the_mode_even_when_the_block_raises(micro_model, training):
+    """Property: inside ``eval_mode`` the model is in eval mode; after it, in the mode it had, also after an
+    exception (generation, scoring and evaluation all switch through it)."""
+    model = copy.deepcopy(micro_model).train(training)
+    with eval_mode(model):
+        assert not model.training and not any(m.training for m in model.modules())
+    assert model.training == training
+    with pytest.raises(RuntimeError, match="boom"):
+        with eval_mode(model):
+            raise RuntimeError("boom")
+    assert model.training == training and all(m.training == training for m in model.modules())
+
+
+def test_generation_restores_the_mode_when_sampling_fails(micro_model, tokenizer, monkeypatch):
+    """The sampler leaves a training model in training mode even when the decode loop raises."""
+    import rlhfbook_lab.lm.generation as generation
+
+    model = copy.deepcopy(micro_model).train()
+    monkeypatch.setattr(generation, "sample_cached", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        generation.generate(model, tokenizer, ["What is 2 + 3?"], engine="cached")
+    assert model.training

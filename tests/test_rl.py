@@ -21,14 +21,16 @@ from _models import tiny_llama
 from rlhfbook_lab import world
 from rlhfbook_lab.cli import main
 from rlhfbook_lab.equations.logprobs import per_token_logprobs
+from rlhfbook_lab.equations.numerics import assert_numerically_equal, numerical_tolerance
 from rlhfbook_lab.equations.policy_gradient import grpo_advantages, rloo_advantages
 from rlhfbook_lab.lm.forward import forward_logits
-from rlhfbook_lab.lm.generation import encode_prompts
+from rlhfbook_lab.lm.generation import encode_prompts, generate
 from rlhfbook_lab.lm.models import load_model, save_model
 from rlhfbook_lab.lm.reward_model import RewardModel, save_reward_model
 from rlhfbook_lab.trainers import rl
 from rlhfbook_lab.trainers.rl import PRESETS, RLConfig, collect_rollout, compute_advantages, rl_loss, train_rl
 from rlhfbook_lab.trainers.rl import forward as rl_forward
+from rlhfbook_lab.trainers.rl import rollout as rl_rollout
 
 PROMPTS = ["What is 2 + 3?", "Spell mirt backward.", "Write a positive review of the lamp.", "Add 7 and 12."]
 
@@ -95,31 +97,44 @@ def test_first_minibatch_ratio_is_one_clipfrac_zero_kl_zero(policy, tokenizer, a
     B = ro.input_ids.shape[0]
     batch = ro.minibatch(torch.arange(B // cfg.num_minibatches))
     _, metrics = rl_loss(policy, batch, cfg, value_head=vh)
-    assert abs(float(metrics["charts/ratio_mean"]) - 1.0) < 1e-5
+    # numerical: log π_θ (a forward pass) and log π_old (the sampler's cached decode) agree to rounding
+    tol = numerical_tolerance(ro.old_logps)
+    assert abs(float(metrics["charts/ratio_mean"]) - 1.0) <= tol
     assert float(metrics["charts/clipfrac"]) == 0.0
-    assert float(metrics["kl/approx_kl"]) < 1e-10
-    m = ro.completion_mask.bool()
-    # the reference is the same weights: log π_old = log π_ref token by token
-    assert (ro.old_logps - ro.ref_logps)[m].abs().max() < 1e-5
+    assert float(metrics["kl/approx_kl"]) <= tol ** 2
+    # the reference is the same weights: log π_old = log π_ref token by token (numerical, as above)
+    assert_numerically_equal(ro.old_logps, ro.ref_logps, what="log π_old and log π_ref")
     if cfg.kl_penalty == "loss":
         assert abs(float(metrics["losses/kl"])) < 1e-9
 
 
-def test_sampler_logprobs_are_reused_and_equal_the_recomputed_ones(policy, tokenizer):
+def test_sampler_logprobs_are_reused_and_equal_the_recomputed_ones(policy, tokenizer, monkeypatch):
+    """At temperature 1 the sampler's log-probs are kept as log π_old (only the reference is scored), and they equal
+    the recomputed ones (numerical: a cached decode against a forward pass)."""
+    scored = []
+    real_fn = rl_rollout.score_tokens
+    monkeypatch.setattr(rl_rollout, "score_tokens",
+                        lambda model, *a, **k: scored.append(model) or real_fn(model, *a, **k))
     cfg = small("grpo")
     ro = rollout_for(policy, tokenizer, cfg)
+    assert len(scored) == 1 and scored[0] is not policy  # the reference alone: the policy's were reused
     with torch.no_grad():
         recomputed = per_token_logprobs(forward_logits(policy, ro.input_ids, ro.attention_mask), ro.input_ids)
-    recomputed = recomputed * ro.completion_mask
-    torch.testing.assert_close(ro.old_logps, recomputed, atol=1e-5, rtol=0)
-    assert not torch.equal(ro.old_logps, recomputed)  # kept from the sampler, not recomputed (KV-cache bits)
+    assert_numerically_equal(ro.old_logps, recomputed * ro.completion_mask, what="sampler vs recomputed log-probs")
 
 
 def test_at_another_temperature_old_logprobs_are_recomputed_untempered(policy, tokenizer):
+    """Bitwise: the rollout's log π_old is exactly what the same untempered scoring call gives on the same rows; and
+    it is not the sampler's tempered log-prob."""
     cfg = small("grpo", temperature=0.7)
     ro = rollout_for(policy, tokenizer, cfg)
-    logps, _ = rl.score_tokens(policy, ro.input_ids, ro.attention_mask, 64)
-    assert torch.equal(ro.old_logps, logps * ro.completion_mask)
+    logps, _ = rl.score_tokens(policy, ro.input_ids, ro.attention_mask, 64, completion_mask=ro.completion_mask)
+    assert torch.equal(ro.old_logps, torch.where(ro.completion_mask.bool(), logps, 0.0))
+    torch.manual_seed(0)
+    gen = generate(policy, tokenizer, PROMPTS[:cfg.prompts_per_step], max_new_tokens=cfg.max_new_tokens,
+                   temperature=0.7, num_return_sequences=cfg.group_size)
+    assert torch.equal(gen.input_ids, ro.input_ids)  # the same draw (bitwise: the same sampler, seed and rows)
+    assert (gen.logprobs - ro.old_logps).abs().max() > 0.01  # the tempered log-probs were not kept
 
 
 def test_padding_and_trimming_never_change_old_logprobs(policy, tokenizer):
@@ -135,9 +150,10 @@ def test_padding_and_trimming_never_change_old_logprobs(policy, tokenizer):
         logps_padded, _ = rl.score_tokens(policy, ids, am, 64)
         m = alone["completion_mask"].bool()
         reference = ro.old_logps[i][ro.completion_mask[i].bool()]
-        torch.testing.assert_close(logps_alone[m], reference, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(logps_padded[:, 7:][m], reference, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(full[i][ro.completion_mask[i].bool()], reference, atol=0, rtol=0)
+        # numerical: each is another computation (fewer rows, fewer or more columns, no shared prompt)
+        assert_numerically_equal(logps_alone[m], reference, what="trimmed")
+        assert_numerically_equal(logps_padded[:, 7:][m], reference, what="padded")
+        assert_numerically_equal(full[i][ro.completion_mask[i].bool()], reference, what="one plain forward pass")
 
 
 def test_value_head_forward_gives_the_models_logits_and_aligned_values(policy, tokenizer):
@@ -413,7 +429,7 @@ def _grouped_batch(policy, tokenizer, group=3):
 def test_shared_prompt_forward_equals_the_full_forward(policy, tokenizer, chunk_overhead):
     """Second implementation: logits, values and gradients of the shared-prompt forward, its completions in one
     pass (None) or in chunks of similar length (0: a chunk per distinct length), match one plain forward pass
-    over every row (rows shuffled, so groups are not contiguous)."""
+    over every row (rows shuffled, so groups are not contiguous). Numerical."""
     gen = _grouped_batch(policy, tokenizer)
     order = torch.randperm(gen.input_ids.shape[0], generator=torch.Generator().manual_seed(0))
     ids, am, cm = gen.input_ids[order], gen.attention_mask[order], gen.completion_mask[order]
@@ -436,10 +452,11 @@ def test_shared_prompt_forward_equals_the_full_forward(policy, tokenizer, chunk_
         results.append((logits.detach(), values.detach(), [p.grad.clone() for p in policy.parameters()]))
     (l1, v1, g1), (l2, v2, g2) = results
     real = am.bool()
-    torch.testing.assert_close(l1[real], l2[real], atol=1e-5, rtol=0)
-    torch.testing.assert_close(v1 * cm, v2 * cm, atol=1e-5, rtol=0)
-    for a, b in zip(g1, g2):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    # numerical: another split of the same sums (each gradient compared at its own magnitude)
+    assert_numerically_equal(l1[real], l2[real], what="logits")
+    assert_numerically_equal(v1 * cm, v2 * cm, what="values")
+    for (name, _), a, b in zip(policy.named_parameters(), g1, g2):
+        assert_numerically_equal(a, b, what=f"gradient of {name}")
     policy.zero_grad()
 
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from rlhfbook_lab import world
 from rlhfbook_lab.equations.kl import categorical_kl
 from rlhfbook_lab.equations.logprobs import masked_sum, per_token_logprobs
-from rlhfbook_lab.lm.forward import forward_logits
+from rlhfbook_lab.lm.forward import eval_mode, forward_logits
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.world.tasks import ATTRIBUTES, CREATURE_NAMES, CREATURE_QUESTIONS
 
@@ -296,25 +296,21 @@ def sampled_kl(policy, ref_model, tokenizer, problems: list[world.Problem], num_
         raise ValueError("problems is empty")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1; got {num_samples}")
-    was = policy.training, ref_model.training
-    policy.eval()
-    ref_model.eval()
     torch.manual_seed(seed)
     exact, k1, lengths = [], [], []
     prompts = [p.prompt for p in problems]
-    for i in range(0, len(prompts), batch_size):
-        gen = generate(policy, tokenizer, prompts[i:i + batch_size], max_new_tokens=max_new_tokens,
-                       num_return_sequences=num_samples)
-        logits = forward_logits(policy, gen.input_ids, gen.attention_mask).float()  # (B, T, V)
-        ref_logits = forward_logits(ref_model, gen.input_ids, gen.attention_mask).float()
-        mask = gen.completion_mask.float()  # (B, T); the prediction of token t is at t − 1
-        per_token = F.pad(categorical_kl(logits[:, :-1], ref_logits[:, :-1]), (1, 0))  # (B, T)
-        exact.append(masked_sum(per_token, mask, dim=1))
-        k1.append(masked_sum(per_token_logprobs(logits, gen.input_ids)
-                             - per_token_logprobs(ref_logits, gen.input_ids), mask, dim=1))
-        lengths.append(mask.sum(1))
-    policy.train(was[0])
-    ref_model.train(was[1])
+    with eval_mode(policy), eval_mode(ref_model):
+        for i in range(0, len(prompts), batch_size):
+            gen = generate(policy, tokenizer, prompts[i:i + batch_size], max_new_tokens=max_new_tokens,
+                           num_return_sequences=num_samples)
+            logits = forward_logits(policy, gen.input_ids, gen.attention_mask).float()  # (B, T, V)
+            ref_logits = forward_logits(ref_model, gen.input_ids, gen.attention_mask).float()
+            mask = gen.completion_mask.float()  # (B, T); the prediction of token t is at t − 1
+            per_token = F.pad(categorical_kl(logits[:, :-1], ref_logits[:, :-1]), (1, 0))  # (B, T)
+            exact.append(masked_sum(per_token, mask, dim=1))
+            k1.append(masked_sum(per_token_logprobs(logits, gen.input_ids)
+                                 - per_token_logprobs(ref_logits, gen.input_ids), mask, dim=1))
+            lengths.append(mask.sum(1))
     exact_t, k1_t = torch.cat(exact), torch.cat(k1)
     n = exact_t.numel()
     stderr = float(exact_t.std() / n ** 0.5) if n > 1 else float("nan")

@@ -8,6 +8,7 @@ Trainers never import each other; what two of them need lives here (or lower). T
 from __future__ import annotations
 
 import copy
+import inspect
 from contextlib import contextmanager
 
 import torch
@@ -22,12 +23,14 @@ from rlhfbook_lab.equations.logprobs import (
 )
 
 __all__ = [
+    "cache_kwargs",
     "check_reference",
     "disable_dropout",
     "eval_mode",
     "forward_logits",
     "make_reference_model",
     "position_ids_from_mask",
+    "returned_cache",
     "sequence_logps",
     "sft_loss_sum",
 ]
@@ -122,3 +125,16 @@ def eval_mode(model):
         yield model
     finally:
         model.train(was_training)
+
+
+def cache_kwargs(model, cache) -> dict:
+    """The keyword that passes a key/value cache to ``model``'s forward: ``cache=`` in ``transformers`` 5.24 and
+    later, ``past_key_values=`` before (the old name warns that it "will be removed in version 5.40.0")."""
+    params = inspect.signature(type(model).forward).parameters
+    return {"cache": cache} if "cache" in params else {"past_key_values": cache}
+
+
+def returned_cache(output):
+    """The key/value cache a forward pass with ``use_cache=True`` returned (``output.cache``, formerly
+    ``output.past_key_values``)."""
+    return output.cache if "cache" in getattr(output, "__dataclass_fields__", {}) else output.past_key_values

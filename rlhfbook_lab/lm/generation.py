@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rlhfbook_lab.lm.forward import eval_mode
+
 __all__ = ["Generation", "encode_prompts", "generate", "sample_cached", "supports_cached_sampling"]
 
 
@@ -277,12 +279,10 @@ def generate(
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
     if engine == "auto":
         engine = "cached" if supports_cached_sampling(model) else "hf"
-    was_training = model.training
-    model.eval()
     distinct_ids, distinct_mask = prompt_ids, prompt_mask
     prompt_ids = prompt_ids.repeat_interleave(num_return_sequences, 0)  # (B, P): a row per completion
     prompt_mask = prompt_mask.repeat_interleave(num_return_sequences, 0)
-    try:
+    with eval_mode(model):
         if engine == "cached":
             completion, scores = sample_cached(model, distinct_ids, distinct_mask, num_return_sequences,
                                                max_new_tokens, eos_id, pad_id, temperature, top_p, greedy)
@@ -296,8 +296,6 @@ def generate(
             )
             completion = out.sequences[:, prompt_ids.shape[1]:]  # (B, T)
             scores = torch.stack(out.scores, dim=1).float()  # (B, T, V): what the sampler drew from
-    finally:
-        model.train(was_training)
     P = prompt_ids.shape[1]
     token_logps = F.log_softmax(scores, dim=-1).gather(-1, completion.unsqueeze(-1)).squeeze(-1)  # (B, T)
     is_eos = completion == eos_id

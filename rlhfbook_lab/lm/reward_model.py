@@ -17,7 +17,7 @@ from torch import nn
 
 from rlhfbook_lab.equations.reward_losses import normalization_stats
 from rlhfbook_lab.lm.data import collate_sft, conversation, tokenize_conversation
-from rlhfbook_lab.lm.forward import position_ids_from_mask
+from rlhfbook_lab.lm.forward import eval_mode, position_ids_from_mask
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import load_model, resolve, save_model
 
@@ -161,15 +161,13 @@ def score_replies(rm: RewardModel, tokenizer, prompts: list[str], replies: list[
     if not prompts:
         raise ValueError("prompts is empty")
     device = next(rm.parameters()).device
-    was_training = rm.training
-    rm.eval()
     rows = [tokenize_conversation(tokenizer, conversation(p, r)) for p, r in zip(prompts, replies)]
     out = []
-    for i in range(0, len(rows), batch_size):
-        batch = collate_sft(rows[i:i + batch_size], tokenizer.pad_token_id)
-        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        out.append((rm.raw_rewards(ids, mask) if raw else rm(ids, mask)).float().cpu())
-    rm.train(was_training)
+    with eval_mode(rm):
+        for i in range(0, len(rows), batch_size):
+            batch = collate_sft(rows[i:i + batch_size], tokenizer.pad_token_id)
+            ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+            out.append((rm.raw_rewards(ids, mask) if raw else rm(ids, mask)).float().cpu())
     return torch.cat(out)
 
 
@@ -220,14 +218,12 @@ def normalize_on_policy(rm: RewardModel, tokenizer, policy, prompts: list[str], 
     torch.manual_seed(seed)
     per_call = max(1, batch_size // num_samples)
     device = next(rm.parameters()).device
-    was_training = rm.training
-    rm.eval()
     raw = []
-    for i in range(0, len(prompts), per_call):
-        gen = generate(policy, tokenizer, prompts[i:i + per_call], num_return_sequences=num_samples,
-                       **generate_kwargs)
-        raw.append(rm.raw_rewards(gen.input_ids.to(device), gen.attention_mask.to(device)).float().cpu())
-    rm.train(was_training)
+    with eval_mode(rm):
+        for i in range(0, len(prompts), per_call):
+            gen = generate(policy, tokenizer, prompts[i:i + per_call], num_return_sequences=num_samples,
+                           **generate_kwargs)
+            raw.append(rm.raw_rewards(gen.input_ids.to(device), gen.attention_mask.to(device)).float().cpu())
     mean, std = normalization_stats(torch.cat(raw))
     rm.set_normalization(mean, std)
     return mean, std

@@ -35,6 +35,7 @@ from rlhfbook_lab.equations.reward_losses import (
     split_chosen_rejected,
 )
 from rlhfbook_lab.lm.data import collate_pairs, tokenize_pairs
+from rlhfbook_lab.lm.forward import eval_mode
 from rlhfbook_lab.lm.models import check_output_folder, load_model
 from rlhfbook_lab.lm.preference_data import pairs_bayes_ceiling, subsample_pairs
 from rlhfbook_lab.lm.preference_files import load_preference_file, preference_prompts
@@ -194,10 +195,8 @@ def _evaluate_tokenized(rm, tokenized, rows: list[dict], pad_token_id: int, batc
     decisive = [t for t in tokenized.rows if t["label"] == 1.0]
     if not decisive:
         raise ValueError("no decisive pair to evaluate on (every pair was dropped or is a tie)")
-    was_training = rm.training
-    rm.eval()
-    c, r = _score_pairs(rm, decisive, pad_token_id, batch_size)
-    rm.train(was_training)
+    with eval_mode(rm):
+        c, r = _score_pairs(rm, decisive, pad_token_id, batch_size)
     counts = {k: v for k, v in tokenized.counts.items() if k != "kept"}
     counts["ties"] = len(tokenized.rows) - len(decisive)
     return RMEval(

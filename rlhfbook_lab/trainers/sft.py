@@ -43,7 +43,7 @@ from rlhfbook_lab.lm.data import (
     pack_statements,
     target_mask,
 )
-from rlhfbook_lab.lm.forward import sft_loss_sum
+from rlhfbook_lab.lm.forward import eval_mode, sft_loss_sum
 from rlhfbook_lab.lm.models import check_output_folder, load_model, save_model
 from rlhfbook_lab.trainers.loop import TrainConfig, train
 
@@ -234,16 +234,14 @@ def eval_loss(model, dataset, pad_token_id: int, reduction: str = "token", batch
     if isinstance(dataset, BuiltDataset):
         dataset = dataset.dataset
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     total, items = 0.0, 0
-    for i in range(0, len(dataset), batch_size):
-        batch = collate_sft(dataset[i:i + batch_size], pad_token_id)
-        loss_sum, _ = sft_loss_sum(model, {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)},
-                                   reduction)
-        total += float(loss_sum)
-        items += num_loss_items(batch["completion_mask"], reduction)
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(dataset), batch_size):
+            batch = collate_sft(dataset[i:i + batch_size], pad_token_id)
+            loss_sum, _ = sft_loss_sum(model, {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)},
+                                       reduction)
+            total += float(loss_sum)
+            items += num_loss_items(batch["completion_mask"], reduction)
     return total / items
 
 

@@ -32,7 +32,7 @@ from rlhfbook_lab.lm.data import (
     tokenize_pairs,
 )
 from rlhfbook_lab.lm.evaluation import evaluate_chat, sampled_kl
-from rlhfbook_lab.lm.forward import check_reference, disable_dropout, make_reference_model, sequence_logps
+from rlhfbook_lab.lm.forward import check_reference, disable_dropout, eval_mode, make_reference_model, sequence_logps
 from rlhfbook_lab.lm.models import check_output_folder, load_model, save_model
 from rlhfbook_lab.lm.preference_data import subsample_pairs
 from rlhfbook_lab.lm.preference_files import load_preference_file
@@ -291,28 +291,23 @@ def compute_ref_logps(ref_model, rows, cfg: DPOConfig, pad_token_id: int) -> lis
     rows = rows.to_list() if isinstance(rows, Dataset) else [dict(r) for r in rows]
     reduction = LOSS_REDUCTION[cfg.loss]
     device = next(ref_model.parameters()).device
-    was_training = ref_model.training
-    ref_model.eval()
-    try:
-        with autocast_context(device, cfg.train.bf16):
-            for start in range(0, len(rows), cfg.batch_size):
-                chunk = rows[start:start + cfg.batch_size]
-                if cfg.loss == "kto":
-                    b = _to(collate_kto(chunk, pad_token_id), device)
-                    logps, _ = sequence_logps(ref_model, b["input_ids"], b["attention_mask"],
-                                               b["completion_mask"], reduction)
-                    kl_logps, _ = sequence_logps(ref_model, b["kl_input_ids"], b["kl_attention_mask"],
-                                                  b["kl_completion_mask"], reduction)
-                    values = (logps, kl_logps)
-                else:
-                    out = concatenated_forward(ref_model, _to(collate_pairs(chunk, pad_token_id), device), reduction)
-                    values = (out.chosen_logps, out.rejected_logps)
-                names = REF_KTO_COLUMNS if cfg.loss == "kto" else REF_PAIR_COLUMNS
-                for name, v in zip(names, values):
-                    for r, x in zip(chunk, v.float().tolist()):
-                        r[name] = x
-    finally:
-        ref_model.train(was_training)
+    with eval_mode(ref_model), autocast_context(device, cfg.train.bf16):
+        for start in range(0, len(rows), cfg.batch_size):
+            chunk = rows[start:start + cfg.batch_size]
+            if cfg.loss == "kto":
+                b = _to(collate_kto(chunk, pad_token_id), device)
+                logps, _ = sequence_logps(ref_model, b["input_ids"], b["attention_mask"],
+                                           b["completion_mask"], reduction)
+                kl_logps, _ = sequence_logps(ref_model, b["kl_input_ids"], b["kl_attention_mask"],
+                                              b["kl_completion_mask"], reduction)
+                values = (logps, kl_logps)
+            else:
+                out = concatenated_forward(ref_model, _to(collate_pairs(chunk, pad_token_id), device), reduction)
+                values = (out.chosen_logps, out.rejected_logps)
+            names = REF_KTO_COLUMNS if cfg.loss == "kto" else REF_PAIR_COLUMNS
+            for name, v in zip(names, values):
+                for r, x in zip(chunk, v.float().tolist()):
+                    r[name] = x
     return rows
 
 

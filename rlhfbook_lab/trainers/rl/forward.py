@@ -11,7 +11,7 @@ from torch import nn
 from transformers import DynamicCache
 
 from rlhfbook_lab.equations.logprobs import per_token_logprobs
-from rlhfbook_lab.lm.forward import forward_logits, position_ids_from_mask
+from rlhfbook_lab.lm.forward import cache_kwargs, forward_logits, position_ids_from_mask, returned_cache
 
 
 class ValueHead(nn.Module):
@@ -84,9 +84,9 @@ def shared_prompt_hidden(model, input_ids: torch.Tensor, attention_mask: torch.T
     Completions differ in length (a rollout's rows are padded to its longest), so the completion pass runs on
     chunks of rows of similar length (:func:`length_chunks`, ``chunk_overhead``; None: one chunk), each cut at
     its own longest row. Columns past a chunk's width hold zeros: they are padding, which no log-prob reads.
-    The result equals one full forward pass on every real token up to float rounding (a test checks logits and
-    gradients to 1e-5). ``distinct``: ``torch.unique(input_ids[:, :P], dim=0, return_inverse=True)`` if the
-    caller already has it.
+    The result equals one full forward pass on every real token up to float rounding (numerical: a test checks
+    logits, values and gradients with ``equations.numerics``' tolerance). ``distinct``:
+    ``torch.unique(input_ids[:, :P], dim=0, return_inverse=True)`` if the caller already has it.
     """
 
     B, T = input_ids.shape
@@ -99,7 +99,7 @@ def shared_prompt_hidden(model, input_ids: torch.Tensor, attention_mask: torch.T
     base = model.base_model
     head = base(input_ids=prompts, attention_mask=attention_mask[first, :P], position_ids=positions[first, :P],
                 use_cache=True)
-    kv = [(layer.keys, layer.values) for layer in head.past_key_values.layers]  # each (U, H_kv, P, hd)
+    kv = [(layer.keys, layer.values) for layer in returned_cache(head).layers]  # each (U, H_kv, P, hd)
     lengths = attention_mask[:, P:].sum(dim=1)  # (B,)
     chunks = ([torch.arange(B, device=input_ids.device)] if chunk_overhead is None
               else length_chunks(lengths, chunk_overhead))
@@ -108,7 +108,7 @@ def shared_prompt_hidden(model, input_ids: torch.Tensor, attention_mask: torch.T
         width = max(1, int(lengths[rows].max()))
         cache = DynamicCache([(k.index_select(0, inverse[rows]), v.index_select(0, inverse[rows])) for k, v in kv])
         tail = base(input_ids=input_ids[rows, P:P + width], attention_mask=attention_mask[rows, :P + width],
-                    position_ids=positions[rows, P:P + width], past_key_values=cache, use_cache=True)
+                    position_ids=positions[rows, P:P + width], use_cache=True, **cache_kwargs(base, cache))
         parts.append(F.pad(tail.last_hidden_state, (0, 0, 0, T - P - width)))  # (|c|, T − P, H)
     back = torch.argsort(torch.cat(chunks))  # chunk order → row order
     return torch.cat([head.last_hidden_state.index_select(0, inverse), torch.cat(parts)[back]], dim=1)

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from rlhfbook_lab import world
+from rlhfbook_lab.lm.forward import eval_mode
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import autocast_dtype, resolve
 from rlhfbook_lab.lm.reward_model import RewardModel, load_reward_model
@@ -72,12 +73,9 @@ def gold_scores(prompts: list[str], texts: list[str]) -> torch.Tensor:
 def rm_scores(rm, input_ids, attention_mask, texts: list[str], batch_size: int = 64) -> torch.Tensor:
     """A reward model's scores in the sampler's layout; an empty reply gets ``EMPTY_RESPONSE_SCORE``."""
     device = next(rm.parameters()).device
-    was_training = rm.training
-    rm.eval()
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(rm):
         out = torch.cat([rm(input_ids[i:i + batch_size].to(device), attention_mask[i:i + batch_size].to(device))
                          .float().cpu() for i in range(0, input_ids.shape[0], batch_size)])
-    rm.train(was_training)
     empty = torch.tensor([not t.strip() for t in texts])
     return torch.where(empty, torch.full_like(out, world.EMPTY_RESPONSE_SCORE), out)
 
