@@ -36,7 +36,11 @@ PAGE_STATE = r"""
     images: images.length,
     broken_images: images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 60)),
     slides: slides.map((s, k) => ({index: k + 1, w: s.clientWidth, h: s.clientHeight,
-                                   sw: s.scrollWidth, sh: s.scrollHeight})),
+                                   sw: s.scrollWidth, sh: s.scrollHeight,
+                                   clipped: [...s.querySelectorAll('pre, table, figure, .col')]
+                                       .filter(e => e.scrollWidth > e.clientWidth + 1 ||
+                                                    e.scrollHeight > e.clientHeight + 1)
+                                       .map(e => e.tagName.toLowerCase())})),
     external_refs: [...document.querySelectorAll('[src], link[href], object[data]')]
         .map(e => e.getAttribute('src') || e.getAttribute('href') || e.getAttribute('data'))
         .filter(u => /^(https?:)?\/\//i.test(u)),
@@ -97,6 +101,8 @@ def check_page(browser: Browser, path: str | Path, screenshot_dir: str | Path | 
             if s["sh"] > s["h"] + 1 or s["sw"] > s["w"] + 1:
                 report.problems.append(f"slide {s['index']} overflows its frame: content {s['sw']} × {s['sh']} "
                                        f"in {s['w']} × {s['h']}")
+            if s["clipped"]:
+                report.problems.append(f"slide {s['index']}: content cut off inside {s['clipped']}")
         if screenshot_dir is not None:
             report.screenshots = _screenshots(page, path, Path(screenshot_dir), state, width, phone, browser)
     finally:

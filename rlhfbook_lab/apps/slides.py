@@ -5,9 +5,9 @@ and three additions, each resolved at build time so a deck cannot drift from the
 
 - ``![caption](figure:NAME?h=360&arg=value)`` alone on a line: the figure ``NAME`` of :mod:`.figures`, drawn now by
   the package's own functions (``h``: the image's maximum height in pixels; the other arguments go to the figure);
-- a code fence whose info string is ``source rlhfbook_lab.module.function [lines=A-B] [docstring]``: that
-  function's source, read with ``inspect.getsource`` (docstring dropped unless ``docstring`` is given; ``lines``
-  keeps lines A to B of what remains), highlighted, with its file and line;
+- a code fence whose info string is ``source rlhfbook_lab.module.function [from=TEXT] [to=TEXT] [docstring]``:
+  that function's source, read with ``inspect.getsource`` (docstring dropped unless ``docstring`` is given;
+  ``from``/``to`` keep the lines between two markers), highlighted, with its file and line;
 - maths as ``$…$`` and ``$$…$$``, rendered to MathML, and a line ``+++`` that splits a slide into two columns.
   ``<!-- slide: CLASS -->`` adds a class to a slide (``title``, ``small``, ``center``).
 
@@ -71,29 +71,42 @@ def _markdown() -> MarkdownIt:
 
 
 def source_listing(spec: str) -> str:
-    """The HTML of a ``source`` fence: ``rlhfbook_lab.mod.fn [lines=A-B] [docstring]``."""
+    """The HTML of a ``source`` fence: ``rlhfbook_lab.mod.fn [from=TEXT] [to=TEXT] [docstring]``.
+
+    ``from``/``to`` cut an excerpt by content, not by line number, so it cannot silently shift when the function
+    changes: from the first line containing ``from`` to the next line containing ``to`` (both included). A marker
+    that matches no line fails the build.
+    """
     words = spec.split()
     if not words:
         raise DeckError("a `source` fence needs a dotted name: ```source rlhfbook_lab.kl.kl_k3")
     obj = resolve_object(words[0])
     options = dict(w.split("=", 1) if "=" in w else (w, "") for w in words[1:])
-    unknown = set(options) - {"lines", "docstring"}
+    unknown = set(options) - {"from", "to", "docstring"}
     if unknown:
-        raise DeckError(f"unknown option(s) {sorted(unknown)} in ```source {spec}; expected lines=A-B, docstring")
+        raise DeckError(f"unknown option(s) {sorted(unknown)} in ```source {spec}; expected from=, to=, docstring")
     src = textwrap.dedent(inspect.getsource(obj))
     if "docstring" not in options:
         src = _drop_docstring(src)
     lines = src.rstrip("\n").split("\n")
-    if "lines" in options:
-        m = re.fullmatch(r"(\d+)-(\d+)", options["lines"])
-        if not m or not 1 <= int(m.group(1)) <= int(m.group(2)) <= len(lines):
-            raise DeckError(f"lines={options['lines']} in ```source {spec}: expected A-B within 1-{len(lines)}")
-        lines = lines[int(m.group(1)) - 1:int(m.group(2))]
-    path = Path(inspect.getsourcefile(obj)).resolve()
+    start, end = 0, len(lines)
+    if options.get("from"):
+        start = next((i for i, ln in enumerate(lines) if options["from"] in ln), None)
+        if start is None:
+            raise DeckError(f"```source {spec}: no line of {words[0]} contains {options['from']!r}")
+    if options.get("to"):
+        stop = next((i for i, ln in enumerate(lines) if i >= start and options["to"] in ln), None)
+        if stop is None:
+            raise DeckError(f"```source {spec}: no line of {words[0]} after the start contains {options['to']!r}")
+        end = stop + 1
+    excerpt = textwrap.dedent("\n".join(lines[start:end]))
+    target = inspect.unwrap(obj)  # a decorated function (@torch.no_grad()) lives where its wrapped one does
+    path = Path(inspect.getsourcefile(target)).resolve()
     where = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
-    first = inspect.getsourcelines(obj)[1]
-    label = f'<div class="source-label">{html.escape(str(where))}:{first} · {html.escape(words[0])}</div>'
-    return f'<div class="source">{label}{highlight_code(chr(10).join(lines), "python")}</div>'
+    first = inspect.getsourcelines(target)[1]
+    cut = " (excerpt)" if (start, end) != (0, len(lines)) else ""
+    label = f'<div class="source-label">{html.escape(str(where))}:{first} · {html.escape(words[0])}{cut}</div>'
+    return f'<div class="source">{label}{highlight_code(excerpt, "python")}</div>'
 
 
 def resolve_object(dotted: str):
