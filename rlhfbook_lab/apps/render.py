@@ -46,6 +46,9 @@ def tex_to_mathml(tex: str, display: bool = False) -> str:
         out = out.replace(old, new)
     if "<merror" in out:
         raise MathError(f"the formula ${tex.strip()}$ converted to a MathML error")
+    unknown = re.findall(r"\\[A-Za-z]+", out)  # the converter copies commands it does not know as text
+    if unknown:
+        raise MathError(f"the formula ${tex.strip()}$ uses command(s) the converter does not know: {unknown}")
     # Keep the LaTeX as the annotation screen readers and copy-paste can use.
     return out.replace("<math ", f'<math alttext="{html.escape(tex.strip(), quote=True)}" ', 1)
 
