@@ -199,3 +199,19 @@ def test_cache_key_follows_the_notebook_and_the_mode(tmp_path, monkeypatch):
         site.build_site(tmp_path / "out", full=True, cached_only=True, lessons_dir=tmp_path, log=lambda *_: None)
     with pytest.raises(ValueError, match="mode"):
         site.cache_key(nb, "medium")
+
+
+def test_site_executes_a_lesson_missing_from_the_cache(tmp_path, monkeypatch):
+    """Without a test run before it, `rlhfbook-lab site` executes the lesson (nbclient), caches it, and the next
+    build renders from the cache."""
+    from _pages import README, write_synthetic_lesson
+
+    monkeypatch.setenv("RLHFBOOK_SITE_CACHE", str(tmp_path / "cache"))
+    write_synthetic_lesson(tmp_path / "lessons")
+    (tmp_path / "README.md").write_text(README)
+    kw = dict(lessons_dir=tmp_path / "lessons", readme=tmp_path / "README.md", log=lambda *_: None)
+    first = site.build_site(tmp_path / "out", **kw)
+    second = site.build_site(tmp_path / "out", cached_only=True, **kw)
+    assert [p.from_cache for p in first + second] == [False, True]
+    page = (tmp_path / "out" / "99_synthetic.html").read_text()
+    assert "cells ran" in page and page.count("<math") == 2 and not NETWORK_REF.search(page)
