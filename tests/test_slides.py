@@ -215,3 +215,28 @@ def test_site_executes_a_lesson_missing_from_the_cache(tmp_path, monkeypatch):
     assert [p.from_cache for p in first + second] == [False, True]
     page = (tmp_path / "out" / "99_synthetic.html").read_text()
     assert "cells ran" in page and page.count("<math") == 2 and not NETWORK_REF.search(page)
+
+
+@pytest.mark.parametrize("notebook", site.lesson_paths(), ids=lambda p: p.name[:2])
+def test_every_lesson_page_typesets_all_its_maths(notebook):
+    """Each lesson rendered (without outputs: no execution) has one MathML formula per formula of its markdown, and
+    no `$` left in its prose: a formula the converter cannot handle fails here, not first in CI's site build."""
+    nb = nbformat.read(str(notebook), as_version=4)
+    expected = sum(len(MATH.findall(re.sub(r"`[^`]*`", "", c.source))) for c in nb.cells if c.cell_type == "markdown")
+    page, n_maths = site.render_lesson(nb, notebook.stem)
+    assert n_maths == expected and page.count("<math") == expected
+    assert not MATH.search(visible_text(page)), MATH.search(visible_text(page))
+    assert not NETWORK_REF.search(page), NETWORK_REF.search(page)
+
+
+def test_no_browser_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    from rlhfbook_lab import cli
+    from rlhfbook_lab.apps.browser import Browser, BrowserError, find_chromium
+
+    monkeypatch.setenv("RLHFBOOK_CHROMIUM", str(tmp_path / "no-chromium"))
+    assert find_chromium() is None
+    with pytest.raises(BrowserError, match="apt-get install chromium"):
+        Browser()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["slides", "--lesson", "10", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and "--no-pdf" in capsys.readouterr().err

@@ -80,7 +80,11 @@ class Browser:
         self._buffer = b""
         self._next_id = 0
         self._handlers: dict[str, list] = {}
-        self.send("Browser.getVersion")  # fails fast if the pipe does not work
+        try:
+            self.send("Browser.getVersion")  # fails fast if the pipe does not work
+        except BaseException:
+            self.close()
+            raise
 
     # --- the protocol -----------------------------------------------------------------------------------------------
     def _write(self, message: dict) -> int:
