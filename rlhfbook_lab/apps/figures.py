@@ -14,18 +14,21 @@ import html
 import json
 from typing import Callable
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from transformers.utils import logging as hf_logging
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
-
-from .. import world  # noqa: E402
-from ..lesson import smooth, use_style  # noqa: E402
-from ..paths import CHECKPOINTS, DATA_DIR  # noqa: E402
-from .render import figure_to_data_uri  # noqa: E402
+from .. import world
+from ..bandit import BanditConfig, optimal_objective, optimal_policy, optimal_policy_forward_kl, train_bandit
+from ..dpo import dpo_loss
+from ..kl import categorical_kl, kl_k1, kl_k2, kl_k3
+from ..lesson import smooth, use_style
+from ..paths import CHECKPOINTS, DATA_DIR
+from ..policy_gradient import gae_advantages, ppo_policy_loss, sequence_advantages
+from ..preferences import elo_ratings, fit_bradley_terry, strengths_to_elo
+from ..reward_model import bradley_terry_loss
+from .render import figure_to_data_uri
 
 hf_logging.disable_progress_bar()  # loading a shipped model must not print progress bars into the build log
 
@@ -117,7 +120,7 @@ def pretraining_log():
 @figure("temperature")
 def temperature(prefix: str = "35 + 47 =", model: str = "base-tiny"):
     """The next-token distribution of a shipped model after ``prefix``, at three temperatures."""
-    from ..generation import encode_prompts
+    from ..generation import encode_prompts  # deferred, as in every figure that loads a model: transformers
     from ..models import load_model
 
     lm, tok = load_model(model, device="cpu")
@@ -200,8 +203,6 @@ def base_vs_sft(n: str = "4") -> str:
 @figure("bt_loss")
 def bt_loss():
     """The Bradley-Terry loss and its push against the reward gap, with Llama 2's margin."""
-    from ..reward_model import bradley_terry_loss
-
     d = torch.linspace(-6, 6, 241)
     zero = torch.zeros_like(d)
     fig, ax = plt.subplots(figsize=(8, 3.6))
@@ -235,8 +236,6 @@ def rm_log():
 @figure("group_advantages")
 def group_advantages():
     """The four group baselines' advantages on three groups of 8 verifier rewards."""
-    from ..policy_gradient import sequence_advantages
-
     groups = {"3 of 8 right": [1, 0, 0, 1, 0, 0, 1, 0], "7 of 8 right": [1, 1, 1, 1, 0, 1, 1, 1],
               "4 of 8 right": [1, 0, 1, 0, 1, 0, 1, 0]}
     names = {"reinforce": "REINFORCE (mean)", "rloo": "RLOO", "grpo": "GRPO (÷ std)", "dr_grpo": "Dr. GRPO"}
@@ -258,8 +257,6 @@ def group_advantages():
 @figure("bandit_runs")
 def bandit_runs(steps: str = "200"):
     """The four algorithms on the bandit (seed 0): the fraction of J* reached, step by step."""
-    from ..bandit import BanditConfig, optimal_objective, train_bandit
-
     cfg = BanditConfig(num_steps=int(steps))
     j_star = optimal_objective(torch.tensor(cfg.rewards, dtype=torch.float64),
                                torch.tensor(cfg.ref_probs, dtype=torch.float64), cfg.beta).item()
@@ -277,8 +274,6 @@ def bandit_runs(steps: str = "200"):
 @figure("ppo_clip")
 def ppo_clip(eps: str = "0.2"):
     """PPO's clipped per-token objective against the probability ratio, for a positive and a negative advantage."""
-    from ..policy_gradient import ppo_policy_loss
-
     ratios = torch.linspace(0.4, 1.8, 281)
     mask = torch.ones(len(ratios), 1)
     fig, ax = plt.subplots(figsize=(8, 3.6))
@@ -297,8 +292,6 @@ def ppo_clip(eps: str = "0.2"):
 @figure("gae_lambdas")
 def gae_lambdas():
     """GAE advantages of a 3-token response (reward 1 at the end, V = 0.5, 0.6, 0.7) for several λ."""
-    from ..policy_gradient import gae_advantages
-
     rewards, values, mask = torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.6, 0.7]]), torch.ones(1, 3)
     fig, ax = plt.subplots(figsize=(7.5, 3.4))
     lams = (0.0, 0.5, 0.95, 1.0)
@@ -313,8 +306,6 @@ def gae_lambdas():
 
 # --- lessons 08 and 15 · the KL-regularised optimum -------------------------------------------------------------
 def _bandit_tensors():
-    from ..bandit import BanditConfig
-
     cfg = BanditConfig()
     return cfg, torch.tensor(cfg.rewards, dtype=torch.float64), torch.tensor(cfg.ref_probs, dtype=torch.float64)
 
@@ -322,8 +313,6 @@ def _bandit_tensors():
 @figure("optimal_policy_betas")
 def optimal_policy_betas(betas: str = "0.05,0.2,1,5"):
     """π* ∝ π_ref·exp(r/β) on the bandit, for several β, next to π_ref."""
-    from ..bandit import optimal_policy
-
     cfg, rewards, ref = _bandit_tensors()
     values = [float(b) for b in betas.split(",")]
     fig, ax = plt.subplots(figsize=(10, 3.6))
@@ -342,8 +331,6 @@ def optimal_policy_betas(betas: str = "0.05,0.2,1,5"):
 @figure("dpo_loss")
 def dpo_loss_figure():
     """The DPO loss and each pair's gradient weight against the implicit-reward margin."""
-    from ..dpo import dpo_loss
-
     h = torch.linspace(-5, 5, 201)  # β·(log-ratio of chosen − log-ratio of rejected), β = 1
     zero = torch.zeros_like(h)
     out = dpo_loss(h, zero, zero, zero, beta=1.0)
@@ -360,9 +347,6 @@ def dpo_loss_figure():
 @figure("reward_kl_frontier")
 def reward_kl_frontier():
     """The exact reward–KL frontier of the bandit: π* (reverse KL) and the forward-KL optimum, swept over β / λ."""
-    from ..bandit import optimal_policy, optimal_policy_forward_kl
-    from ..kl import categorical_kl
-
     _, rewards, ref = _bandit_tensors()
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for fn, label, style in ((optimal_policy, r"$\pi^*$ (KL in $J$: reverse)", "-"),
@@ -384,8 +368,6 @@ def reward_kl_frontier():
 def kl_estimators(samples: str = "200000"):
     """k1, k2, k3 against the exact KL: relative bias (± 2 standard errors) and the spread of one sample's
     estimate, as the policy moves away from its reference along a fixed direction in logit space."""
-    from ..kl import categorical_kl, kl_k1, kl_k2, kl_k3
-
     gen = torch.Generator().manual_seed(0)
     ref_logits = torch.randn(10, generator=gen, dtype=torch.float64)
     direction = torch.randn(10, generator=gen, dtype=torch.float64)
@@ -422,8 +404,6 @@ def kl_estimators(samples: str = "200000"):
 def arena_fit(battles: str = "600"):
     """A synthetic arena: six systems with known strengths, Bradley-Terry fitted on all battles, Elo replayed in
     30 random orders."""
-    from ..preferences import elo_ratings, fit_bradley_terry, strengths_to_elo
-
     rng = np.random.default_rng(0)
     true = np.array([1.5, 1.0, 0.6, 0.0, -0.8, -2.3])
     true = true - true.mean()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from markdown_it import MarkdownIt
 
 from .render import FONT_CSS, math_in_html
 
@@ -170,8 +171,6 @@ def readme_lesson_table(readme: str | Path = README) -> tuple[list[str], list[li
 
 def index_html(built: dict[str, str], mode: str, readme: str | Path = README) -> str:
     """The site's index: the README's lesson table, each lesson's file name linked to its page when built."""
-    from markdown_it import MarkdownIt
-
     md = MarkdownIt("commonmark")
     header, rows = readme_lesson_table(readme)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
