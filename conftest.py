@@ -13,3 +13,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Lessons executed by nbval are stored in the static site's cache (rlhfbook_lab/apps/nbval_cache.py), so that
+# `rlhfbook-lab site` after `pytest` renders them without running them again.
+pytest_plugins = ["rlhfbook_lab.apps.nbval_cache"]

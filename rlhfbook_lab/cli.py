@@ -177,6 +177,25 @@ def _cmd_pipeline(args) -> None:
     print((out / "results.md").read_text())
 
 
+def _cmd_slides(args) -> None:
+    from .apps.browser import find_chromium
+    from .apps.slides import build_decks
+
+    if not args.no_pdf and find_chromium() is None:
+        raise FileNotFoundError("the PDF needs Chromium: install Debian's `chromium` package, set RLHFBOOK_CHROMIUM, "
+                                "or pass --no-pdf for the HTML alone")
+    built = build_decks(args.out, lessons=args.lesson, pdf=not args.no_pdf)
+    print(f"{len(built)} deck(s) in {args.out} (open {Path(args.out) / 'index.html'})")
+
+
+def _cmd_site(args) -> None:
+    from .apps.site import build_site
+
+    built = build_site(args.out, lessons=args.lesson, full=args.full, cached_only=args.cached_only)
+    print(f"{len(built)} lesson page(s) in {args.out}, {sum(p.from_cache for p in built)} from the cache "
+          f"(open {Path(args.out) / 'index.html'})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="rlhfbook-lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -286,6 +305,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--raw", action="store_true", help="continue plain statements instead of chatting "
                                                       "(what a base model was trained on)")
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("slides", help="build the lesson decks (slides/NN_*.md) into self-contained HTML and PDF")
+    p.add_argument("--lesson", action="append", default=None, metavar="NN", help="only this lesson's deck "
+                                                                                   "(repeatable; default: all)")
+    p.add_argument("--out", default="build/slides", help="output folder (default build/slides)")
+    p.add_argument("--no-pdf", action="store_true", help="HTML only (the PDF needs Chromium)")
+    p.set_defaults(func=_cmd_slides)
+
+    p = sub.add_parser("site", help="execute every lesson (cached) and render it to a static HTML site with an index")
+    p.add_argument("--lesson", action="append", default=None, metavar="NN", help="only this lesson (repeatable)")
+    p.add_argument("--out", default="build/site", help="output folder (default build/site)")
+    p.add_argument("--full", action="store_true", help="execute in full mode (default: fast mode, as the tests)")
+    p.add_argument("--cached-only", action="store_true", help="fail on a lesson that is not in the cache instead of "
+                                                              "executing it (CI: pytest has just run every lesson)")
+    p.set_defaults(func=_cmd_site)
 
     args = parser.parse_args(argv)
     try:

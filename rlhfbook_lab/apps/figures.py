@@ -1,0 +1,492 @@
+"""The figures the slides draw at build time, by name: ``![caption](figure:NAME?h=360)`` in a deck.
+
+Each entry is a function that computes with the package (the gold judge, closed-form optima, the estimators, the
+training logs stored beside the shipped checkpoints, a greedy reply or two of a shipped model) and returns a
+matplotlib figure or an HTML fragment (a table). None trains anything but the four-answer bandit, so a whole deck
+builds in seconds, and a figure cannot drift from the code: it *is* the code's output.
+
+Add one with ``@figure("name")``; a deck then refers to it by that name.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Callable
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from transformers.utils import logging as hf_logging
+
+from .. import world
+from ..bandit import BanditConfig, optimal_objective, optimal_policy, optimal_policy_forward_kl, train_bandit
+from ..dpo import dpo_loss
+from ..kl import categorical_kl, kl_k1, kl_k2, kl_k3
+from ..lesson import smooth, use_style
+from ..paths import CHECKPOINTS, DATA_DIR
+from ..policy_gradient import gae_advantages, ppo_policy_loss, sequence_advantages
+from ..preferences import elo_ratings, fit_bradley_terry, strengths_to_elo
+from ..reward_model import bradley_terry_loss
+from .render import figure_to_data_uri
+
+hf_logging.disable_progress_bar()  # loading a shipped model must not print progress bars into the build log
+
+FIGURES: dict[str, Callable] = {}
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+
+
+def figure(name: str):
+    """Register a figure function under ``name``."""
+    def register(fn):
+        if name in FIGURES:
+            raise ValueError(f"figure {name!r} is registered twice")
+        FIGURES[name] = fn
+        return fn
+    return register
+
+
+def render_figure(name: str, caption: str = "", max_height: int | None = None, **kwargs) -> str:
+    """The HTML of figure ``name``: an ``<img>`` with the SVG inlined, or the function's own HTML, and a caption."""
+    if name not in FIGURES:
+        raise KeyError(f"unknown figure {name!r}; the registry has: {', '.join(sorted(FIGURES))}")
+    use_style()
+    result = FIGURES[name](**kwargs)
+    style = f' style="max-height: {max_height}px"' if max_height else ""
+    if isinstance(result, str):
+        body = f'<div class="table-figure"{style}>{result}</div>'
+    else:
+        body = f'<img src="{figure_to_data_uri(result)}" alt="{html.escape(caption or name)}"{style}>'
+    cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    return f'<figure class="figure" data-figure="{name}">{body}{cap}</figure>'
+
+
+def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
+    def cell(tag, i, v):
+        cls = ' class="num"' if i in numeric else ""
+        return f"<{tag}{cls}>{v if isinstance(v, str) and v.startswith('<') else html.escape(str(v))}</{tag}>"
+    head = "".join(cell("th", i, h) for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(cell("td", i, v) for i, v in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _log(checkpoint: str) -> dict:
+    return json.loads((CHECKPOINTS / checkpoint / "training_log.json").read_text())
+
+
+# --- lesson 03 · the world, pretraining, temperature ------------------------------------------------------------
+@figure("taste_weights")
+def taste_weights() -> str:
+    """The gold judge's taste table: the live ``world.GOLD_WEIGHTS``."""
+    return _table(["feature", "weight"], [[f"<code>{k}</code>", f"{v:+.2f}"] for k, v in world.GOLD_WEIGHTS.items()],
+                  numeric={1})
+
+
+@figure("scored_replies")
+def scored_replies() -> str:
+    """Replies to one question in several styles, scored by the gold judge (correctness first, then taste)."""
+    p = world.make_problem("addition", (17, 25))
+    replies = {
+        "plain answer": p.reference,
+        "polite opener": world.render_response(p, opener="Sure!"),
+        "rambling": world.render_response(p, fillers=2),
+        "no final period": world.render_response(p, clean_end=False),
+        "polite pile-up": world.render_response(p, opener="Sure! Happy to help! Of course!", fillers=1),
+        "wrong but polite": world.render_response(p, opener="Sure!", answer="17 + 25 = 43."),
+    }
+    rows = [[name, f"<code>{html.escape(text)}</code>", f"{world.gold_score(p, text):+.2f}"]
+            for name, text in replies.items()]
+    return f"<p class='note'>Prompt: <code>{html.escape(p.prompt)}</code></p>" + _table(
+        ["style", "reply", "gold"], rows, numeric={2})
+
+
+@figure("pretraining_log")
+def pretraining_log():
+    """``base-tiny``'s pretraining: training loss per step and held-out prefix accuracy every 100 steps."""
+    log = _log("base-tiny")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a1.plot(log["step"], log["losses/train"], alpha=0.25, color=COLORS[0])
+    a1.plot(log["step"], smooth(log["losses/train"], 20), color=COLORS[0], label="training loss (smoothed)")
+    a1.plot(log["eval/step"], log["eval/heldout_loss"], "o-", color=COLORS[1], label="held-out loss")
+    a1.set(xlabel="step", ylabel="nats per token", title="The loss flattens early", ylim=(0, 2.5))
+    a1.legend()
+    a2.plot(log["eval/step"], [100 * a for a in log["eval/prefix_acc"]], "o-", color=COLORS[2])
+    a2.set(xlabel="step", ylabel="held-out prefixes completed correctly (%)", ylim=(0, 100),
+           title="...while correct answers keep arriving")
+    fig.tight_layout()
+    return fig
+
+
+@figure("temperature")
+def temperature(prefix: str = "35 + 47 =", model: str = "base-tiny"):
+    """The next-token distribution of a shipped model after ``prefix``, at three temperatures."""
+    from ..generation import encode_prompts  # deferred, as in every figure that loads a model: transformers
+    from ..models import load_model
+
+    lm, tok = load_model(model, device="cpu")
+    ids = torch.tensor(encode_prompts(tok, [prefix + " "], chat=False))
+    with torch.no_grad():
+        logits = lm(input_ids=ids).logits[0, -1].double()  # (V,)
+    top = torch.topk(logits, 8).indices
+    labels = [repr(tok.decode([int(i)])).strip("'") for i in top]
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    width = 0.27
+    for k, temp in enumerate((0.3, 1.0, 2.0)):
+        p = torch.softmax(logits / temp, -1)[top].numpy()
+        entropy = float(-(torch.softmax(logits / temp, -1) * torch.log_softmax(logits / temp, -1)).sum())
+        ax.bar(np.arange(8) + (k - 1) * width, p, width, label=f"T = {temp} (entropy {entropy:.2f} nats)")
+    ax.set_xticks(np.arange(8), labels)
+    ax.set(xlabel=f"next token after “{prefix}”", ylabel="probability",
+           title="Higher temperature flattens the distribution")
+    ax.legend()
+    return fig
+
+
+# --- lesson 04 · instruction tuning ------------------------------------------------------------------------------
+@figure("sft_log")
+def sft_log():
+    """``sft-tiny``'s training loss and held-out loss, from its stored log."""
+    log = _log("sft-tiny")
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.plot(log["step"], log["losses/train"], alpha=0.25, color=COLORS[0])
+    ax.plot(log["step"], smooth(log["losses/train"], 20), color=COLORS[0], label="training loss (smoothed)")
+    ax.plot(log["eval/step"], log["eval/heldout_loss"], "o-", color=COLORS[1], label="held-out loss")
+    ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="nats per reply token", title="The format in tens of steps, the content in hundreds")
+    ax.legend()
+    return fig
+
+
+@figure("token_roles")
+def token_roles() -> str:
+    """One training conversation, token by token, coloured by its role in the SFT loss."""
+    from ..data import token_roles as roles_of
+    from ..data import tokenize_conversation
+    from ..tokenizer import load_tokenizer
+
+    tok = load_tokenizer()
+    p = world.make_problem("addition", (17, 25))
+    messages = [{"role": "user", "content": p.prompt},
+                {"role": "assistant", "content": world.render_response(p, opener="Sure!")}]
+    row = tokenize_conversation(tok, messages)
+    colors = {"prompt": "#e3e3e3", "response": "#9fd3ea", "eos": "#fbb15f"}
+    spans = "".join(f'<span style="background:{colors[role]}">{html.escape(text.replace(" ", "·"))}</span>'
+                    for text, role in roles_of(tok, row["input_ids"], row["completion_mask"]))
+    names = {"prompt": "prompt (no loss)", "response": "reply (loss)", "eos": "<|end|> (loss)"}
+    legend = " ".join(f'<span style="background:{colors[k]}">{html.escape(v)}</span>' for k, v in names.items())
+    return f'<div class="tokens">{spans}</div><p class="note tokens">{legend}</p>'
+
+
+@figure("base_vs_sft")
+def base_vs_sft(n: str = "4") -> str:
+    """Greedy replies of ``base-tiny`` and ``sft-tiny`` to the same held-out questions, with their gold scores."""
+    from ..generation import generate
+    from ..models import load_model
+
+    problems = world.heldout_prompts(int(n), seed=0)
+    rows = []
+    replies = {}
+    for name in ("base-tiny", "sft-tiny"):
+        lm, tok = load_model(name, device="cpu")
+        replies[name] = generate(lm, tok, [q.prompt for q in problems], max_new_tokens=40, greedy=True).texts
+    for i, q in enumerate(problems):
+        for name in replies:
+            text = replies[name][i]
+            shown = text.replace("\n", " ⏎ ")
+            short = shown if len(shown) <= 46 else shown[:45] + "…"
+            rows.append([q.prompt if name == "base-tiny" else "", name, f"<code>{html.escape(short)}</code>",
+                         f"{world.gold_score(q, text, allow_empty=True):+.2f}"])
+    return _table(["held-out question", "model", "greedy reply", "gold"], rows, numeric={3})
+
+
+# --- lesson 05 · reward models -----------------------------------------------------------------------------------
+@figure("bt_loss")
+def bt_loss():
+    """The Bradley-Terry loss and its push against the reward gap, with Llama 2's margin."""
+    d = torch.linspace(-6, 6, 241)
+    zero = torch.zeros_like(d)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.plot(d, bradley_terry_loss(d, zero, reduction="none"), label=r"loss $-\log\sigma(r_c - r_r)$")
+    ax.plot(d, torch.sigmoid(-d), "--", label=r"push $\sigma(r_r - r_c)$")
+    ax.plot(d, bradley_terry_loss(d, zero, margin=torch.full_like(d, 2.0), reduction="none"), ":",
+            label="loss with margin m = 2 (Llama 2)")
+    ax.set(xlabel=r"reward gap $r_c - r_r$", ylabel="nats", ylim=(0, 4),
+           title="The loss never stops pushing; it only slows down")
+    ax.legend()
+    return fig
+
+
+@figure("rm_log")
+def rm_log():
+    """``rm-tiny``'s training loss and pairwise accuracy, from its stored log."""
+    log = _log("rm-tiny")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    a1.plot(log["step"], log["losses/train"], alpha=0.3, color=COLORS[0])
+    a1.plot(log["step"], smooth(log["losses/train"], 10), color=COLORS[0])
+    a1.axhline(np.log(2), ls="--", color="gray", label="ln 2 (a coin)")
+    a1.set(xlabel="step", ylabel="Bradley-Terry loss", title="Loss")
+    a1.legend()
+    a2.plot(log["step"], smooth(log["rewards/accuracies"], 10), color=COLORS[2])
+    a2.set(xlabel="step", ylabel="training accuracy (smoothed)", title="Accuracy", ylim=(0.4, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+# --- lesson 06 · policy gradients --------------------------------------------------------------------------------
+@figure("group_advantages")
+def group_advantages():
+    """The four group baselines' advantages on three groups of 8 verifier rewards."""
+    groups = {"3 of 8 right": [1, 0, 0, 1, 0, 0, 1, 0], "7 of 8 right": [1, 1, 1, 1, 0, 1, 1, 1],
+              "4 of 8 right": [1, 0, 1, 0, 1, 0, 1, 0]}
+    names = {"reinforce": "REINFORCE (mean)", "rloo": "RLOO", "grpo": "GRPO (÷ std)", "dr_grpo": "Dr. GRPO"}
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), sharey=True)
+    for ax, (title, rewards) in zip(axes, groups.items()):
+        r = torch.tensor(rewards, dtype=torch.float32)
+        for k, est in enumerate(names):
+            adv = sequence_advantages(r, est, len(rewards))
+            right, wrong = adv[r == 1][0].item(), adv[r == 0][0].item()
+            ax.bar([k - 0.2, k + 0.2], [right, wrong], 0.4, color=[COLORS[2], COLORS[3]])
+        ax.set_xticks(range(4), list(names.values()), rotation=25, ha="right")
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_title(title)
+    axes[0].set_ylabel("advantage (green: right, red: wrong)")
+    fig.tight_layout()
+    return fig
+
+
+@figure("bandit_runs")
+def bandit_runs(steps: str = "200"):
+    """The four algorithms on the bandit (seed 0): the fraction of J* reached, step by step."""
+    cfg = BanditConfig(num_steps=int(steps))
+    j_star = optimal_objective(torch.tensor(cfg.rewards, dtype=torch.float64),
+                               torch.tensor(cfg.ref_probs, dtype=torch.float64), cfg.beta).item()
+    fig, ax = plt.subplots(figsize=(8.5, 3.6))
+    for algo, label in (("reinforce", "REINFORCE"), ("rloo", "RLOO"), ("ppo", "PPO"), ("grpo", "GRPO (canonical)")):
+        torch.manual_seed(0)
+        history = train_bandit(cfg, algo)
+        ax.plot(np.array(history["charts/J"]) / j_star, label=label)
+    ax.axhline(1.0, ls="--", color="gray", lw=1)
+    ax.set(xlabel="step", ylabel=r"$J(\pi)\,/\,J^*$", ylim=(0.3, 1.05), title="Graded against the exact optimum")
+    ax.legend(loc="lower right")
+    return fig
+
+
+@figure("ppo_clip")
+def ppo_clip(eps: str = "0.2"):
+    """PPO's clipped per-token objective against the probability ratio, for a positive and a negative advantage."""
+    ratios = torch.linspace(0.4, 1.8, 281)
+    mask = torch.ones(len(ratios), 1)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for adv, color in ((1.0, COLORS[2]), (-1.0, COLORS[3])):
+        loss, _ = ppo_policy_loss(torch.log(ratios)[:, None], torch.zeros(len(ratios), 1),
+                                  torch.full((len(ratios),), adv), mask, float(eps))
+        ax.plot(ratios, -loss[:, 0], color=color, label=f"A = {adv:+.0f}")
+    for x in (1 - float(eps), 1 + float(eps)):
+        ax.axvline(x, ls=":", color="gray")
+    ax.set(xlabel=r"ratio $\rho = \pi_\theta / \pi_{old}$", ylabel=r"objective $\min(\rho A, \mathrm{clip}(\rho) A)$",
+           title="Flat (no gradient) once the ratio moved ε the way A wants")
+    ax.legend()
+    return fig
+
+
+@figure("gae_lambdas")
+def gae_lambdas():
+    """GAE advantages of a 3-token response (reward 1 at the end, V = 0.5, 0.6, 0.7) for several λ."""
+    rewards, values, mask = torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.6, 0.7]]), torch.ones(1, 3)
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    lams = (0.0, 0.5, 0.95, 1.0)
+    for k, lam in enumerate(lams):
+        adv, _ = gae_advantages(rewards, values, mask, gamma=1.0, lam=lam)
+        ax.bar(np.arange(3) + (k - 1.5) * 0.2, adv[0].numpy(), 0.2, label=f"λ = {lam}")
+    ax.set_xticks(range(3), ["token 1", "token 2", "token 3"])
+    ax.set(ylabel=r"advantage $\hat A_t$", title="λ = 0: one TD step; λ = 1: the return minus V")
+    ax.legend()
+    return fig
+
+
+# --- lessons 08 and 15 · the KL-regularised optimum -------------------------------------------------------------
+def _bandit_tensors():
+    cfg = BanditConfig()
+    return cfg, torch.tensor(cfg.rewards, dtype=torch.float64), torch.tensor(cfg.ref_probs, dtype=torch.float64)
+
+
+@figure("optimal_policy_betas")
+def optimal_policy_betas(betas: str = "0.05,0.2,1,5"):
+    """π* ∝ π_ref·exp(r/β) on the bandit, for several β, next to π_ref."""
+    cfg, rewards, ref = _bandit_tensors()
+    values = [float(b) for b in betas.split(",")]
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    width = 0.8 / (len(values) + 1)
+    ax.bar(np.arange(4) - 0.4 + width / 2, ref.numpy(), width, color="gray", label=r"$\pi_{ref}$")
+    for k, beta in enumerate(values):
+        ax.bar(np.arange(4) - 0.4 + (k + 1.5) * width, optimal_policy(rewards, ref, beta).numpy(), width,
+               label=rf"$\pi^*$, β = {beta:g}")
+    labels = [f"“{r if len(r) < 22 else r[:20] + '…'}”\nr = {v:g}" for r, v in zip(cfg.responses, cfg.rewards)]
+    ax.set_xticks(range(4), labels)
+    ax.set(ylabel="probability", title="Small β: follow the reward; large β: stay with the reference")
+    ax.legend(ncol=2)
+    return fig
+
+
+@figure("dpo_loss")
+def dpo_loss_figure():
+    """The DPO loss and each pair's gradient weight against the implicit-reward margin."""
+    h = torch.linspace(-5, 5, 201)  # β·(log-ratio of chosen − log-ratio of rejected), β = 1
+    zero = torch.zeros_like(h)
+    out = dpo_loss(h, zero, zero, zero, beta=1.0)
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    ax.plot(h, out.losses, label=r"loss $-\log\sigma(h)$")
+    ax.plot(h, torch.sigmoid(-h), "--", label=r"gradient weight $\sigma(-h)$")
+    ax.axhline(np.log(2), ls=":", color="gray", label="ln 2 at step 0 (π = π_ref)")
+    ax.set(xlabel=r"margin $h = \hat r(x, y_w) - \hat r(x, y_l)$", ylabel="nats",
+           title="Pairs already ranked right stop pulling")
+    ax.legend()
+    return fig
+
+
+@figure("reward_kl_frontier")
+def reward_kl_frontier():
+    """The exact reward–KL frontier of the bandit: π* (reverse KL) and the forward-KL optimum, swept over β / λ."""
+    _, rewards, ref = _bandit_tensors()
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for fn, label, style in ((optimal_policy, r"$\pi^*$ (KL in $J$: reverse)", "-"),
+                             (optimal_policy_forward_kl, r"forward-KL optimum (k3 loss, SFT mixing)", "--")):
+        kls, rs = [], []
+        for coef in np.geomspace(0.01, 20, 80):
+            pi = fn(rewards, ref, float(coef))
+            kls.append(categorical_kl(pi, ref, from_logits=False).item())
+            rs.append(float((pi * rewards).sum()))
+        ax.plot(kls, rs, style, label=label)
+    ax.scatter([0], [float((ref * rewards).sum())], color="black", zorder=3, label=r"$\pi_{ref}$")
+    ax.set(xlabel=r"KL$(\pi\,\|\,\pi_{ref})$ (nats)", ylabel=r"expected reward $E_\pi[r]$",
+           title="The reverse KL buys more reward per nat")
+    ax.legend(loc="lower right")
+    return fig
+
+
+@figure("kl_estimators")
+def kl_estimators(samples: str = "200000"):
+    """k1, k2, k3 against the exact KL: relative bias (± 2 standard errors) and the spread of one sample's
+    estimate, as the policy moves away from its reference along a fixed direction in logit space."""
+    gen = torch.Generator().manual_seed(0)
+    ref_logits = torch.randn(10, generator=gen, dtype=torch.float64)
+    direction = torch.randn(10, generator=gen, dtype=torch.float64)
+    ref_logp = torch.log_softmax(ref_logits, -1)
+    n = int(samples)
+    rows = {name: ([], [], [], []) for name in ("k1", "k2", "k3")}
+    for s in np.linspace(0.05, 3.0, 14):
+        logp = torch.log_softmax(ref_logits + s * direction, -1)
+        exact = categorical_kl(logp, ref_logp).item()
+        y = torch.multinomial(logp.exp(), n, replacement=True, generator=gen)  # samples from the policy
+        for name, fn in (("k1", kl_k1), ("k2", kl_k2), ("k3", kl_k3)):
+            est = fn(logp[y], ref_logp[y])
+            x, bias, err, spread = rows[name]
+            x.append(exact)
+            bias.append(100 * (est.mean().item() - exact) / exact)
+            err.append(200 * est.std().item() / exact / n ** 0.5)
+            spread.append(est.std().item() / exact)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.5, 3.5))
+    for name, (x, bias, err, spread) in rows.items():
+        a1.errorbar(x, bias, yerr=err, fmt="o-", ms=3, capsize=2, label=name)
+        a2.plot(x, spread, "o-", ms=3, label=name)
+    a1.axhline(0, color="black", lw=0.8)
+    a1.set(xscale="log", xlabel="exact KL (nats)", ylabel="relative bias (%), ± 2 s.e.",
+           title=f"k2 is biased ({n:,} samples a point)")
+    a2.set(xscale="log", yscale="log", xlabel="exact KL (nats)", ylabel="std of one sample / KL",
+           title="k3 is tight near the reference")
+    a1.legend()
+    fig.tight_layout()
+    return fig
+
+
+# --- lesson 10 · preferences -------------------------------------------------------------------------------------
+@figure("arena_fit")
+def arena_fit(battles: str = "600"):
+    """A synthetic arena: six systems with known strengths, Bradley-Terry fitted on all battles, Elo replayed in
+    30 random orders."""
+    rng = np.random.default_rng(0)
+    true = np.array([1.5, 1.0, 0.6, 0.0, -0.8, -2.3])
+    true = true - true.mean()
+    n = len(true)
+    comparisons = []
+    for _ in range(int(battles)):
+        i, j = rng.choice(n, 2, replace=False)
+        win = rng.random() < 1 / (1 + np.exp(-(true[i] - true[j])))
+        comparisons.append((i, j) if win else (j, i))
+    comparisons = np.array(comparisons)
+    theta = fit_bradley_terry(comparisons, n)
+    elo = np.array([elo_ratings(comparisons[rng.permutation(len(comparisons))], n, k_factor=32) for _ in range(30)])
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.5, 3.6))
+    a1.plot(true, theta, "o", ms=8)
+    a1.plot([-2.5, 2], [-2.5, 2], "--", color="gray")
+    a1.set(xlabel="true strength", ylabel="Bradley-Terry fit", title=f"The fit recovers the strengths ({battles} "
+                                                                      "battles)")
+    a2.boxplot(elo, tick_labels=[f"S{i + 1}" for i in range(n)])
+    a2.plot(range(1, n + 1), strengths_to_elo(theta), "x", color=COLORS[3], ms=9, label="BT fit on the Elo scale")
+    a2.set(ylabel="final Elo rating", title="Elo (K = 32) depends on the order")
+    a2.legend()
+    fig.tight_layout()
+    return fig
+
+
+@figure("annotator_weights")
+def annotator_weights() -> str:
+    """The world's four annotators: the weights each puts on the taste features, and their temperature τ."""
+    features = list(world.FEATURES)
+    rows = [[name] + [f"{ann.weights.get(f, 0.0):+.2f}" for f in features] + [f"{ann.tau:g}"]
+            for name, ann in world.ANNOTATORS.items()]
+    return _table(["annotator"] + [f"<code>{f}</code>" for f in features] + ["τ"], rows,
+                  numeric=set(range(1, len(features) + 2)))
+
+
+# --- lesson 11 · preference data ---------------------------------------------------------------------------------
+@figure("pair_gaps")
+def pair_gaps():
+    """Gold-score gaps of the shipped held-out pairs, on-policy vs off-policy."""
+    from ..preference_data import load_preference_file
+
+    rows = load_preference_file("heldout")
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    bins = np.linspace(0, 2.0, 41)
+    for origin, color in (("on_policy", COLORS[0]), ("off_policy", COLORS[1])):
+        gaps = [abs(world.gold_score(r["prompt"], r["chosen"]) - world.gold_score(r["prompt"], r["rejected"]))
+                for r in rows if r["origin"] == origin]
+        ax.hist(gaps, bins=bins, alpha=0.6, color=color, density=True, label=f"{origin.replace('_', '-')} "
+                                                                               f"({len(gaps)} pairs)")
+    ax.set(xlabel="|gold(a) − gold(b)|", ylabel="density", title="Off-policy pairs differ more: easier labels")
+    ax.legend()
+    return fig
+
+
+@figure("ceiling_vs_noise")
+def ceiling_vs_noise():
+    """The Bayes ceiling of the shipped held-out pairs as symmetric label noise ε grows."""
+    from ..preference_data import flip_labels, load_preference_file, pairs_bayes_ceiling
+
+    rows = load_preference_file("heldout")
+    eps = np.linspace(0, 0.5, 11)
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    for origin, color in (("on_policy", COLORS[0]), ("off_policy", COLORS[1])):
+        part = [r for r in rows if r["origin"] == origin]
+        ax.plot(eps, [pairs_bayes_ceiling(flip_labels(part, float(e), seed=0)[0]) for e in eps], "o-",
+                color=color, label=origin.replace("_", "-"))
+    ax.axhline(0.5, ls=":", color="gray")
+    ax.set(xlabel="label noise ε (share of labels flipped)", ylabel="Bayes ceiling",
+           title="Noise shrinks the ceiling linearly to a coin at ε = ½")
+    ax.legend()
+    return fig
+
+
+@figure("preference_counts")
+def preference_counts() -> str:
+    """The shipped preference data: prompts, candidate pairs, identical pairs dropped, pairs kept (``meta.json``)."""
+    meta = json.loads((DATA_DIR / "preferences" / "meta.json").read_text())
+    rows = []
+    for split in ("train", "heldout"):
+        counts = meta["counts"][split]
+        for origin in ("on_policy", "off_policy"):
+            rows.append([split, origin.replace("_", "-"), meta["n_prompts"][split][origin],
+                         counts[f"{origin}/candidates"], counts[f"{origin}/identical"], counts[f"{origin}/kept"]])
+    return _table(["split", "origin", "prompts", "candidates", "identical (dropped)", "kept"], rows,
+                  numeric={2, 3, 4, 5})
+
