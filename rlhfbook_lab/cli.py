@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 
 from rlhfbook_lab import world
+from rlhfbook_lab.apps.browser import find_chromium
+from rlhfbook_lab.apps.site import build_site
+from rlhfbook_lab.apps.slides import build_decks
 from rlhfbook_lab.lm.data import SFT_DATA_DIR, SFT_HELDOUT_SIZE, SFT_TRAIN_SIZE, build_instruction_files
 from rlhfbook_lab.lm.evaluation import evaluate_chat, sample_groups
 from rlhfbook_lab.lm.generation import generate
@@ -178,8 +181,6 @@ def _cmd_pipeline(args) -> None:
 
 
 def _cmd_slides(args) -> None:
-    from .apps.browser import find_chromium
-    from .apps.slides import build_decks
 
     if not args.no_pdf and find_chromium() is None:
         raise FileNotFoundError("the PDF needs Chromium: install Debian's `chromium` package, set RLHFBOOK_CHROMIUM, "
@@ -189,7 +190,6 @@ def _cmd_slides(args) -> None:
 
 
 def _cmd_site(args) -> None:
-    from .apps.site import build_site
 
     built = build_site(args.out, lessons=args.lesson, full=args.full, cached_only=args.cached_only)
     print(f"{len(built)} lesson page(s) in {args.out}, {sum(p.from_cache for p in built)} from the cache "

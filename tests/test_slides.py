@@ -90,22 +90,22 @@ def test_every_lesson_has_a_deck_and_every_deck_resolves():
 
 
 def test_source_listing_is_the_package_source(tmp_path):
-    from rlhfbook_lab import kl
+    from rlhfbook_lab.equations import kl
 
-    full = BeautifulSoup(source_listing("rlhfbook_lab.kl.kl_k3"), "html.parser").get_text()
+    full = BeautifulSoup(source_listing("rlhfbook_lab.equations.kl.kl_k3"), "html.parser").get_text()
     assert "def kl_k3" in full and "kl.py:" in full and "(excerpt)" not in full
     assert "Unbiased" not in full  # the docstring is dropped by default ...
-    assert "Unbiased" in source_listing("rlhfbook_lab.kl.kl_k3 docstring")  # ... and kept on request
+    assert "Unbiased" in source_listing("rlhfbook_lab.equations.kl.kl_k3 docstring")  # ... and kept on request
     assert "Unbiased" in kl.kl_k3.__doc__  # (so the two assertions above can fail)
-    part = BeautifulSoup(source_listing("rlhfbook_lab.kl.kl_penalized_rewards from=-beta to=return"),
+    part = BeautifulSoup(source_listing("rlhfbook_lab.equations.kl.kl_penalized_rewards from=-beta to=return"),
                          "html.parser").get_text()
     assert "(excerpt)" in part and "_check_beta" not in part and "return" in part
     with pytest.raises(DeckError, match="contains"):
-        source_listing("rlhfbook_lab.kl.kl_k3 from=no_such_line")
+        source_listing("rlhfbook_lab.equations.kl.kl_k3 from=no_such_line")
     with pytest.raises(DeckError, match="cannot"):
-        source_listing("rlhfbook_lab.kl.no_such_function")
+        source_listing("rlhfbook_lab.equations.kl.no_such_function")
     with pytest.raises(DeckError, match="unknown option"):
-        source_listing("rlhfbook_lab.kl.kl_k3 lines=1-3")
+        source_listing("rlhfbook_lab.equations.kl.kl_k3 lines=1-3")
 
 
 def test_deck_splits_on_rules_outside_code_fences(tmp_path):

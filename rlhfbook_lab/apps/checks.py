@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .browser import Browser
+from rlhfbook_lab.apps.browser import Browser
 
 # What a page looks like after the checks' script ran in it: counts, and the offending items if any.
 PAGE_STATE = r"""

@@ -19,16 +19,29 @@ import numpy as np
 import torch
 from transformers.utils import logging as hf_logging
 
-from .. import world
-from ..bandit import BanditConfig, optimal_objective, optimal_policy, optimal_policy_forward_kl, train_bandit
-from ..dpo import dpo_loss
-from ..kl import categorical_kl, kl_k1, kl_k2, kl_k3
-from ..lesson import smooth, use_style
-from ..paths import CHECKPOINTS, DATA_DIR
-from ..policy_gradient import gae_advantages, ppo_policy_loss, sequence_advantages
-from ..preferences import elo_ratings, fit_bradley_terry, strengths_to_elo
-from ..reward_model import bradley_terry_loss
-from .render import figure_to_data_uri
+from rlhfbook_lab import world
+from rlhfbook_lab.apps.render import figure_to_data_uri
+from rlhfbook_lab.equations.bandit import (
+    BanditConfig,
+    optimal_objective,
+    optimal_policy,
+    optimal_policy_forward_kl,
+    train_bandit,
+)
+from rlhfbook_lab.equations.direct_alignment import dpo_loss
+from rlhfbook_lab.equations.kl import categorical_kl, kl_k1, kl_k2, kl_k3
+from rlhfbook_lab.equations.policy_gradient import gae_advantages, ppo_policy_loss, sequence_advantages
+from rlhfbook_lab.equations.preferences import elo_ratings, fit_bradley_terry, strengths_to_elo
+from rlhfbook_lab.equations.reward_losses import bradley_terry_loss
+from rlhfbook_lab.lesson import smooth, use_style
+from rlhfbook_lab.lm.data import token_roles as roles_of
+from rlhfbook_lab.lm.data import tokenize_conversation
+from rlhfbook_lab.lm.generation import encode_prompts, generate
+from rlhfbook_lab.lm.models import load_model
+from rlhfbook_lab.lm.preference_data import flip_labels, pairs_bayes_ceiling
+from rlhfbook_lab.lm.preference_files import load_preference_file
+from rlhfbook_lab.lm.tokenizer import load_tokenizer
+from rlhfbook_lab.paths import CHECKPOINTS, DATA_DIR
 
 hf_logging.disable_progress_bar()  # loading a shipped model must not print progress bars into the build log
 
@@ -120,8 +133,6 @@ def pretraining_log():
 @figure("temperature")
 def temperature(prefix: str = "35 + 47 =", model: str = "base-tiny"):
     """The next-token distribution of a shipped model after ``prefix``, at three temperatures."""
-    from ..generation import encode_prompts  # deferred, as in every figure that loads a model: transformers
-    from ..models import load_model
 
     lm, tok = load_model(model, device="cpu")
     ids = torch.tensor(encode_prompts(tok, [prefix + " "], chat=False))
@@ -160,9 +171,6 @@ def sft_log():
 @figure("token_roles")
 def token_roles() -> str:
     """One training conversation, token by token, coloured by its role in the SFT loss."""
-    from ..data import token_roles as roles_of
-    from ..data import tokenize_conversation
-    from ..tokenizer import load_tokenizer
 
     tok = load_tokenizer()
     p = world.make_problem("addition", (17, 25))
@@ -180,8 +188,6 @@ def token_roles() -> str:
 @figure("base_vs_sft")
 def base_vs_sft(n: str = "4") -> str:
     """Greedy replies of ``base-tiny`` and ``sft-tiny`` to the same held-out questions, with their gold scores."""
-    from ..generation import generate
-    from ..models import load_model
 
     problems = world.heldout_prompts(int(n), seed=0)
     rows = []
@@ -443,7 +449,6 @@ def annotator_weights() -> str:
 @figure("pair_gaps")
 def pair_gaps():
     """Gold-score gaps of the shipped held-out pairs, on-policy vs off-policy."""
-    from ..preference_data import load_preference_file
 
     rows = load_preference_file("heldout")
     fig, ax = plt.subplots(figsize=(8, 3.5))
@@ -461,7 +466,6 @@ def pair_gaps():
 @figure("ceiling_vs_noise")
 def ceiling_vs_noise():
     """The Bayes ceiling of the shipped held-out pairs as symmetric label noise ε grows."""
-    from ..preference_data import flip_labels, load_preference_file, pairs_bayes_ceiling
 
     rows = load_preference_file("heldout")
     eps = np.linspace(0, 0.5, 11)

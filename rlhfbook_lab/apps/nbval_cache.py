@@ -59,8 +59,9 @@ def executed_notebook(nb, outputs: dict[int, list]):
 def pytest_sessionfinish(session):
     if not _RUNS:
         return
-    from ..lesson import fast_mode  # deferred (torch): only a run that executed notebooks needs them
-    from .site import store_executed
+    # deferred (torch): only a run that executed notebooks needs them; this plugin loads with every pytest
+    from rlhfbook_lab.apps.site import store_executed
+    from rlhfbook_lab.lesson import fast_mode  # deferred, as above
 
     mode = "fast" if fast_mode() else "full"
     for run in _RUNS.values():

@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 from markdown_it import MarkdownIt
 
-from .render import FONT_CSS, math_in_html
+from rlhfbook_lab.apps.render import FONT_CSS, math_in_html
 
 REPO = Path(__file__).resolve().parents[2]
 LESSONS_DIR = REPO / "lessons"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from .render import FONT_CSS, MATH, code_css, highlight_code, tex_to_mathml
+from rlhfbook_lab.apps.render import FONT_CSS, MATH, code_css, highlight_code, tex_to_mathml
 
 REPO = Path(__file__).resolve().parents[2]
 SLIDES_DIR = REPO / "slides"
@@ -79,7 +79,7 @@ def source_listing(spec: str) -> str:
     """
     words = spec.split()
     if not words:
-        raise DeckError("a `source` fence needs a dotted name: ```source rlhfbook_lab.kl.kl_k3")
+        raise DeckError("a `source` fence needs a dotted name: ```source rlhfbook_lab.equations.kl.kl_k3")
     obj = resolve_object(words[0])
     options = dict(w.split("=", 1) if "=" in w else (w, "") for w in words[1:])
     unknown = set(options) - {"from", "to", "docstring"}
@@ -110,7 +110,7 @@ def source_listing(spec: str) -> str:
 
 
 def resolve_object(dotted: str):
-    """``rlhfbook_lab.kl.kl_k3`` → the function (or class, or method: ``module.Class.method``)."""
+    """``rlhfbook_lab.equations.kl.kl_k3`` → the function (or class, or method: ``module.Class.method``)."""
     parts = dotted.split(".")
     for i in range(len(parts), 0, -1):
         try:
@@ -139,7 +139,7 @@ def _drop_docstring(src: str) -> str:
 
 
 def _figure_html(caption: str, name: str, query: str | None) -> str:
-    from .figures import render_figure  # deferred: figures import matplotlib, torch and the package
+    from rlhfbook_lab.apps.figures import render_figure  # deferred: figures import matplotlib, torch and the package
 
     args = dict(pair.split("=", 1) for pair in query.split("&") if pair) if query else {}
     height = args.pop("h", None)
@@ -297,7 +297,7 @@ def build_decks(out_dir: str | Path, lessons: list[str] | None = None, pdf: bool
 
     PDF needs Chromium (:mod:`.browser`); ``pdf=True`` without one raises :class:`~.browser.BrowserError`.
     """
-    import matplotlib
+    import matplotlib  # deferred: the backend is set before pyplot loads (figures import it)
 
     matplotlib.use("Agg")
     out_dir = Path(out_dir)
@@ -307,7 +307,7 @@ def build_decks(out_dir: str | Path, lessons: list[str] | None = None, pdf: bool
         built.append(deck)
         log(f"slides {deck.number}: {deck.slides} slides, {deck.cpu_seconds:.1f} s CPU → {deck.html}")
     if pdf and built:
-        from .browser import Browser  # deferred: only the PDF needs a browser
+        from rlhfbook_lab.apps.browser import Browser  # deferred: only the PDF needs a browser
 
         with Browser() as browser:
             page = browser.new_page(WIDTH, HEIGHT)
