@@ -15,6 +15,7 @@ a GPU and a network); the world's tokenizer then comes from the same place.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
@@ -105,7 +106,10 @@ def load_model(name_or_path: str | Path | None = None, device: torch.device | st
             raise FileNotFoundError(f"no model at {src}: expected a folder written by save_pretrained "
                                     "(run `rlhfbook-lab pretrain` to build base-tiny)")
     device = torch.device(device) if device is not None else get_device()
-    model = AutoModelForCausalLM.from_pretrained(str(src)).to(device).eval()
+    # float32 on a CPU whatever the file holds (a checkpoint may be stored in float16 to keep data/ small:
+    # save_model(..., save_dtype=torch.float16)); on a GPU the file's own dtype
+    dtype = torch.float32 if device.type == "cpu" else "auto"
+    model = AutoModelForCausalLM.from_pretrained(str(src), dtype=dtype).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(src))
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ValueError(f"the tokenizer of {name_or_path} needs a pad token distinct from EOS")
@@ -133,10 +137,13 @@ def check_output_folder(out: str | Path, overwrite: bool = False) -> Path:
 
 
 def save_model(model, tokenizer, out: str | Path, overwrite: bool = False,
-               extra_files: dict[str, str] | None = None) -> Path:
+               extra_files: dict[str, str] | None = None, save_dtype: torch.dtype | None = None) -> Path:
     """Save model + tokenizer with ``save_pretrained`` (safetensors), atomically.
 
-    ``extra_files`` maps file names to text written beside them (training metadata, curves).
+    ``extra_files`` maps file names to text written beside them (training metadata, curves). ``save_dtype``
+    (e.g. ``torch.float16``) stores a copy of the weights in that dtype, half the bytes of float32 for a shipped
+    checkpoint (every version of a binary stays in git history); the model in memory is not touched, and
+    :func:`load_model` reads the file back as float32 on a CPU.
 
     Everything is written to a temporary folder beside ``out`` and renamed into place, so an interrupted run never
     leaves a half-written checkpoint. An existing non-empty ``out`` is an error unless ``overwrite``.
@@ -145,7 +152,8 @@ def save_model(model, tokenizer, out: str | Path, overwrite: bool = False,
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint folder is an ordinary one
     try:
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        to_save = copy.deepcopy(model).to(save_dtype) if save_dtype is not None else model
+        to_save.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
