@@ -25,13 +25,25 @@ def micro_model(tokenizer):
 PACKAGE = str(Path(__file__).resolve().parents[1] / "rlhfbook_lab")
 
 
+DISPATCH = ("/torch/nn/modules/module.py",)  # nn.Module.__call__ frames between a caller and forward()
+
+
+def _top_package(filename: str) -> str:
+    """The installed top-level package a frame's file belongs to ('' outside site-packages)."""
+    marker = "site-packages/"
+    return filename.split(marker, 1)[1].split("/", 1)[0] if marker in filename else ""
+
+
 def _called_from_package() -> bool:
-    frame = sys._getframe(2)
-    while frame is not None:
-        if frame.f_code.co_filename.startswith(PACKAGE):
-            return True
+    """True when the code that called the deprecated API is ours: walk out of the library that warns (and of
+    torch's module-call dispatch); the first frame left is the caller."""
+    frame = sys._getframe(2)  # the frame that called warnings.warn
+    library = _top_package(frame.f_code.co_filename)
+    while frame is not None and (
+            (library and _top_package(frame.f_code.co_filename) == library)
+            or frame.f_code.co_filename.endswith(DISPATCH)):
         frame = frame.f_back
-    return False
+    return frame is not None and frame.f_code.co_filename.startswith(PACKAGE)
 
 
 @pytest.fixture(autouse=True)
