@@ -583,3 +583,22 @@ def test_aggregation_bad_input(kwargs, match):
     args = args | dict(mode="token_mean") | kwargs
     with pytest.raises(ValueError, match=match):
         aggregate_loss(**args)
+
+
+@pytest.mark.parametrize("loss", ["policy_gradient", "ppo"])
+@pytest.mark.parametrize("shape", ["sequence", "token"])
+def test_no_gradient_flows_into_the_advantages(loss, shape):
+    """The advantages are constants of the surrogate ("detached here"): given advantages that carry a gradient
+    (computed from a value head, say), backward leaves them untouched while log π gets its gradient."""
+    g = torch.Generator().manual_seed(0)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    logps = (-torch.rand(2, 3, generator=g)).requires_grad_(True)
+    source = torch.randn(2, 3 if shape == "token" else 1, generator=g, requires_grad=True)
+    advantages = (2 * source).squeeze(-1) if shape == "sequence" else 2 * source  # a non-leaf with a graph
+    if loss == "ppo":
+        per_token, _ = ppo_policy_loss(logps, logps.detach(), advantages, mask)
+    else:
+        per_token = policy_gradient_loss(logps, advantages, mask)
+    aggregate_loss(per_token, mask, "token_mean").backward()
+    assert source.grad is None
+    assert logps.grad is not None and logps.grad.abs().sum() > 0

@@ -30,6 +30,7 @@ from rlhfbook_lab.lm.reward_model import RewardModel, save_reward_model
 from rlhfbook_lab.trainers import rl
 from rlhfbook_lab.trainers.rl import PRESETS, RLConfig, collect_rollout, compute_advantages, rl_loss, train_rl
 from rlhfbook_lab.trainers.rl import forward as rl_forward
+from rlhfbook_lab.trainers.rl import loop as rl_loop
 from rlhfbook_lab.trainers.rl import rollout as rl_rollout
 
 PROMPTS = ["What is 2 + 3?", "Spell mirt backward.", "Write a positive review of the lamp.", "Add 7 and 12."]
@@ -503,3 +504,70 @@ def test_length_chunks_is_the_cheapest_split():
         best = min(sum(len(s[i:j]) * s[j - 1] + overhead for i, j in zip((0,) + cuts, cuts + (B,)))
                    for r in range(B) for cuts in itertools.combinations(range(1, B), r))
         assert cost == best
+
+
+# --- β reaches the loss and the rewards (each test fails on a one-line fault tried on a copy) ---------------------
+
+
+def _perturbed(policy, scale=0.05, seed=1):
+    """A copy of ``policy`` with every weight moved a little: the reference then differs from the policy."""
+    moved = copy.deepcopy(policy)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in moved.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+    return moved
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k2", "k3"])
+def test_the_kl_term_of_the_loss_is_beta_times_the_kl(policy, tokenizer, estimator):
+    """Property: with the KL in the loss and π ≠ π_ref, the loss is affine in β with slope the aggregated KL, so
+    loss(β) − loss(0) = β · losses/kl (dropping β from the term makes it KL, whatever β)."""
+    cfg = small("grpo", kl_estimator=estimator)
+    ref = _perturbed(policy)
+    torch.manual_seed(0)
+    ro, _ = collect_rollout(policy, tokenizer, PROMPTS, cfg, ref)
+    adv = compute_advantages(ro.scores, ro.old_logps, ro.ref_logps, ro.completion_mask, cfg)
+    ro.advantages = adv.advantages
+    batch = ro.minibatch(torch.arange(ro.input_ids.shape[0]))
+    with torch.no_grad():
+        loss0, _ = rl_loss(policy, batch, cfg, beta=0.0)
+        losses = {b: rl_loss(policy, batch, cfg, beta=b) for b in (0.3, 0.7)}
+    kl = float(losses[0.3][1]["losses/kl"])
+    assert kl > 1e-3  # the reference really differs
+    for b, (loss, metrics) in losses.items():
+        assert float(metrics["losses/kl"]) == pytest.approx(kl, rel=1e-6)  # the KL does not depend on β
+        assert float(loss - loss0) == pytest.approx(b * kl, rel=1e-4, abs=1e-7)
+
+
+def test_compute_advantages_uses_the_beta_it_is_given_not_the_configs(policy, tokenizer):
+    """The adaptive controller passes its current β: with the KL in the reward, the advantages follow that β and
+    ignore ``cfg.beta`` (reading ``cfg.beta`` instead is a fault this test catches)."""
+    cfg = small("rloo", beta=0.1)
+    ref = _perturbed(policy)
+    torch.manual_seed(0)
+    ro, _ = collect_rollout(policy, tokenizer, PROMPTS, cfg, ref)
+    args = (ro.scores, ro.old_logps, ro.ref_logps, ro.completion_mask)
+    given = compute_advantages(*args, cfg, beta=0.9)
+    as_config = compute_advantages(*args, small("rloo", beta=0.9))  # the same β through the config
+    default = compute_advantages(*args, cfg)
+    assert torch.equal(given.token_rewards, as_config.token_rewards)  # bitwise: the same computation
+    assert torch.equal(given.advantages, as_config.advantages)
+    assert not torch.allclose(given.token_rewards, default.token_rewards)
+    # the per-token reward is −β·k1 off the last token: its ratio between the two β is 9
+    off_last = ro.completion_mask.bool() & (given.token_rewards != 0)
+    off_last[torch.arange(len(off_last)), ro.completion_mask.cumsum(1).argmax(1)] = False
+    ratio = given.token_rewards[off_last] / default.token_rewards[off_last]
+    assert torch.allclose(ratio, torch.full_like(ratio, 9.0), rtol=1e-5)
+
+
+def test_train_rl_puts_the_adaptive_beta_into_the_rewards(policy, tokenizer, monkeypatch):
+    """The β the adaptive controller holds at each rollout is the one compute_advantages receives."""
+    seen = []
+    real = rl_loop.compute_advantages
+    monkeypatch.setattr(rl_loop, "compute_advantages",
+                        lambda *a, **k: seen.append(a[-1] if len(a) >= 8 else k.get("beta")) or real(*a, **k))
+    cfg = small("rloo", steps=3, beta=0.2, kl_target=0.01, kl_horizon=10.0)
+    _, history = train_rl(policy, tokenizer, cfg, ref_model=_perturbed(policy), progress=False)
+    assert seen == pytest.approx(history["charts/beta"])
+    assert len(set(history["charts/beta"])) == 3  # the controller moved it
