@@ -1,4 +1,11 @@
-"""The command line: ``rlhfbook-lab <command>``. Run ``rlhfbook-lab --help`` for the list."""
+"""The command line: ``rlhfbook-lab <command>``. Run ``rlhfbook-lab --help`` for the list, ``rlhfbook-lab <command>
+--help`` for a command's flags.
+
+The training commands take their settings from the algorithm's config dataclass: each field is a flag
+(``--train.lr 3e-4``, or ``--lr 3e-4`` when the name is unique) whose help is the field's docstring, on top of the
+named recipe (``--algo``, ``--loss``) and ``--fast`` (``rlhfbook_lab.config``). Bad input — a missing or empty file,
+a folder where a file belongs, an unknown model, a number out of range — is one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +18,8 @@ from pathlib import Path
 
 from rlhfbook_lab import world
 from rlhfbook_lab.apps.browser import find_chromium
-from rlhfbook_lab.apps.site import build_site
 from rlhfbook_lab.apps.slides import build_decks
+from rlhfbook_lab.config import add_config_arguments, override, overrides_from_args
 from rlhfbook_lab.lm.data import SFT_DATA_DIR, SFT_HELDOUT_SIZE, SFT_TRAIN_SIZE, build_instruction_files
 from rlhfbook_lab.lm.evaluation import evaluate_chat, sample_groups
 from rlhfbook_lab.lm.generation import generate
@@ -21,16 +28,66 @@ from rlhfbook_lab.lm.preference_files import PREF_DATA_DIR, PREF_PROMPTS, build_
 from rlhfbook_lab.lm.tokenizer import build_and_save, load_tokenizer
 from rlhfbook_lab.paths import CHECKPOINTS
 from rlhfbook_lab.recipes.pipeline import PipelineConfig, run_pipeline
-from rlhfbook_lab.trainers.dpo import FAST, dpo_config, dpo_from_sft
+from rlhfbook_lab.trainers.dpo import FAST_SIZES, RECIPES, DPOConfig, dpo_config, dpo_from_sft
 from rlhfbook_lab.trainers.pretrain import PretrainConfig, heldout_loss, prefix_accuracy, pretrain
-from rlhfbook_lab.trainers.reward import rm_from_sft, shipped_rm_config
-from rlhfbook_lab.trainers.rl import RLConfig, rl_from_sft, summarize
+from rlhfbook_lab.trainers.reward import RMConfig, rm_from_sft, shipped_rm_config
+from rlhfbook_lab.trainers.rl import ALGORITHMS, RLConfig, rl_from_sft, summarize
 from rlhfbook_lab.trainers.sft import SHIPPED_QUALITY, SFTConfig, sft_from_base
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``rlhfbook-lab rl: error: ...``) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1; got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0; got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0; got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0; got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0; got {text}")
+    return value
 
 
 def _rounded(report: dict) -> dict:
     """A report for printing: floats to 4 significant digits (not 4 decimals, which printed lr 5e-5 as 0.0001)."""
     return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in report.items()}
+
+
+def _configured(base, args):
+    """``base`` with the config flags given on the command line (``config.override``)."""
+    return override(base, overrides_from_args(args))
+
+
+def _out_flags(p, default_help: str) -> None:
+    p.add_argument("--out", default=None, help=f"output folder ({default_help})")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+
+
+# --- commands -----------------------------------------------------------------------------------------------------
 
 
 def _cmd_tokenizer(args) -> None:
@@ -39,10 +96,8 @@ def _cmd_tokenizer(args) -> None:
 
 
 def _cmd_pretrain(args) -> None:
-    cfg = PretrainConfig(preset=args.preset)
-    cfg.train.steps = args.steps or cfg.train.steps
-    cfg.train.seed = args.seed
-    out = Path(args.out) if args.out else CHECKPOINTS / f"base-{args.preset}"
+    cfg = _configured(PretrainConfig(), args)
+    out = Path(args.out) if args.out else CHECKPOINTS / f"base-{cfg.preset}"
     tok = load_tokenizer()
     model, history = pretrain(cfg, tok, out=out, eval_every=args.eval_every, overwrite=args.overwrite)
     acc = prefix_accuracy(model, tok)
@@ -53,20 +108,18 @@ def _cmd_pretrain(args) -> None:
 
 
 def _cmd_sft_data(args) -> None:
-    n_train, n_heldout = args.n_train or SFT_TRAIN_SIZE, args.n_heldout or SFT_HELDOUT_SIZE
-    paths = build_instruction_files(args.out, n_train=n_train, n_heldout=n_heldout, seed=args.seed)
-    print(json.dumps({"out": str(args.out or SFT_DATA_DIR), "n_train": n_train, "n_heldout": n_heldout,
+    paths = build_instruction_files(args.out, n_train=args.n_train, n_heldout=args.n_heldout, seed=args.seed)
+    print(json.dumps({"out": str(args.out or SFT_DATA_DIR), "n_train": args.n_train, "n_heldout": args.n_heldout,
                       "seed": args.seed, "bytes": {k: p.stat().st_size for k, p in paths.items()}}, indent=2))
 
 
 def _cmd_sft(args) -> None:
-    cfg = SFTConfig()
-    cfg.train.steps = args.steps or cfg.train.steps
-    cfg.train.seed = args.seed
-    if args.pretrain_mix is not None:
-        cfg.pretrain_mix = args.pretrain_mix
+    cfg = _configured(SFTConfig(), args)
     out = Path(args.out) if args.out else CHECKPOINTS / "sft-tiny"
     data_dir = Path(args.data) if args.data else SFT_DATA_DIR
+    if data_dir.exists() and not data_dir.is_dir():
+        raise NotADirectoryError(f"--data {data_dir} is a file; expected the folder holding sft_train.jsonl and "
+                                 "sft_heldout.jsonl")
     if not (data_dir / "sft_train.jsonl").exists() or not (data_dir / "sft_heldout.jsonl").exists():
         build_instruction_files(data_dir)  # the same files `rlhfbook-lab sft-data` writes
         print(f"wrote the instruction data to {data_dir}", file=sys.stderr)
@@ -90,9 +143,7 @@ def _cmd_sft(args) -> None:
 
 
 def _cmd_pref_data(args) -> None:
-    n = {split: dict(d) for split, d in PREF_PROMPTS.items()}
-    if args.scale is not None:  # a smaller (or bigger) build: every prompt count times the factor
-        n = {split: {k: max(1, round(v * args.scale)) for k, v in d.items()} for split, d in n.items()}
+    n = {split: {k: max(1, round(v * args.scale)) for k, v in d.items()} for split, d in PREF_PROMPTS.items()}
     t0 = time.process_time()
     out = build_preference_files(args.out, seed=args.seed, n_prompts=n, policy=args.policy, base=args.base)
     print(json.dumps({"out": str(args.out or PREF_DATA_DIR), "seed": args.seed, "n_prompts": n,
@@ -103,12 +154,7 @@ def _cmd_pref_data(args) -> None:
 
 
 def _cmd_rl(args) -> None:
-    given = {"steps": args.steps, "lr": args.lr, "beta": args.beta, "reward": args.reward,
-             "reward_model": args.reward_model, "prompts_per_step": args.prompts_per_step,
-             "group_size": args.group_size, "max_new_tokens": args.max_new_tokens, "eval_prompts": args.eval_prompts,
-             "sft_coef": args.sft_coef}
-    overrides = {k: v for k, v in given.items() if v is not None}
-    cfg = (RLConfig.fast if args.fast else RLConfig.preset)(args.algo, seed=args.seed, **overrides)
+    cfg = _configured(RLConfig.fast(args.algo) if args.fast else RLConfig.preset(args.algo), args)
     out = Path(args.out) if args.out else Path("runs") / f"rl-{args.algo}"
     t0 = time.process_time()
     _, _, history = rl_from_sft(cfg, policy=args.policy, out=out, overwrite=args.overwrite)
@@ -117,9 +163,8 @@ def _cmd_rl(args) -> None:
 
 
 def _cmd_rm(args) -> None:
-    cfg = shipped_rm_config()
-    cfg.train.steps = args.steps or (30 if args.fast else cfg.train.steps)
-    cfg.train.seed = args.seed
+    base = shipped_rm_config()
+    cfg = _configured(override(base, {"train.steps": 30}) if args.fast else base, args)
     out = Path(args.out) if args.out else (None if args.fast else CHECKPOINTS / "rm-tiny")
     t0 = time.perf_counter()
     rm, tok, history, ev = rm_from_sft(cfg, policy=args.policy, out=out, overwrite=args.overwrite,
@@ -138,11 +183,10 @@ def _cmd_rm(args) -> None:
 
 
 def _cmd_dpo(args) -> None:
-    cfg = dpo_config(args.loss, fast=args.fast, beta=args.beta, steps=args.steps, seed=args.seed,
-                     precompute_ref_logps=args.precompute_ref or None)
-    sizes = {k: FAST[k] for k in ("num_pairs", "eval_prompts", "kl_prompts")} if args.fast else {}
+    cfg = _configured(dpo_config(args.loss, fast=args.fast), args)
     out = Path(args.out) if args.out else Path("runs") / f"dpo-{args.loss}"
-    run = dpo_from_sft(cfg, policy=args.policy, pairs=args.pairs, out=out, overwrite=args.overwrite, **sizes)
+    run = dpo_from_sft(cfg, policy=args.policy, pairs=args.pairs, out=out, overwrite=args.overwrite,
+                       **(FAST_SIZES if args.fast else {}))
     print(json.dumps({"out": str(out), **_rounded(run.report)}, indent=2))
 
 
@@ -173,15 +217,13 @@ def _cmd_sample(args) -> None:
 
 
 def _cmd_pipeline(args) -> None:
-    kw = {k: v for k, v in dict(rl_algo=args.rl_algo, seed=args.seed).items() if v is not None}
-    cfg = PipelineConfig.fast_config(**kw) if args.fast else PipelineConfig(**kw)
+    cfg = _configured(PipelineConfig.fast_config() if args.fast else PipelineConfig(), args)
     out = Path(args.out)
     run_pipeline(cfg, out=out, overwrite=args.overwrite)
     print((out / "results.md").read_text())
 
 
 def _cmd_slides(args) -> None:
-
     if not args.no_pdf and find_chromium() is None:
         raise FileNotFoundError("the PDF needs Chromium: install Debian's `chromium` package, set RLHFBOOK_CHROMIUM, "
                                 "or pass --no-pdf for the HTML alone")
@@ -190,142 +232,132 @@ def _cmd_slides(args) -> None:
 
 
 def _cmd_site(args) -> None:
+    # deferred: the site needs nbformat, whose JSON-schema checks take seconds to import; no other command does
+    from rlhfbook_lab.apps.site import build_site
 
     built = build_site(args.out, lessons=args.lesson, full=args.full, cached_only=args.cached_only)
     print(f"{len(built)} lesson page(s) in {args.out}, {sum(p.from_cache for p in built)} from the cache "
           f"(open {Path(args.out) / 'index.html'})")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="rlhfbook-lab", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+# --- the parser ---------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rlhfbook-lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("pipeline", help="the whole arc: base → SFT → reward model → DPO → RL, judged by the gold "
                                         "judge; writes results.md/json, summary.png and checkpoints into --out")
     p.add_argument("--out", default="pipeline-out", help="folder for the results (default: ./pipeline-out)")
-    p.add_argument("--fast", action="store_true", help="shorter runs of every stage (≤ 2 min on 2 CPU cores)")
-    p.add_argument("--rl-algo", default=None, choices=["grpo", "ppo", "rloo", "reinforce", "dr_grpo"],
-                   help="the RL stage's algorithm (default grpo)")
-    p.add_argument("--seed", type=int, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--fast", action="store_true", help="shorter runs of every stage (≤ 2 min on 2 CPU cores)")
+    add_config_arguments(p, PipelineConfig, skip=("fast",))
     p.set_defaults(func=_cmd_pipeline)
 
     p = sub.add_parser("tokenizer", help="rebuild the world's character-level tokenizer (data/tokenizer)")
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None, help="output folder (default data/tokenizer)")
     p.set_defaults(func=_cmd_tokenizer)
 
     p = sub.add_parser("pretrain", help="train the base model from scratch on the world corpus")
-    p.add_argument("--preset", default="tiny", help="model preset: tiny (CPU) or small (GPU)")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's recipe)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output folder (default data/checkpoints/base-<preset>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
-    p.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: only at the end)")
+    _out_flags(p, "default data/checkpoints/base-<preset>")
+    p.add_argument("--eval-every", type=_non_negative_int, default=0, help="evaluate every N steps (0: at the end)")
+    add_config_arguments(p, PretrainConfig)
     p.set_defaults(func=_cmd_pretrain)
 
     p = sub.add_parser("sft-data", help="write the instruction data (data/sft/sft_train.jsonl, sft_heldout.jsonl)")
     p.add_argument("--out", default=None, help="output folder (default data/sft)")
-    p.add_argument("--n-train", type=int, default=None, help="training conversations (default: the shipped size)")
-    p.add_argument("--n-heldout", type=int, default=None, help="held-out conversations (default: the shipped size)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-train", type=_positive_int, default=SFT_TRAIN_SIZE, help="training conversations")
+    p.add_argument("--n-heldout", type=_positive_int, default=SFT_HELDOUT_SIZE, help="held-out conversations")
+    p.add_argument("--seed", type=_non_negative_int, default=0)
     p.set_defaults(func=_cmd_sft_data)
 
     p = sub.add_parser("sft", help="instruction-tune the base model on data/sft (writes data/checkpoints/sft-tiny)")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: SFTConfig's recipe)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output folder (default data/checkpoints/sft-tiny)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+    _out_flags(p, "default data/checkpoints/sft-tiny")
     p.add_argument("--base", default="base-tiny", help="the model to fine-tune (checkpoint name or folder)")
     p.add_argument("--data", default=None, help="folder with sft_train.jsonl and sft_heldout.jsonl (default "
                                                 "data/sft; written first with `sft-data`'s defaults if missing)")
-    p.add_argument("--examples", type=int, default=None, help="use only the first N training conversations")
-    p.add_argument("--pretrain-mix", type=float, default=None, help="share of each batch that is pretraining "
-                                                                    "text (default: SFTConfig's, 0)")
+    p.add_argument("--examples", type=_positive_int, default=None, help="use only the first N training conversations")
+    add_config_arguments(p, SFTConfig)
     p.set_defaults(func=_cmd_sft)
 
     p = sub.add_parser("pref-data", help="write the preference pairs (data/preferences/train.jsonl, heldout.jsonl)")
     p.add_argument("--out", default=None, help="output folder (default data/preferences)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scale", type=float, default=None, help="multiply every prompt count by this (default 1: "
-                                                             "the shipped size)")
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--scale", type=_positive_float, default=1.0, help="multiply every prompt count by this "
+                                                                      "(1: the shipped size)")
     p.add_argument("--policy", default="sft-tiny", help="the model whose samples make the on-policy pairs")
     p.add_argument("--base", default="base-tiny", help="a second model for the off-policy pairs")
     p.set_defaults(func=_cmd_pref_data)
 
-    p = sub.add_parser("rl", help="RL from the SFT model: PPO, GRPO, Dr. GRPO, RLOO or REINFORCE (rl.RLConfig)")
-    p.add_argument("--algo", default="grpo", choices=["ppo", "grpo", "dr_grpo", "rloo", "reinforce"])
+    p = sub.add_parser("rl", help="RL from the SFT model: PPO, GRPO, Dr. GRPO, RLOO or REINFORCE (trainers.rl)")
+    p.add_argument("--algo", default="grpo", choices=ALGORITHMS, help="the preset (RLConfig.preset)")
     p.add_argument("--fast", action="store_true", help="the ~30 s CPU configuration (RLConfig.fast)")
     p.add_argument("--policy", default="sft-tiny", help="the model to start from (checkpoint name or folder)")
-    p.add_argument("--reward", default=None, choices=["gold", "verifier", "rm"], help="reward source (default gold)")
-    p.add_argument("--reward-model", default=None, help="with --reward rm: folder or name (default rm-tiny)")
-    for name, kind in (("steps", int), ("lr", float), ("beta", float), ("prompts-per-step", int),
-                       ("group-size", int), ("max-new-tokens", int), ("eval-prompts", int), ("sft-coef", float)):
-        p.add_argument(f"--{name}", type=kind, default=None, help="override the preset's value")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output folder (default runs/rl-<algo>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+    _out_flags(p, "default runs/rl-<algo>")
+    add_config_arguments(p, RLConfig, skip=("algo",))
     p.set_defaults(func=_cmd_rl)
 
     p = sub.add_parser("rm", help="train the reward model on data/preferences; held-out accuracy vs the Bayes ceiling")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the shipped recipe; 30 with "
-                                                           "--fast)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output folder (default data/checkpoints/rm-tiny; with --fast, "
-                                               "nothing is saved unless --out is given)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+    p.add_argument("--fast", action="store_true", help="30 steps, evaluated on 400 held-out pairs")
     p.add_argument("--normalize", action="store_true", help="normalise rewards to mean 0, std 1 on samples of the "
                                                             "reference policy (as the shipped rm-tiny is)")
-    p.add_argument("--fast", action="store_true", help="a short run, evaluated on 400 held-out pairs")
     p.add_argument("--policy", default="sft-tiny", help="the backbone and reference policy")
     p.add_argument("--data", default=None, help="folder with train.jsonl and heldout.jsonl (default "
                                                 "data/preferences)")
+    _out_flags(p, "default data/checkpoints/rm-tiny; with --fast nothing is saved unless --out is given")
+    add_config_arguments(p, RMConfig)
     p.set_defaults(func=_cmd_rm)
 
     p = sub.add_parser("dpo", help="direct alignment from the SFT model on preference pairs; gold score and KL")
-    p.add_argument("--loss", default="dpo", choices=["dpo", "cdpo", "ipo", "simpo", "orpo", "kto"])
-    p.add_argument("--beta", type=float, default=None, help="the loss's beta (default: dpo_trainer.RECIPES)")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default 150; 30 with --fast)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precompute-ref", action="store_true", help="score the pairs with the reference once, "
-                                                                 "before training")
+    p.add_argument("--loss", default="dpo", choices=sorted(RECIPES), help="the loss and its recipe (RECIPES)")
     p.add_argument("--fast", action="store_true", help="a short run on 512 pairs, judged on fewer prompts")
     p.add_argument("--policy", default="sft-tiny", help="the model to start from, also the reference")
     p.add_argument("--pairs", default=None, help="a jsonl of pairs (default: the on-policy pairs of "
                                                  "data/preferences/train.jsonl)")
-    p.add_argument("--out", default=None, help="output folder (default runs/dpo-<loss>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output folder")
+    _out_flags(p, "default runs/dpo-<loss>")
+    add_config_arguments(p, DPOConfig, skip=("loss",))
     p.set_defaults(func=_cmd_dpo)
 
     p = sub.add_parser("sample", help="sample replies to held-out prompts and score them with the gold judge")
     p.add_argument("--model", default=None, help="checkpoint name, folder or hub id (default $RLHFBOOK_MODEL, "
                                                   "else sft-tiny if shipped, else base-tiny)")
-    p.add_argument("--n", type=int, default=8)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=_positive_int, default=8, help="prompts")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (else > 0)")
+    p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--raw", action="store_true", help="continue plain statements instead of chatting "
                                                       "(what a base model was trained on)")
     p.set_defaults(func=_cmd_sample)
 
-    p = sub.add_parser("slides", help="build the lesson decks (slides/NN_*.md) into self-contained HTML and PDF")
-    p.add_argument("--lesson", action="append", default=None, metavar="NN", help="only this lesson's deck "
-                                                                                   "(repeatable; default: all)")
+    p = sub.add_parser("slides", help="build the lesson decks (self-contained HTML, and PDF with Chromium)")
+    p.add_argument("--lesson", action="append", default=None, help="one lesson number (NN), repeatable; "
+                                                                   "default: every deck in slides/")
     p.add_argument("--out", default="build/slides", help="output folder (default build/slides)")
-    p.add_argument("--no-pdf", action="store_true", help="HTML only (the PDF needs Chromium)")
+    p.add_argument("--no-pdf", action="store_true", help="HTML only (no browser needed)")
     p.set_defaults(func=_cmd_slides)
 
-    p = sub.add_parser("site", help="execute every lesson (cached) and render it to a static HTML site with an index")
-    p.add_argument("--lesson", action="append", default=None, metavar="NN", help="only this lesson (repeatable)")
+    p = sub.add_parser("site", help="the executed lessons as a static site (cached by content; see slides/README.md)")
+    p.add_argument("--lesson", action="append", default=None, help="one lesson number (NN), repeatable")
     p.add_argument("--out", default="build/site", help="output folder (default build/site)")
-    p.add_argument("--full", action="store_true", help="execute in full mode (default: fast mode, as the tests)")
-    p.add_argument("--cached-only", action="store_true", help="fail on a lesson that is not in the cache instead of "
-                                                              "executing it (CI: pytest has just run every lesson)")
+    p.add_argument("--full", action="store_true", help="execute in full mode (default: fast mode)")
+    p.add_argument("--cached-only", action="store_true", help="render only lessons already executed (e.g. by "
+                                                              "pytest); a missing one is an error")
     p.set_defaults(func=_cmd_site)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "temperature", 0.0) < 0:
+        parser.exit(2, f"rlhfbook-lab {args.command}: error: --temperature must be >= 0; got {args.temperature}\n")
     try:
         args.func(args)
-    except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as e:
-        parser.exit(2, f"rlhfbook-lab {args.command}: error: {e}\n")
+    except (ValueError, OSError) as e:  # bad input: one line, not a traceback (OSError: files, folders, models)
+        message = " ".join(str(e).split()) or type(e).__name__
+        parser.exit(2, f"rlhfbook-lab {args.command}: error: {message}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"rlhfbook-lab {args.command}: interrupted\n")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ from rlhfbook_lab.equations.logprobs import sequence_logprobs
 
 FUNCTIONS = {"dpo": dpo_loss, "cdpo": cdpo_loss, "ipo": ipo_loss, "simpo": simpo_loss, "orpo": orpo_loss}
 PAIRED = list(FUNCTIONS)
+# each loss's hyperparameters in the tests that do not vary them (the losses have no defaults: DPOConfig holds them)
+HP = {"dpo": {"beta": 0.1}, "cdpo": {"beta": 0.1, "label_smoothing": 0.1}, "ipo": {"beta": 0.1},
+      "simpo": {"beta": 2.0, "gamma": 1.0}, "orpo": {"beta": 0.1}, "kto": {"beta": 0.1}}
 WITH_REF = ["dpo", "cdpo", "ipo"]
 FIELDS = ["policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps"]
 KTO_FIELDS = ["policy_logps", "ref_logps", "policy_kl_logps", "ref_kl_logps"]
@@ -271,9 +274,9 @@ def test_cdpo_at_half_smoothing_is_symmetric_in_the_labels():
     swap = {"policy_chosen": "policy_rejected", "policy_rejected": "policy_chosen",
             "ref_chosen": "ref_rejected", "ref_rejected": "ref_chosen"}  # fmt: skip
     swapped = {f"{a}_logps": inputs[f"{b}_logps"] for a, b in swap.items()}
-    half = cdpo_loss(**inputs, label_smoothing=0.5).losses
-    assert_close(half, cdpo_loss(**swapped, label_smoothing=0.5).losses)
-    assert not torch.allclose(dpo_loss(**inputs).losses, dpo_loss(**swapped).losses)
+    half = cdpo_loss(**inputs, label_smoothing=0.5, beta=0.1).losses
+    assert_close(half, cdpo_loss(**swapped, label_smoothing=0.5, beta=0.1).losses)
+    assert not torch.allclose(dpo_loss(**inputs, beta=0.1).losses, dpo_loss(**swapped, beta=0.1).losses)
 
 
 def test_ipo_stops_at_its_target_while_dpo_keeps_pushing():
@@ -293,11 +296,11 @@ def test_only_reference_losses_read_the_reference(name):
     inputs = random_paired(B=8, seed=9)
     other_ref = random_paired(B=8, seed=10)
     moved = {**inputs, "ref_chosen_logps": other_ref["ref_chosen_logps"] - 50.0}
-    out, out_moved = FUNCTIONS[name](**inputs), FUNCTIONS[name](**moved)
+    out, out_moved = FUNCTIONS[name](**inputs, **HP[name]), FUNCTIONS[name](**moved, **HP[name])
     if name in ("simpo", "orpo"):  # reference-free: moving (or dropping) the reference changes nothing
         assert torch.equal(out.losses, out_moved.losses)
         policy_only = {k: inputs[k] for k in ("policy_chosen_logps", "policy_rejected_logps")}
-        assert torch.equal(out.losses, FUNCTIONS[name](**policy_only).losses)
+        assert torch.equal(out.losses, FUNCTIONS[name](**policy_only, **HP[name]).losses)
         assert torch.equal(out.chosen_rewards, out_moved.chosen_rewards)
     else:
         assert not torch.allclose(out.losses, out_moved.losses)
@@ -341,7 +344,7 @@ def test_kto_reference_point_is_clamped_at_zero_and_detached():
     inputs = random_kto(B=6, seed=12)
     inputs["policy_kl_logps"] = (inputs["ref_kl_logps"] + 2.0).requires_grad_(True)  # z = 2
     inputs["policy_logps"].requires_grad_(True)
-    kto_loss(**inputs).losses.sum().backward()
+    kto_loss(**inputs, beta=0.1).losses.sum().backward()
     assert inputs["policy_kl_logps"].grad is None  # no gradient through z_ref
     assert inputs["policy_logps"].grad is not None
 
@@ -349,9 +352,9 @@ def test_kto_reference_point_is_clamped_at_zero_and_detached():
 def test_kto_without_kl_inputs_uses_the_batch_log_ratios():
     inputs = random_kto(B=6, seed=13)
     inputs["policy_logps"] = inputs["ref_logps"] + t(1.0, 2.0, 0.5, 1.5, 0.0, 3.0)  # mean log-ratio 1.333
-    out = kto_loss(inputs["policy_logps"], inputs["ref_logps"], inputs["desirable"])
+    out = kto_loss(inputs["policy_logps"], inputs["ref_logps"], inputs["desirable"], beta=0.1)
     kl_inputs = {"policy_kl_logps": inputs["policy_logps"], "ref_kl_logps": inputs["ref_logps"]}
-    same = kto_loss(**{**inputs, **kl_inputs})
+    same = kto_loss(**{**inputs, **kl_inputs}, beta=0.1)
     assert_close(out.losses, same.losses)
     assert out.kl.item() == pytest.approx(8.0 / 6.0)
 
@@ -361,7 +364,7 @@ def test_rewards_are_detached_and_losses_are_not(name):
     inputs = random_inputs(name, B=6, seed=14)
     first = "policy_logps" if name == "kto" else "policy_chosen_logps"
     inputs[first].requires_grad_(True)
-    out = preference_loss(name, **inputs)
+    out = preference_loss(name, **inputs, **HP[name])
     assert out.losses.requires_grad
     assert not out.chosen_rewards.requires_grad and not out.rejected_rewards.requires_grad
 
@@ -393,7 +396,7 @@ def test_losses_and_gradients_finite_at_extreme_margins(name, dtype, sign):
     policy = [k for k in inputs if k.startswith("policy")]
     for k in policy:
         inputs[k].requires_grad_(True)
-    out = preference_loss(name, **inputs, beta=1.0)
+    out = preference_loss(name, **inputs, **{**HP[name], "beta": 1.0})
     out.losses.sum().backward()
     assert torch.isfinite(out.losses).all(), out.losses
     for k in policy:
@@ -402,7 +405,7 @@ def test_losses_and_gradients_finite_at_extreme_margins(name, dtype, sign):
     # arithmetic runs in float32: bf16 inputs give the loss of their exact float32 values
     assert out.losses.dtype == torch.float32
     as_fp32 = {k: v.detach().float() if v.dtype == dtype else v for k, v in inputs.items()}
-    assert_close(out.losses.detach(), preference_loss(name, **as_fp32, beta=1.0).losses)
+    assert_close(out.losses.detach(), preference_loss(name, **as_fp32, **{**HP[name], "beta": 1.0}).losses)
 
 
 # --- the reduction over tokens: DPO sums, SimPO averages ------------------------------------------
@@ -431,9 +434,10 @@ def token_built_loss(name, chosen_len, rejected_len, T, **hp):
     pc, pr = response_logps(chosen_len, T, red, ref=False), response_logps(rejected_len, T, red, ref=False)
     rc, rr = response_logps(chosen_len, T, red, ref=True), response_logps(rejected_len, T, red, ref=True)
     if name == "kto":  # the chosen row desirable, the rejected row undesirable
-        return kto_loss(torch.cat([pc, pr]), torch.cat([rc, rr]), torch.tensor([True, False]), **hp).losses
+        return kto_loss(torch.cat([pc, pr]), torch.cat([rc, rr]), torch.tensor([True, False]),
+                        **{**HP["kto"], **hp}).losses
     return preference_loss(name, policy_chosen_logps=pc, policy_rejected_logps=pr,
-                           ref_chosen_logps=rc, ref_rejected_logps=rr, **hp).losses  # fmt: skip
+                           ref_chosen_logps=rc, ref_rejected_logps=rr, **{**HP[name], **hp}).losses  # fmt: skip
 
 
 def test_loss_reduction_table():
@@ -475,8 +479,8 @@ def test_length_changes_the_loss_only_for_summed_losses(name):
 @pytest.mark.parametrize("name", PAIRED + ["kto"])
 def test_preference_loss_dispatches_to_the_named_loss(name):
     inputs = random_inputs(name, B=6, seed=15)
-    direct = kto_loss(**inputs) if name == "kto" else FUNCTIONS[name](**inputs)
-    via = preference_loss(name, **inputs)
+    direct = kto_loss(**inputs, beta=0.1) if name == "kto" else FUNCTIONS[name](**inputs, **HP[name])
+    via = preference_loss(name, **inputs, **HP[name])
     assert torch.equal(via.losses, direct.losses)
     assert set(LOSS_REDUCTION) == set(PAIRED) | {"kto"}
 
@@ -493,7 +497,7 @@ def test_preference_loss_rejects_unknown_name():
 @pytest.mark.parametrize("beta", [0.0, -0.1, float("nan"), float("inf")])
 def test_rejects_non_positive_beta(name, beta):
     with pytest.raises(ValueError, match="beta"):
-        preference_loss(name, **random_inputs(name), beta=beta)
+        preference_loss(name, **random_inputs(name), **{**HP[name], "beta": beta})
 
 
 def test_implicit_reward_rejects_non_positive_beta():
@@ -510,7 +514,7 @@ def test_rejects_mismatched_batch_sizes(name, field):
     inputs = random_paired(B=4)
     inputs[field] = inputs[field][:3]
     with pytest.raises(ValueError, match=f"{field} has batch size 3"):
-        preference_loss(name, **inputs)
+        preference_loss(name, **inputs, **HP[name])
 
 
 @pytest.mark.parametrize("field", ["ref_logps", "desirable", "ref_kl_logps"])
@@ -518,7 +522,7 @@ def test_kto_rejects_mismatched_shapes(field):
     inputs = random_kto(B=6)
     inputs[field] = inputs[field][:5]
     with pytest.raises(ValueError, match=field):
-        kto_loss(**inputs)
+        kto_loss(**inputs, beta=0.1)
 
 
 NAN_CASES = (
@@ -534,7 +538,7 @@ def test_rejects_nan_logps(name, field):
     inputs[field] = inputs[field].clone()
     inputs[field][1] = float("nan")
     with pytest.raises(ValueError, match=f"{field} contains NaN at row"):
-        preference_loss(name, **inputs)
+        preference_loss(name, **inputs, **HP[name])
 
 
 @pytest.mark.parametrize("name", PAIRED)
@@ -542,30 +546,30 @@ def test_rejects_logps_that_are_not_one_dimensional(name):
     inputs = random_paired(B=4)
     inputs["policy_chosen_logps"] = inputs["policy_chosen_logps"].reshape(2, 2)
     with pytest.raises(ValueError, match=r"policy_chosen_logps must have shape \(B,\)"):
-        preference_loss(name, **inputs)
+        preference_loss(name, **inputs, **HP[name])
 
 
 @pytest.mark.parametrize("name", WITH_REF)
 def test_reference_losses_require_reference_logps(name):
     inputs = random_paired()
     with pytest.raises(ValueError, match="ref_chosen_logps is required"):
-        preference_loss(name, **{**inputs, "ref_chosen_logps": None})
+        preference_loss(name, **{**inputs, "ref_chosen_logps": None}, **HP[name])
 
 
 @pytest.mark.parametrize("eps", [-0.1, 0.6])
 def test_cdpo_rejects_label_smoothing_outside_zero_half(eps):
     with pytest.raises(ValueError, match="label_smoothing"):
-        cdpo_loss(**random_paired(), label_smoothing=eps)
+        cdpo_loss(**random_paired(), label_smoothing=eps, beta=0.1)
 
 
 def test_simpo_rejects_negative_gamma():
     with pytest.raises(ValueError, match="gamma"):
-        simpo_loss(**random_paired(), gamma=-0.5)
+        simpo_loss(**random_paired(), gamma=-0.5, beta=2.0)
 
 
 def test_orpo_rejects_positive_logps():
     with pytest.raises(ValueError, match="policy_rejected_logps must be <= 0"):
-        orpo_loss(t(-1.0, -0.5), t(-1.0, 0.2))
+        orpo_loss(t(-1.0, -0.5), t(-1.0, 0.2), beta=0.1)
 
 
 @pytest.mark.parametrize("labels", [[True, True, True], [False, False, False]])
@@ -573,23 +577,23 @@ def test_kto_rejects_a_batch_without_both_labels(labels):
     inputs = random_kto(B=3)
     inputs["desirable"] = torch.tensor(labels)
     with pytest.raises(ValueError, match="desirable must mark at least one desirable and one undesirable"):
-        kto_loss(**inputs)
+        kto_loss(**inputs, beta=0.1)
 
 
 def test_kto_rejects_non_bool_labels():
     inputs = random_kto(B=6)
     inputs["desirable"] = inputs["desirable"].long()
     with pytest.raises(ValueError, match="desirable must be a bool tensor"):
-        kto_loss(**inputs)
+        kto_loss(**inputs, beta=0.1)
 
 
 def test_kto_rejects_half_of_the_kl_inputs():
     inputs = random_kto(B=6)
     with pytest.raises(ValueError, match="policy_kl_logps and ref_kl_logps must be given together"):
-        kto_loss(**{**inputs, "ref_kl_logps": None})
+        kto_loss(**{**inputs, "ref_kl_logps": None}, beta=0.1)
 
 
 @pytest.mark.parametrize("field", ["desirable_weight", "undesirable_weight"])
 def test_kto_rejects_non_positive_weights(field):
     with pytest.raises(ValueError, match=field):
-        kto_loss(**random_kto(), **{field: 0.0})
+        kto_loss(**random_kto(), **{field: 0.0}, beta=0.1)

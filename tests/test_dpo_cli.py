@@ -13,10 +13,20 @@ import torch
 
 from rlhfbook_lab import world
 from rlhfbook_lab.cli import main
+from rlhfbook_lab.config import fields_of
 from rlhfbook_lab.lm.data import write_pairs
 from rlhfbook_lab.lm.evaluation import evaluate_chat
 from rlhfbook_lab.lm.models import load_model, save_model
-from rlhfbook_lab.trainers.dpo import FAST, RECIPE_TRAIN, RECIPES, dpo_config, dpo_from_sft, kto_examples, train_dpo
+from rlhfbook_lab.trainers.dpo import (
+    FAST,
+    FAST_SIZES,
+    RECIPES,
+    DPOConfig,
+    dpo_config,
+    dpo_from_sft,
+    kto_examples,
+    train_dpo,
+)
 from rlhfbook_lab.trainers.loop import TrainConfig
 
 KEYS = [(3, 4), (12, 7), (25, 31), (8, 9), (40, 2), (6, 6)]
@@ -48,20 +58,21 @@ def small_run(cfg, policy_dir, **kw):
 
 @pytest.mark.parametrize("loss", sorted(RECIPES))
 def test_dpo_config_is_the_recipe_of_each_loss(loss):
+    """The class's defaults, then the loss's recipe, then fast mode's changes, then overrides: each written once."""
     cfg, fast = dpo_config(loss), dpo_config(loss, fast=True)
-    assert cfg.loss == loss and all(getattr(cfg, k) == v for k, v in RECIPES[loss].items())
-    per_step = 2 if loss == "kto" else 1  # KTO's items are examples, two per pair
-    for c, recipe in ((cfg, RECIPE_TRAIN), (fast, FAST)):
-        assert (c.train.steps, c.train.lr, c.train.warmup_steps) == (recipe["steps"], recipe["lr"],
-                                                                     recipe["warmup_steps"])
-        assert c.batch_size == per_step * recipe["batch_size"]
-    over = dpo_config(loss, beta=0.7, steps=5, seed=3, lr=None)  # None: keep the recipe's value
+    leaves, fast_leaves = fields_of(cfg), fields_of(fast)
+    assert cfg.loss == loss and all(leaves[k][1] == v for k, v in RECIPES[loss].items() if k in leaves)
+    assert all(fast_leaves[k][1] == v for k, v in FAST[loss].items())
+    untouched = set(leaves) - set(RECIPES[loss]) - {"loss"}
+    assert all(leaves[k][1] == fields_of(DPOConfig())[k][1] for k in untouched)  # nothing else is written
+    assert fast.batch_size == (2 if loss == "kto" else 1) * FAST["dpo"]["batch_size"]  # KTO's items: examples
+    over = dpo_config(loss, beta=0.7, steps=5, seed=3)
     assert (over.beta, over.train.steps, over.train.seed, over.train.lr) == (0.7, 5, 3, cfg.train.lr)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"loss": "ppo"}, "loss must be one of"), ({"beta": 0.0}, "beta"),
+@pytest.mark.parametrize("kwargs, match", [({"loss": "ppo"}, "unknown recipe 'ppo'"), ({"beta": 0.0}, "beta"),
                                            ({"beta": -1.0}, "beta"), ({"steps": 0}, "steps must be"),
-                                           ({"lr": -1e-4}, "lr must be")])
+                                           ({"lr": -1e-4}, "lr must be"), ({"lrr": 1.0}, "unknown setting 'lrr'")])
 def test_dpo_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         dpo_config(**kwargs)
@@ -128,7 +139,7 @@ def test_cli_writes_a_loadable_checkpoint(policy_dir, tmp_path, capsys):
     main(["dpo", "--fast", "--steps", "2", "--policy", str(policy_dir), "--out", str(out)])
     printed = json.loads(capsys.readouterr().out)
     assert printed["out"] == str(out) and printed["loss"] == "dpo" and printed["steps"] == 2
-    assert printed["pairs"] == FAST["num_pairs"] and printed["eval_prompts"] == FAST["eval_prompts"]
+    assert printed["pairs"] == FAST_SIZES["num_pairs"] and printed["eval_prompts"] == FAST_SIZES["eval_prompts"]
     assert printed["pairs_source"] == "data/preferences/train.jsonl on_policy"
     model, tok = load_model(out)
     assert tok.pad_token_id is not None and sum(p.numel() for p in model.parameters()) > 0
@@ -190,7 +201,7 @@ def test_lesson_sized_train_config_is_untouched():
     """dpo_config builds a fresh TrainConfig each time: changing one run's steps never leaks into the next."""
     a = dpo_config("dpo")
     a.train.steps = 1
-    assert dpo_config("dpo").train.steps == RECIPE_TRAIN["steps"] and isinstance(a.train, TrainConfig)
+    assert dpo_config("dpo").train.steps == DPOConfig().train.steps and isinstance(a.train, TrainConfig)
 
 
 def test_printed_reports_keep_small_values():

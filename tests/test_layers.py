@@ -1,7 +1,7 @@
 """The package's floors, read from its source (AST only, nothing imported): an import points down or sideways
 within a floor, never up; trainers never import each other; the ground floor stays pure.
 
-    0  paths.py, checks.py, __init__.py    where the data lives; argument checks everyone shares
+    0  paths.py, checks.py, config.py, __init__.py    where the data lives; shared argument checks; configs
     1  equations/  (tensor maths)   world/  (the toy world: pure Python)
     2  lm/         language models and their data
     3  trainers/   the shared loop (loop.py) and one module or subpackage per algorithm
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "rlhfbook_lab"
-FLOORS = {"paths": 0, "checks": 0, "__init__": 0, "equations": 1, "world": 1, "lm": 2, "trainers": 3, "recipes": 4,
-          "cli": 5, "lesson": 5, "apps": 5}
+FLOORS = {"paths": 0, "checks": 0, "config": 0, "__init__": 0, "equations": 1, "world": 1, "lm": 2, "trainers": 3,
+          "recipes": 4, "cli": 5, "lesson": 5, "apps": 5}
 SHARED_TRAINER = "loop"  # the one trainer module every trainer may import
 MODEL_LIBRARIES = ("transformers", "datasets", "tokenizers", "safetensors", "accelerate")
 NUMERIC_LIBRARIES = ("torch", "numpy", "scipy", "pandas")

@@ -37,6 +37,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from rlhfbook_lab.checks import check_number
+
 __all__ = [
     "LOSS_REDUCTION",
     "REFERENCE_FREE_LOSSES",
@@ -78,11 +80,6 @@ class KTOLossOutput(NamedTuple):
 
 
 # --- input checks -------------------------------------------------------------------------------------------
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not value > 0 or math.isinf(value):  # `not > 0` also catches NaN
-        raise ValueError(f"{name} must be a finite number > 0; got {value}")
 
 
 def _check_logps(**named: torch.Tensor | None) -> None:
@@ -127,7 +124,7 @@ def implicit_reward(policy_logps: torch.Tensor, ref_logps: torch.Tensor, beta: f
     Returns:
         Shape (B,), float32 or wider.
     """
-    _check_positive("beta", beta)
+    check_number("beta", beta, minimum=0, strict=True)
     return beta * (_as_float(policy_logps) - _as_float(ref_logps))
 
 
@@ -136,7 +133,7 @@ def dpo_loss(
     policy_rejected_logps: torch.Tensor,
     ref_chosen_logps: torch.Tensor | None,
     ref_rejected_logps: torch.Tensor | None,
-    beta: float = 0.1,
+    beta: float,
 ) -> PreferenceLossOutput:
     """DPO, the sigmoid loss (Rafailov et al. 2023, "Direct Preference Optimization", eq. 7).
 
@@ -156,7 +153,7 @@ def dpo_loss(
     Returns:
         ``PreferenceLossOutput(losses, chosen_rewards, rejected_rewards)``, each (B,).
     """
-    _check_positive("beta", beta)
+    check_number("beta", beta, minimum=0, strict=True)
     _check_logps(
         policy_chosen_logps=policy_chosen_logps,
         policy_rejected_logps=policy_rejected_logps,
@@ -174,8 +171,8 @@ def cdpo_loss(
     policy_rejected_logps: torch.Tensor,
     ref_chosen_logps: torch.Tensor | None,
     ref_rejected_logps: torch.Tensor | None,
-    beta: float = 0.1,
-    label_smoothing: float = 0.1,
+    beta: float,
+    label_smoothing: float,
 ) -> PreferenceLossOutput:
     """Conservative DPO, cDPO (Mitchell 2023, "A note on DPO with noisy preferences & relationship to IPO").
 
@@ -196,7 +193,7 @@ def cdpo_loss(
     Returns:
         ``PreferenceLossOutput(losses, chosen_rewards, rejected_rewards)``, each (B,).
     """
-    _check_positive("beta", beta)
+    check_number("beta", beta, minimum=0, strict=True)
     if not 0.0 <= label_smoothing <= 0.5:
         raise ValueError(f"label_smoothing must be in [0, 0.5] (a flip probability); got {label_smoothing}")
     _check_logps(
@@ -217,7 +214,7 @@ def ipo_loss(
     policy_rejected_logps: torch.Tensor,
     ref_chosen_logps: torch.Tensor | None,
     ref_rejected_logps: torch.Tensor | None,
-    beta: float = 0.1,
+    beta: float,
 ) -> PreferenceLossOutput:
     """IPO (Azar et al. 2023, "A General Theoretical Paradigm to Understand Learning from Human Preferences").
 
@@ -240,7 +237,7 @@ def ipo_loss(
         ``PreferenceLossOutput(losses, chosen_rewards, rejected_rewards)``, each (B,); rewards are
         β·(log π − log π_ref) on the averaged log-probs.
     """
-    _check_positive("beta", beta)
+    check_number("beta", beta, minimum=0, strict=True)
     _check_logps(
         policy_chosen_logps=policy_chosen_logps,
         policy_rejected_logps=policy_rejected_logps,
@@ -259,8 +256,9 @@ def simpo_loss(
     policy_rejected_logps: torch.Tensor,
     ref_chosen_logps: torch.Tensor | None = None,
     ref_rejected_logps: torch.Tensor | None = None,
-    beta: float = 2.0,
-    gamma: float = 1.0,
+    *,
+    beta: float,
+    gamma: float,
 ) -> PreferenceLossOutput:
     """SimPO (Meng et al. 2024, "SimPO: Simple Preference Optimization with a Reference-Free Reward").
 
@@ -282,7 +280,7 @@ def simpo_loss(
         ``PreferenceLossOutput(losses, chosen_rewards, rejected_rewards)``, each (B,); rewards are
         β·log π(y|x)/|y|.
     """
-    _check_positive("beta", beta)
+    check_number("beta", beta, minimum=0, strict=True)
     if not gamma >= 0 or math.isinf(gamma):
         raise ValueError(f"gamma must be a finite number >= 0 (the target reward margin); got {gamma}")
     _check_logps(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps)
@@ -308,7 +306,8 @@ def orpo_loss(
     policy_rejected_logps: torch.Tensor,
     ref_chosen_logps: torch.Tensor | None = None,
     ref_rejected_logps: torch.Tensor | None = None,
-    beta: float = 0.1,
+    *,
+    beta: float,
 ) -> PreferenceLossOutput:
     """ORPO's odds-ratio term (Hong et al. 2024, "ORPO: Monolithic Preference Optimization without Reference
     Model").
@@ -331,7 +330,7 @@ def orpo_loss(
         ``PreferenceLossOutput(losses, chosen_rewards, rejected_rewards)``, each (B,); ``losses`` is λ·L_OR
         and the rewards are λ·log P(y|x), as TRL logs them.
     """
-    _check_positive("beta", beta)
+    check_number("beta", beta, minimum=0, strict=True)
     _check_logps(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps)
     named = {"policy_chosen_logps": policy_chosen_logps, "policy_rejected_logps": policy_rejected_logps}
     for name, x in named.items():
@@ -366,7 +365,8 @@ def kto_loss(
     desirable: torch.Tensor,
     policy_kl_logps: torch.Tensor | None = None,
     ref_kl_logps: torch.Tensor | None = None,
-    beta: float = 0.1,
+    *,
+    beta: float,
     desirable_weight: float = 1.0,
     undesirable_weight: float = 1.0,
 ) -> KTOLossOutput:
@@ -399,9 +399,9 @@ def kto_loss(
     Returns:
         ``KTOLossOutput(losses (B,), chosen_rewards (n_D,), rejected_rewards (n_U,), kl ())``.
     """
-    _check_positive("beta", beta)
-    _check_positive("desirable_weight", desirable_weight)
-    _check_positive("undesirable_weight", undesirable_weight)
+    check_number("beta", beta, minimum=0, strict=True)
+    check_number("desirable_weight", desirable_weight, minimum=0, strict=True)
+    check_number("undesirable_weight", undesirable_weight, minimum=0, strict=True)
     _check_logps(policy_logps=policy_logps, ref_logps=ref_logps)
     if not isinstance(desirable, torch.Tensor) or desirable.dtype != torch.bool:
         got = desirable.dtype if isinstance(desirable, torch.Tensor) else type(desirable).__name__

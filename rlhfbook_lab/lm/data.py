@@ -355,16 +355,30 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Read a jsonl file (blank lines skipped); ``ValueError`` names the line of a malformed record."""
+    """Read a jsonl file of records (one JSON object per line; blank lines skipped). A missing path, a folder, an
+    empty file, a line that is not JSON or not an object: a clear error naming the file (and the line)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; expected a jsonl file")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; expected a jsonl file")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {n}: not valid JSON ({e.msg})") from e
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}, line {n}: not valid JSON ({e.msg})") from e
+                if not isinstance(record, dict):
+                    raise ValueError(f"{path}, line {n}: expected a JSON object, got {type(record).__name__}")
+                out.append(record)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); expected a jsonl file") from e
+    if not out:
+        raise ValueError(f"{path} is empty; expected one JSON record per line")
     return out
 
 

@@ -27,6 +27,18 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 from rlhfbook_lab.paths import CHECKPOINTS
 
 __all__ = [
+    "MAX_LENGTH",
+    "autocast_dtype",
+    "check_output_folder",
+    "check_writable",
+    "get_device",
+    "init_model",
+    "load_model",
+    "make_config",
+    "num_parameters",
+    "resolve",
+    "save_model",
+    "shipped_checkpoints",
 ]
 
 PRESETS: dict[str, dict] = {
@@ -91,6 +103,17 @@ def resolve(name_or_path: str | Path) -> Path | str:
     return p if p.exists() else name_or_path
 
 
+def shipped_checkpoints() -> list[str]:
+    """The names of the checkpoints in ``data/checkpoints`` (``base-tiny``, ``sft-tiny``, ...)."""
+    return sorted(p.name for p in CHECKPOINTS.iterdir() if (p / "config.json").exists()) if CHECKPOINTS.is_dir() \
+        else []
+
+
+def _choices() -> str:
+    return (f"expected a shipped checkpoint ({', '.join(shipped_checkpoints())}), a folder written by "
+            "save_pretrained, or, with network access, a Hugging Face hub id owner/name")
+
+
 def load_model(name_or_path: str | Path | None = None, device: torch.device | str | None = None):
     """Load ``(model, tokenizer)``.
 
@@ -102,15 +125,25 @@ def load_model(name_or_path: str | Path | None = None, device: torch.device | st
         name_or_path = os.environ.get("RLHFBOOK_MODEL", "base-tiny")
     src = resolve(name_or_path)
     if isinstance(src, Path) or Path(str(src)).exists():
+        if not Path(src).is_dir():
+            raise NotADirectoryError(f"{src} is a file; a model is a folder written by save_pretrained ({_choices()})")
         if not (Path(src) / "config.json").exists():
             raise FileNotFoundError(f"no model at {src}: expected a folder written by save_pretrained "
-                                    "(run `rlhfbook-lab pretrain` to build base-tiny)")
+                                    f"(run `rlhfbook-lab pretrain` to build base-tiny; {_choices()})")
+    elif "/" not in str(src) or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        # neither here nor a hub id to try (hub ids are owner/name, e.g. openai-community/gpt2), or the hub is off
+        raise ValueError(f"unknown model {str(name_or_path)!r}: {_choices()}")
     device = torch.device(device) if device is not None else get_device()
     # float32 on a CPU whatever the file holds (a checkpoint may be stored in float16 to keep data/ small:
     # save_model(..., save_dtype=torch.float16)); on a GPU the file's own dtype
     dtype = torch.float32 if device.type == "cpu" else "auto"
-    model = AutoModelForCausalLM.from_pretrained(str(src), dtype=dtype).to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(src))
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(src), dtype=dtype).to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(str(src))
+    except OSError as e:  # not a folder here, and not a hub id that could be fetched (offline, or no such repo)
+        if isinstance(src, Path):
+            raise
+        raise ValueError(f"unknown model {str(name_or_path)!r}: {_choices()}") from e
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ValueError(f"the tokenizer of {name_or_path} needs a pad token distinct from EOS")
     return model, tokenizer
@@ -130,7 +163,9 @@ def check_output_folder(out: str | Path, overwrite: bool = False) -> Path:
     """Refuse an existing non-empty ``out`` unless ``overwrite`` (a ``FileExistsError``), and make sure its parent
     is writable. Trainers call it before training, so a bad ``--out`` fails in a second, not after the run."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file; the output must be a folder (give another path)")
+    if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
     check_writable(out.parent)
     return out

@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from rlhfbook_lab.checks import check_int, check_number
 from rlhfbook_lab.lm.models import autocast_dtype
 
 
@@ -50,6 +51,21 @@ class TrainConfig:
     """Seeds torch before the first step."""
     bf16: bool | None = None
     """bf16 autocast: ``None`` = on CUDA only; ``True``/``False`` force it (CPU bf16 autocast works too)."""
+
+    def __post_init__(self):
+        check_int("steps", self.steps, minimum=1)
+        check_number("lr", self.lr, minimum=0)
+        check_int("warmup_steps", self.warmup_steps, minimum=0)
+        check_number("min_lr_ratio", self.min_lr_ratio, minimum=0, maximum=1)
+        check_number("weight_decay", self.weight_decay, minimum=0)
+        if len(self.betas) != 2 or not all(0 <= check_number("betas", b) < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1); got {self.betas!r}")
+        check_number("grad_clip", self.grad_clip, minimum=0)
+        check_int("grad_accum", self.grad_accum, minimum=1)
+        check_int("log_every", self.log_every, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+        if self.bf16 not in (None, True, False):
+            raise ValueError(f"bf16 must be None, True or False; got {self.bf16!r}")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -25,7 +25,7 @@ KTO estimates its reference point. Items of the loop's contract: pairs for the p
 from rlhfbook_lab.trainers.dpo.kto import KTO_COLUMNS, REF_KTO_COLUMNS, collate_kto, kto_examples, tokenize_kto
 from rlhfbook_lab.trainers.dpo.trainer import (
     FAST,
-    RECIPE_TRAIN,
+    FAST_SIZES,
     RECIPES,
     ConcatenatedOutput,
     DPOConfig,
@@ -42,7 +42,7 @@ from rlhfbook_lab.trainers.dpo.trainer import (
 __all__ = [
     "FAST",
     "KTO_COLUMNS",
-    "RECIPE_TRAIN",
+    "FAST_SIZES",
     "RECIPES",
     "REF_KTO_COLUMNS",
     "check_dpo_config",

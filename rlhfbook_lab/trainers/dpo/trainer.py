@@ -17,6 +17,7 @@ from datasets import Dataset
 
 from rlhfbook_lab import world
 from rlhfbook_lab.checks import check_number
+from rlhfbook_lab.config import build
 from rlhfbook_lab.equations.direct_alignment import (
     LOSS_REDUCTION,
     REFERENCE_FREE_LOSSES,
@@ -48,7 +49,7 @@ from rlhfbook_lab.trainers.loop import TrainConfig, autocast_context, train
 
 __all__ = [
     "FAST",
-    "RECIPE_TRAIN",
+    "FAST_SIZES",
     "RECIPES",
     "REF_KTO_COLUMNS",
     "check_dpo_config",
@@ -103,9 +104,10 @@ class DPOConfig:
     """Set every ``nn.Dropout`` of the policy (and reference) to p = 0, as TRL does: with dropout on, the
     policy's log-probs at step 0 are not the reference's and the step-0 loss is not ln 2. (Attention dropout
     that a ``transformers`` config applies functionally is not an ``nn.Dropout``; the presets have none.)"""
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, lr=1e-4, warmup_steps=10,
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=100, lr=5e-5, warmup_steps=10,
                                                                    weight_decay=0.0, bf16=False))
-    """The shared loop's settings (steps, lr, schedule, grad_accum, seed). No weight decay by default: it pulls
+    """The shared loop's settings (steps, lr, schedule, grad_accum, seed): 100 steps of 16 pairs (1,600 of the 3,397
+    shipped on-policy pairs seen once), peak lr 5e-5. No weight decay by default: it pulls
     the weights toward 0, not toward the reference, which is what β regularises toward. fp32 by default: the
     losses compare differences of summed log-probs, which bf16 blurs."""
 
@@ -406,44 +408,31 @@ def train_dpo(policy, tokenizer, pairs, cfg: DPOConfig, ref_model=None, progress
 # --- the recipe of `rlhfbook-lab dpo`: the SFT model + the shipped pairs → a model the gold judge scores -------
 
 RECIPES: dict[str, dict] = {
-    "dpo": dict(beta=0.1),
-    "cdpo": dict(beta=0.1, label_smoothing=0.1),
-    "ipo": dict(beta=0.5),
-    "simpo": dict(beta=2.0, gamma=1.0),
-    "orpo": dict(beta=0.1),
-    "kto": dict(beta=0.1),
+    "dpo": {},
+    "cdpo": {"loss": "cdpo"},
+    "ipo": {"loss": "ipo", "beta": 0.5},
+    "simpo": {"loss": "simpo", "beta": 2.0},
+    "orpo": {"loss": "orpo"},
+    "kto": {"loss": "kto", "batch_size": 32},
 }
-"""Each loss's own hyperparameters in ``rlhfbook-lab dpo --loss <name>`` (the rest is :class:`DPOConfig`'s)."""
+"""What each loss changes on :class:`DPOConfig`'s defaults in ``rlhfbook-lab dpo --loss <name>``: IPO's τ = 0.5,
+SimPO's β = 2 (it wants β ≈ 2–10); KTO's items are examples, two per pair, so its batch is doubled and a step sees
+the same replies as the paired losses'."""
 
-RECIPE_TRAIN = dict(steps=100, batch_size=16, lr=5e-5, warmup_steps=10)
-"""A full run: 100 steps of 16 pairs (1,600 of the 3,397 on-policy pairs seen once), peak lr 5e-5."""
+FAST: dict[str, dict] = {loss: {"train.steps": 24, "train.lr": 1e-4, "train.warmup_steps": 4,
+                                "batch_size": 16 if loss == "kto" else 8} for loss in RECIPES}
+"""``--fast`` and the lessons' fast mode, on top of the recipe: 24 steps of 8 pairs at twice the lr: about 15 s of
+CPU for the training (one thread), with noisier numbers."""
 
-FAST = dict(steps=24, batch_size=8, lr=1e-4, warmup_steps=4, num_pairs=512, eval_prompts=128, kl_prompts=32)
-"""``--fast`` and the lessons' fast mode: 24 steps of 8 pairs at twice the lr, on a random 512 of the pairs, judged
-on fewer prompts: about 15 s of CPU for the training (one thread), with noisier numbers."""
+FAST_SIZES = dict(num_pairs=512, eval_prompts=128, kl_prompts=32)
+"""What ``--fast`` passes to :func:`dpo_from_sft`: a random 512 of the pairs, judged on fewer prompts."""
 
 
 def dpo_config(loss: str = "dpo", fast: bool = False, **overrides) -> DPOConfig:
-    """The configuration ``rlhfbook-lab dpo --loss <loss>`` trains with: :data:`RECIPES` and :data:`RECIPE_TRAIN`
-    (``fast``: :data:`FAST`) on :class:`DPOConfig`'s defaults. KTO's ``batch_size`` is doubled: its items are
-    examples, two per pair, so a step sees the same replies as the paired losses'. ``overrides`` are
-    ``DPOConfig`` fields or the ``TrainConfig`` fields ``steps``, ``lr``, ``warmup_steps``, ``seed``; ``None``
-    values are skipped."""
-    if loss not in RECIPES:
-        raise ValueError(f"loss must be one of {sorted(RECIPES)}; got {loss!r}")
-    recipe = FAST if fast else RECIPE_TRAIN
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    train_over = {k: recipe[k] for k in ("steps", "lr", "warmup_steps")}
-    train_over.update({k: overrides.pop(k) for k in ("steps", "lr", "warmup_steps", "seed") if k in overrides})
-    batch_size = recipe["batch_size"] * (2 if loss == "kto" else 1)
-    cfg = DPOConfig(loss=loss, **{**RECIPES[loss], "batch_size": batch_size, **overrides})
-    for k, v in train_over.items():
-        setattr(cfg.train, k, v)
-    if not isinstance(cfg.train.steps, int) or cfg.train.steps < 1:
-        raise ValueError(f"steps must be an int >= 1; got {cfg.train.steps!r}")
-    if not cfg.train.lr >= 0 or math.isinf(cfg.train.lr):
-        raise ValueError(f"lr must be a finite number >= 0; got {cfg.train.lr}")
-    return cfg
+    """The configuration ``rlhfbook-lab dpo --loss <loss>`` trains with: :class:`DPOConfig`'s defaults, then
+    :data:`RECIPES` ``[loss]``, then :data:`FAST` ``[loss]`` if ``fast``, then ``overrides`` (any field, by dotted
+    or unique name: ``beta=0.3``, ``steps=50`` for ``train.steps``; ``config.override``)."""
+    return build(DPOConfig, RECIPES, loss, FAST[loss] if fast and loss in FAST else None, **overrides)
 
 
 class DPORun(NamedTuple):
@@ -481,7 +470,7 @@ def dpo_from_sft(cfg: DPOConfig | None = None, policy: str | Path = "sft-tiny", 
     """Train ``policy`` with ``cfg.loss`` on preference pairs and judge it before and after with the gold judge.
 
     Args:
-        cfg: :class:`DPOConfig` (default ``dpo_config()``: DPO, β = 0.1, :data:`RECIPE_TRAIN`).
+        cfg: :class:`DPOConfig` (default ``dpo_config()``: DPO with the class's defaults, β = 0.1).
         policy: the model to start from, also the reference π_ref (a shipped checkpoint name or a folder).
         pairs: ``None``: the on-policy part of the shipped ``data/preferences/train.jsonl`` (replies sampled from
             ``sft-tiny``, labelled by the gold annotator); a path to a jsonl of pairs (validated by

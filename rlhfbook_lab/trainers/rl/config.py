@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, fields
 
 from rlhfbook_lab import world
+from rlhfbook_lab.config import build
 from rlhfbook_lab.equations.kl import ESTIMATORS
 from rlhfbook_lab.equations.policy_gradient import ADVANTAGE_ESTIMATORS, AGGREGATION_MODES
 
@@ -120,16 +121,18 @@ class RLConfig:
     @classmethod
     def preset(cls, algo: str, **overrides) -> "RLConfig":
         """The configuration of ``algo`` (one of :data:`ALGORITHMS`, table :data:`PRESETS`), with any field
-        overridden by keyword."""
+        overridden by keyword (``config.override``)."""
         if algo not in PRESETS:
             raise ValueError(f"algo must be one of {ALGORITHMS}; got {algo!r}")
-        return cls(**{"algo": algo, **PRESETS[algo], **overrides})
+        return build(cls, PRESETS, algo, {"algo": algo}, **overrides)
 
     @classmethod
     def fast(cls, algo: str = "grpo", **overrides) -> "RLConfig":
         """A preset cut down to about 30 s of CPU (one thread) that still raises the gold score: fewer rollouts,
-        smaller ones, 100 evaluation prompts. Overrides as in :meth:`preset`."""
-        return cls.preset(algo, **{**FAST[algo], **overrides})
+        smaller ones, 100 evaluation prompts (:data:`FAST`). Overrides as in :meth:`preset`."""
+        if algo not in PRESETS:
+            raise ValueError(f"algo must be one of {ALGORITHMS}; got {algo!r}")
+        return build(cls, PRESETS, algo, {"algo": algo}, FAST[algo], **overrides)
 
     def differs_from(self, other: "RLConfig") -> dict[str, tuple]:
         """``{field: (self's value, other's value)}`` for the fields that differ."""
