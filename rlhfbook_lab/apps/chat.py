@@ -213,6 +213,7 @@ class ChatApp:
         self.context = min(positions + [reward_model.backbone.config.max_position_embeddings])
         self._lock = threading.Lock()  # one generation at a time: models and torch's RNG are not thread-safe
         self._slots = threading.BoundedSemaphore(self.cfg.queue_limit)
+        self._tokenizer_lock = threading.Lock()  # request checks run outside the generation lock
 
     def info(self) -> dict:
         """What ``GET /api/models`` answers: the models, the reward model, the limits, example prompts."""
@@ -260,7 +261,8 @@ class ChatApp:
             found = [t for t in tokenizer.all_special_tokens if t in prompt]
             if found:
                 raise RequestError(400, f"prompt contains the special token(s) {found}; they are not text")
-            n = len(encode_prompts(tokenizer, [prompt])[0])
+            with self._tokenizer_lock:  # a fast tokenizer shared between threads may refuse a concurrent call
+                n = len(encode_prompts(tokenizer, [prompt])[0])
             if n + max_new_tokens + 1 > self.context:  # + 1: the reward model reads the reply's <|end|> too
                 raise RequestError(400, f"prompt is {n} tokens with the chat template; with max_new_tokens "
                                         f"{max_new_tokens} it needs {n + max_new_tokens + 1} of the models' "
@@ -374,7 +376,7 @@ class _Handler(BaseHTTPRequestHandler):
             length = self.headers.get("Content-Length", "")
             self._drain(int(length) if length.isdigit() else 0)
         headers = {"Retry-After": str(self.server.app.cfg.retry_after)} if status == 503 else None
-        self._json(status, {"error": message}, headers)
+        self._json(status, {"error": message if len(message) <= 500 else message[:500] + "…"}, headers)
 
     def _host_ok(self) -> bool:
         if self.server.allowed_hosts is not None and self.headers.get("Host", "") not in self.server.allowed_hosts:
