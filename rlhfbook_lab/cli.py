@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rlhfbook_lab import world
 from rlhfbook_lab.apps.browser import find_chromium
+from rlhfbook_lab.apps.chat import check_host, default_checkpoints, load_chat_app, make_server, parse_model_specs
 from rlhfbook_lab.apps.slides import build_decks
 from rlhfbook_lab.config import add_config_arguments, override, overrides_from_args
 from rlhfbook_lab.lm.data import SFT_DATA_DIR, SFT_HELDOUT_SIZE, SFT_TRAIN_SIZE, build_instruction_files
@@ -240,6 +241,28 @@ def _cmd_site(args) -> None:
           f"(open {Path(args.out) / 'index.html'})")
 
 
+def _cmd_chat(args) -> None:
+    check_host(args.host, args.allow_remote)  # before loading anything
+    checkpoints = {**default_checkpoints(args.pipeline_out), **parse_model_specs(args.model)}
+    imports = time.process_time()
+    app = load_chat_app(checkpoints, args.reward_model)
+    try:
+        server = make_server(app, args.host, args.port, allow_remote=args.allow_remote, quiet=args.quiet)
+    except OSError as e:
+        raise ValueError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e}); --port 0 picks a free "
+                         "port") from None
+    ready = time.process_time()
+    print(f"rlhfbook-lab chat: {', '.join(checkpoints)} (reward model {args.reward_model}), ready after "
+          f"{ready:.1f} CPU-s (imports {imports:.1f}, models {ready - imports:.1f})\n"
+          f"  open {server.url}   (Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 # --- the parser ---------------------------------------------------------------------------------------------------
 
 
@@ -343,6 +366,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cached-only", action="store_true", help="render only lessons already executed (e.g. by "
                                                               "pytest); a missing one is an error")
     p.set_defaults(func=_cmd_site)
+
+    p = sub.add_parser("chat", help="a local web page: one prompt answered side by side by base, SFT, DPO and RL "
+                                    "checkpoints, with reward, gold score and per-token log-probs")
+    p.add_argument("--port", type=_non_negative_int, default=8765, help="port to listen on (default 8765; 0 picks "
+                                                                        "a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; a non-loopback "
+                                                       "address needs --allow-remote)")
+    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host: anyone who reaches "
+                                                               "it can run the models (not recommended)")
+    p.add_argument("--model", action="append", default=None, metavar="NAME=PATH",
+                   help="a checkpoint to add (repeatable): a shipped name or a folder written by save_model")
+    p.add_argument("--pipeline-out", default="pipeline-out", help="where `rlhfbook-lab pipeline` wrote its "
+                   "results: its checkpoints/dpo and checkpoints/rl are shown when they exist (default "
+                   "./pipeline-out)")
+    p.add_argument("--reward-model", default="rm-tiny", help="the reward model scoring every reply (default rm-tiny)")
+    p.add_argument("--quiet", action="store_true", help="do not log each request")
+    p.set_defaults(func=_cmd_chat)
     return parser
 
 

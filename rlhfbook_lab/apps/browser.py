@@ -1,5 +1,7 @@
 """Headless Chromium, driven over the DevTools protocol through a pipe: open a page from ``file://`` with every
-other request blocked and counted, evaluate JavaScript in it, take screenshots, print it to PDF.
+other request blocked and counted, evaluate JavaScript in it, take screenshots, print it to PDF. A page may also be
+let talk to named loopback origins (``new_page(allow_origins=["http://127.0.0.1:8123"])``: a local server under
+test, such as the chat page's); every other origin stays blocked.
 
 No dependency beyond the standard library and a Chromium on the machine (Debian's ``chromium`` package): Chromium
 started with ``--remote-debugging-pipe`` reads protocol commands (JSON, each ended by a NUL byte) on its file
@@ -25,6 +27,7 @@ import signal
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -33,6 +36,24 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--allow-file-access-from-files", "--remote-debugging-pipe")
 # Schemes that never leave the machine; any other request is blocked and counted.
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:", "chrome:", "devtools:")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` of a URL, the port written out (``http://localhost/x`` → ``http://localhost:80``)."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}:{port}"
+
+
+def loopback_origin(url: str) -> str:
+    """The origin of ``url`` if it is an http(s) origin on this machine's loopback; ``ValueError`` otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.hostname not in LOOPBACK_HOSTS:
+        raise ValueError(f"allow_origins takes http(s) origins on the loopback ({', '.join(LOOPBACK_HOSTS)}); "
+                         f"got {url!r}")
+    return origin_of(url)
 
 
 def find_chromium() -> str | None:
@@ -143,11 +164,14 @@ class Browser:
             handler(message)
 
     # --- pages ------------------------------------------------------------------------------------------------------
-    def new_page(self, width: int = 1280, height: int = 720, scale: float = 1.0, mobile: bool = False) -> "Page":
-        """A new tab with a ``width`` × ``height`` viewport, every non-local request blocked and counted."""
+    def new_page(self, width: int = 1280, height: int = 720, scale: float = 1.0, mobile: bool = False,
+                 allow_origins: tuple[str, ...] | list[str] = ()) -> "Page":
+        """A new tab with a ``width`` × ``height`` viewport, every non-local request blocked and counted, except
+        requests to ``allow_origins`` (loopback http(s) origins only, e.g. a local server under test)."""
+        allowed = frozenset(loopback_origin(o) for o in allow_origins)
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        return Page(self, target, session, width, height, scale, mobile)
+        return Page(self, target, session, width, height, scale, mobile, allowed)
 
     def close(self) -> None:
         """Close the browser and remove its profile."""
@@ -180,11 +204,13 @@ class Browser:
 
 
 class Page:
-    """One tab. ``blocked`` lists every non-local URL the page tried to fetch (each was refused)."""
+    """One tab. ``blocked`` lists every non-local URL the page tried to fetch (each was refused); ``allowed`` holds
+    the loopback origins it may reach besides (see :meth:`Browser.new_page`)."""
 
     def __init__(self, browser: Browser, target: str, session: str, width: int, height: int, scale: float,
-                 mobile: bool):
+                 mobile: bool, allowed: frozenset[str] = frozenset()):
         self.browser, self.target, self.session = browser, target, session
+        self.allowed = allowed
         self.blocked: list[str] = []
         self.console_errors: list[str] = []
         browser._handlers[session] = [self._on_event]
@@ -201,7 +227,7 @@ class Page:
         method, params = message.get("method"), message.get("params", {})
         if method == "Fetch.requestPaused":
             url = params["request"]["url"]
-            if url.startswith(LOCAL_SCHEMES):
+            if self.is_local(url):
                 self.browser.post("Fetch.continueRequest", {"requestId": params["requestId"]}, self.session)
             else:
                 self._block(url)
@@ -209,10 +235,21 @@ class Page:
                                                         "errorReason": "BlockedByClient"}, self.session)
         elif method == "Network.requestWillBeSent":  # a second count, in case a request escaped interception
             url = params["request"]["url"]
-            if not url.startswith(LOCAL_SCHEMES):
+            if not self.is_local(url):
                 self._block(url)
         elif method == "Runtime.exceptionThrown":
             self.console_errors.append(params["exceptionDetails"].get("text", "exception"))
+
+    def is_local(self, url: str) -> bool:
+        """True for a URL that never leaves the machine: a local scheme, or one of the allowed loopback origins."""
+        if url.startswith(LOCAL_SCHEMES):
+            return True
+        if not self.allowed or not url.startswith(("http:", "https:")):
+            return False
+        try:
+            return origin_of(url) in self.allowed
+        except ValueError:  # a malformed port
+            return False
 
     def _block(self, url: str) -> None:
         if url not in self.blocked:
