@@ -388,7 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.exit(2, f"rlhfbook-lab {args.command}: error: unrecognized arguments: {' '.join(unknown)} "
+                       f"(see rlhfbook-lab {args.command} --help)\n")
     if getattr(args, "temperature", 0.0) < 0:
         parser.exit(2, f"rlhfbook-lab {args.command}: error: --temperature must be >= 0; got {args.temperature}\n")
     try:

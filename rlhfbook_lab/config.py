@@ -212,8 +212,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls_or_cfg, title: str
         taken.update(flags)
         shown = "none" if value is None else (",".join(map(str, value)) if isinstance(value, tuple) else value)
         help_text = f"{doc} [{_type_name(kind)}; default: {shown}]".replace("%", "%%")
+        is_bool = kind is bool or (typing.get_origin(kind) in (typing.Union, types.UnionType)
+                                    and bool in typing.get_args(kind))
+        extra = dict(nargs="?", const="true") if is_bool else {}  # `--flag` alone means true
         group.add_argument(*flags, dest=f"cfg:{key}", default=argparse.SUPPRESS, metavar=_type_name(kind).upper()
-                           if kind in (int, float, str) else "VALUE", help=help_text)
+                           if kind in (int, float, str) else "VALUE", help=help_text, **extra)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, str]:

@@ -159,7 +159,7 @@ def test_cli_loss_choice_and_precomputed_reference(policy_dir, tmp_path, capsys)
     pairs = tmp_path / "pairs.jsonl"
     write_pairs(pairs, make_pairs())
     out = tmp_path / "ipo"
-    main(["dpo", "--fast", "--loss", "ipo", "--beta", "0.3", "--steps", "1", "--precompute-ref",
+    main(["dpo", "--fast", "--loss", "ipo", "--beta", "0.3", "--steps", "1", "--precompute-ref-logps",
           "--policy", str(policy_dir), "--pairs", str(pairs), "--out", str(out)])
     printed = json.loads(capsys.readouterr().out)
     assert (printed["loss"], printed["beta"], printed["precompute_ref_logps"]) == ("ipo", 0.3, True)

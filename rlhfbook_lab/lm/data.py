@@ -67,6 +67,7 @@ __all__ = [
     "collate_pairs",
     "collate_sft",
     "conversation",
+    "data_folder",
     "ExampleTooLong",
     "fingerprint",
     "instruction_dataset",
@@ -354,6 +355,14 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
     return path
 
 
+def data_folder(path: str | Path, what: str) -> Path:
+    """``path`` as a folder to read from or write into: ``NotADirectoryError`` naming ``what`` when it is a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} is a file; expected a folder ({what})")
+    return path
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     """Read a jsonl file of records (one JSON object per line; blank lines skipped). A missing path, a folder, an
     empty file, a line that is not JSON or not an object: a clear error naming the file (and the line)."""
@@ -391,8 +400,7 @@ def build_instruction_files(out_dir: str | Path | None = None, n_train: int = SF
     "reference"}``; the held-out file's prompt keys never occur in the training file (the world splits by
     key). Returns ``{"train": path, "heldout": path}``.
     """
-
-    out_dir = Path(out_dir) if out_dir is not None else SFT_DATA_DIR
+    out_dir = data_folder(out_dir if out_dir is not None else SFT_DATA_DIR, "for sft_train.jsonl and sft_heldout.jsonl")
     return {
         "train": write_jsonl(out_dir / "sft_train.jsonl", instruction_data(n_train, seed, "train")),
         "heldout": write_jsonl(out_dir / "sft_heldout.jsonl", instruction_data(n_heldout, seed, "heldout")),
@@ -406,7 +414,8 @@ def load_instruction_file(split: str = "train", data_dir: str | Path | None = No
     """
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout'; got {split!r}")
-    path = (Path(data_dir) if data_dir is not None else SFT_DATA_DIR) / f"sft_{split}.jsonl"
+    path = data_folder(data_dir if data_dir is not None else SFT_DATA_DIR, "holding the instruction data") / \
+        f"sft_{split}.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"no instruction data at {path}; run `rlhfbook-lab sft-data` to write it")
     return read_jsonl(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from rlhfbook_lab import world
-from rlhfbook_lab.lm.data import read_pairs, write_pairs
+from rlhfbook_lab.lm.data import data_folder, read_pairs, write_pairs
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.lm.preference_data import DEFAULT_STYLES, PreferencePairs, off_policy_pairs, on_policy_pairs
@@ -140,7 +140,7 @@ def build_preference_files(out_dir: str | Path | None = None, seed: int = 0, n_p
     n_prompts = n_prompts or PREF_PROMPTS
     if set(n_prompts) != set(_SPLIT_SEED):
         raise ValueError(f"n_prompts must have the keys 'train' and 'heldout'; got {sorted(n_prompts)}")
-    out_dir = Path(out_dir) if out_dir is not None else PREF_DATA_DIR
+    out_dir = data_folder(out_dir if out_dir is not None else PREF_DATA_DIR, "for train.jsonl and heldout.jsonl")
     policy_model, tokenizer = load_model(policy, device="cpu")
     base_model, base_tok = load_model(base, device="cpu")
     if base_tok.get_vocab() != tokenizer.get_vocab():
@@ -175,7 +175,8 @@ def load_preference_file(split: str = "train", data_dir: str | Path | None = Non
         raise ValueError(f"split must be 'train' or 'heldout'; got {split!r}")
     if origin not in (None, "on_policy", "off_policy"):
         raise ValueError(f"origin must be None, 'on_policy' or 'off_policy'; got {origin!r}")
-    path = (Path(data_dir) if data_dir is not None else PREF_DATA_DIR) / f"{split}.jsonl"
+    path = data_folder(data_dir if data_dir is not None else PREF_DATA_DIR, "holding train.jsonl and heldout.jsonl") \
+        / f"{split}.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"no preference data at {path}; run `rlhfbook-lab pref-data` to write it")
     rows = read_pairs(path)

@@ -81,9 +81,11 @@ def load_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerFast:
 
 def build_and_save(out: str | Path | None = None, seed: int = 0) -> PreTrainedTokenizerFast:
     """Regenerate the shipped tokenizer from the world corpus (``rlhfbook-lab tokenizer``)."""
+    out = Path(out) if out is not None else DATA_DIR / "tokenizer"
+    if out.exists() and not out.is_dir():  # before the work, not after
+        raise NotADirectoryError(f"{out} is a file; expected a folder for the tokenizer")
     texts = pretraining_corpus(20_000, seed) + [m["content"] for ex in instruction_data(2_000, seed)
                                                 for m in ex["messages"]]
     tok = train_tokenizer(texts)
-    out = Path(out) if out is not None else DATA_DIR / "tokenizer"
     tok.save_pretrained(str(out))
     return tok

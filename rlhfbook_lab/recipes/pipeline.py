@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from rlhfbook_lab import world
+from rlhfbook_lab.checks import check_choice
 from rlhfbook_lab.lm.evaluation import evaluate_chat, sampled_kl
 from rlhfbook_lab.lm.models import check_output_folder, check_writable, load_model, save_model
 from rlhfbook_lab.lm.preference_data import subsample_pairs
@@ -43,7 +44,7 @@ from rlhfbook_lab.lm.preference_files import load_preference_file
 from rlhfbook_lab.lm.reward_model import RewardModel, load_reward_model, save_reward_model
 from rlhfbook_lab.trainers.dpo import DPOConfig, train_dpo
 from rlhfbook_lab.trainers.reward import evaluate_reward_model, normalize_rm, shipped_rm_config, train_reward_model
-from rlhfbook_lab.trainers.rl import RLConfig, train_rl
+from rlhfbook_lab.trainers.rl import ALGORITHMS, RLConfig, train_rl
 from rlhfbook_lab.trainers.sft import SFTConfig, sft_from_base
 
 __all__ = ["RL_RECIPE", "PipelineConfig", "pipeline_rl_config", "run_pipeline", "write_report"]
@@ -109,6 +110,7 @@ class PipelineConfig:
         return cls(**kw)
 
     def __post_init__(self):
+        check_choice("rl_algo", self.rl_algo, ALGORITHMS)
         bad = [s for s in self.stages if s not in STAGES]
         if bad:
             raise ValueError(f"stages must be a subset of {STAGES}; got unknown {bad}")

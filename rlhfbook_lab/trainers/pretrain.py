@@ -20,14 +20,21 @@ from pathlib import Path
 import torch
 
 from rlhfbook_lab import world
+from rlhfbook_lab.checks import check_choice, check_int
 from rlhfbook_lab.equations.logprobs import masked_sum, per_token_logprobs
 from rlhfbook_lab.lm.data import pack_statements, target_mask
 from rlhfbook_lab.lm.forward import forward_logits
 from rlhfbook_lab.lm.generation import generate
-from rlhfbook_lab.lm.models import check_output_folder, get_device, init_model, num_parameters, save_model
+from rlhfbook_lab.lm.models import PRESETS, check_output_folder, get_device, init_model, num_parameters, save_model
 from rlhfbook_lab.trainers.loop import TrainConfig, train
 
 __all__ = [
+    "SHIPPED_QUALITY",
+    "heldout_loss",
+    "lm_loss_sum",
+    "prefix_accuracy",
+    "pretrain",
+    "PretrainConfig",
 ]
 
 SHIPPED_QUALITY = {
@@ -56,6 +63,12 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, lr=2e-3, warmup_steps=50,
                                                                    weight_decay=0.1, bf16=False))
     """The shared loop's settings (steps, lr, schedule, seed)."""
+
+    def __post_init__(self):
+        check_choice("preset", self.preset, PRESETS)
+        for name in ("block_size", "batch_size", "n_statements"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("data_seed", self.data_seed, minimum=0)
 
 
 def lm_loss_sum(model, batch: dict) -> tuple[torch.Tensor, dict]:
