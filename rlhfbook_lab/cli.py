@@ -21,11 +21,18 @@ from rlhfbook_lab.apps.browser import find_chromium
 from rlhfbook_lab.apps.chat import check_host, default_checkpoints, load_chat_app, make_server, parse_model_specs
 from rlhfbook_lab.apps.slides import build_decks
 from rlhfbook_lab.config import add_config_arguments, override, overrides_from_args
-from rlhfbook_lab.lm.data import SFT_DATA_DIR, SFT_HELDOUT_SIZE, SFT_TRAIN_SIZE, build_instruction_files
 from rlhfbook_lab.lm.evaluation import evaluate_chat, sample_groups
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import load_model
-from rlhfbook_lab.lm.preference_files import PREF_DATA_DIR, PREF_PROMPTS, build_preference_files
+from rlhfbook_lab.lm.shipped_data import (
+    PREF_DATA_DIR,
+    PREF_PROMPTS,
+    SFT_DATA_DIR,
+    SFT_HELDOUT_SIZE,
+    SFT_TRAIN_SIZE,
+    build_instruction_files,
+    build_preference_files,
+)
 from rlhfbook_lab.lm.tokenizer import build_and_save, load_tokenizer
 from rlhfbook_lab.paths import CHECKPOINTS
 from rlhfbook_lab.recipes.pipeline import PipelineConfig, run_pipeline
@@ -269,6 +276,13 @@ def _cmd_chat(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rlhfbook-lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_pipeline_and_data_commands(sub)
+    _add_training_commands(sub)
+    _add_looking_commands(sub)
+    return parser
+
+
+def _add_pipeline_and_data_commands(sub) -> None:
 
     p = sub.add_parser("pipeline", help="the whole arc: base → SFT → reward model → DPO → RL, judged by the gold "
                                         "judge; writes results.md/json, summary.png and checkpoints into --out")
@@ -288,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p, PretrainConfig)
     p.set_defaults(func=_cmd_pretrain)
 
+
+
+def _add_training_commands(sub) -> None:
     p = sub.add_parser("sft-data", help="write the instruction data (data/sft/sft_train.jsonl, sft_heldout.jsonl)")
     p.add_argument("--out", default=None, help="output folder (default data/sft)")
     p.add_argument("--n-train", type=_positive_int, default=SFT_TRAIN_SIZE, help="training conversations")
@@ -342,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p, DPOConfig, skip=("loss",))
     p.set_defaults(func=_cmd_dpo)
 
+
+
+def _add_looking_commands(sub) -> None:
+    """Commands that show what models do: sampling, the chat page, the slides and the site."""
     p = sub.add_parser("sample", help="sample replies to held-out prompts and score them with the gold judge")
     p.add_argument("--model", default=None, help="checkpoint name, folder or hub id (default $RLHFBOOK_MODEL, "
                                                   "else sft-tiny if shipped, else base-tiny)")
@@ -383,7 +404,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reward-model", default="rm-tiny", help="the reward model scoring every reply (default rm-tiny)")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
     p.set_defaults(func=_cmd_chat)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,6 @@ from rlhfbook_lab import world
 from rlhfbook_lab.lm.data import (
     BuiltDataset,
     ExampleTooLong,
-    build_instruction_files,
     build_sft_dataset,
     collate_sft,
     instruction_dataset,
@@ -21,6 +20,7 @@ from rlhfbook_lab.lm.data import (
     validate_messages,
     write_jsonl,
 )
+from rlhfbook_lab.lm.shipped_data import build_instruction_files
 from rlhfbook_lab.lm.tokenizer import CHAT_TEMPLATE
 
 

@@ -31,7 +31,7 @@ from rlhfbook_lab.lm.preference_data import (
     styled_replies,
     subsample_pairs,
 )
-from rlhfbook_lab.lm.preference_files import PREF_DATA_DIR, PREF_PROMPTS, build_preference_files, load_preference_file
+from rlhfbook_lab.lm.shipped_data import PREF_DATA_DIR, PREF_PROMPTS, build_preference_files, load_preference_file
 
 NOISY = world.Annotator("noisy", tau=0.4)  # gold taste, four times the noise: many pairs are close calls
 

@@ -10,20 +10,22 @@ import choix
 import numpy as np
 import pytest
 
+from rlhfbook_lab.equations.agreement import (
+    find_preference_cycles,
+    fleiss_kappa,
+    kendall_tau,
+    majority_preferences,
+    percent_agreement,
+)
 from rlhfbook_lab.equations.preferences import (
     ELO_SCALE,
     bayes_ceiling,
     bradley_terry_nll,
     comparisons_from_pairs,
     elo_ratings,
-    find_preference_cycles,
     fit_bradley_terry,
     fit_linear_bradley_terry,
-    fleiss_kappa,
-    kendall_tau,
     linear_bradley_terry_nll,
-    majority_preferences,
-    percent_agreement,
     strengths_to_elo,
     win_matrix,
 )

@@ -11,8 +11,8 @@ from rlhfbook_lab import world
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.lm.preference_data import pair_kind, pairs_bayes_ceiling
-from rlhfbook_lab.lm.preference_files import load_preference_file, preference_prompts
 from rlhfbook_lab.lm.reward_model import load_reward_model
+from rlhfbook_lab.lm.shipped_data import load_preference_file, preference_prompts
 from rlhfbook_lab.paths import CHECKPOINTS
 from rlhfbook_lab.trainers.reward import NORMALIZE_SETTINGS, SHIPPED_QUALITY, evaluate_reward_model, shipped_rm_config
 

@@ -416,8 +416,8 @@ def test_eval_loss_is_the_mean_nll_of_the_targets(tokenizer):
 
 
 def test_sft_from_base_writes_a_loadable_checkpoint(tmp_path):
-    from rlhfbook_lab.lm.data import build_instruction_files
     from rlhfbook_lab.lm.models import load_model
+    from rlhfbook_lab.lm.shipped_data import build_instruction_files
 
     build_instruction_files(tmp_path / "sft", n_train=12, n_heldout=5, seed=1)
     cfg = SFTConfig(batch_size=4, train=TrainConfig(steps=2, lr=1e-4, warmup_steps=1, bf16=False))
@@ -443,7 +443,7 @@ def test_sft_from_base_writes_a_loadable_checkpoint(tmp_path):
 
 def test_cli_sft_data_writes_the_files(tmp_path, capsys):
     from rlhfbook_lab.cli import main
-    from rlhfbook_lab.lm.data import load_instruction_file
+    from rlhfbook_lab.lm.shipped_data import load_instruction_file
 
     main(["sft-data", "--out", str(tmp_path), "--n-train", "9", "--n-heldout", "4", "--seed", "2"])
     summary = json.loads(capsys.readouterr().out)

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from rlhfbook_lab import world
-from rlhfbook_lab.lm.data import SFT_HELDOUT_SIZE, SFT_TRAIN_SIZE, load_instruction_file
 from rlhfbook_lab.lm.evaluation import elicitation_report, evaluate_chat, sample_groups
 from rlhfbook_lab.lm.models import load_model
+from rlhfbook_lab.lm.shipped_data import SFT_HELDOUT_SIZE, SFT_TRAIN_SIZE, load_instruction_file
 from rlhfbook_lab.paths import CHECKPOINTS
 from rlhfbook_lab.trainers.sft import SHIPPED_QUALITY, SFTConfig
 

@@ -17,10 +17,11 @@ import pandas as pd
 
 from rlhfbook_lab import world
 from rlhfbook_lab.lesson import seed_everything, use_style
-from rlhfbook_lab.lm.data import build_sft_dataset, load_instruction_file
+from rlhfbook_lab.lm.data import build_sft_dataset
 from rlhfbook_lab.lm.evaluation import elicitation_report, evaluate_chat
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import load_model
+from rlhfbook_lab.lm.shipped_data import load_instruction_file
 from rlhfbook_lab.trainers.sft import SFTConfig, eval_loss, sft_from_base
 
 seed_everything(0)

@@ -19,8 +19,8 @@ from rlhfbook_lab.lesson import pick, seed_everything
 from rlhfbook_lab.lm.evaluation import evaluate_chat
 from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.lm.preference_data import knowledge_reach, pair_kind, pairs_bayes_ceiling, subsample_pairs
-from rlhfbook_lab.lm.preference_files import load_preference_file
 from rlhfbook_lab.lm.reward_model import load_reward_model, score_replies
+from rlhfbook_lab.lm.shipped_data import load_preference_file
 from rlhfbook_lab.trainers.reward import evaluate_reward_model
 
 seed_everything(0)

@@ -21,7 +21,7 @@ from rlhfbook_lab.lesson import FAST, pick, seed_everything
 from rlhfbook_lab.lm.data import collate_pairs, tokenize_pairs
 from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.lm.preference_data import flip_labels
-from rlhfbook_lab.lm.preference_files import load_preference_file
+from rlhfbook_lab.lm.shipped_data import load_preference_file
 from rlhfbook_lab.trainers.dpo import compute_ref_logps, concatenated_forward, dpo_config, dpo_from_sft
 
 seed_everything(0)

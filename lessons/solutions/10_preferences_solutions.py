@@ -15,14 +15,8 @@ import numpy as np
 import pandas as pd
 
 from rlhfbook_lab import world
-from rlhfbook_lab.equations.preferences import (
-    comparisons_from_pairs,
-    elo_ratings,
-    find_preference_cycles,
-    fit_bradley_terry,
-    kendall_tau,
-    strengths_to_elo,
-)
+from rlhfbook_lab.equations.agreement import find_preference_cycles, kendall_tau
+from rlhfbook_lab.equations.preferences import comparisons_from_pairs, elo_ratings, fit_bradley_terry, strengths_to_elo
 from rlhfbook_lab.lesson import pick, seed_everything, use_style
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import load_model

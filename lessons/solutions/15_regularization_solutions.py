@@ -190,8 +190,9 @@ print(f"solving KL(π*_β‖π_ref) = {target} directly: β = {hi:.4f}")
 # loss the SFT term optimises: the NLL of the held-out SFT conversations (`sft.eval_loss`).
 
 # %%
-from rlhfbook_lab.lm.data import build_sft_dataset, load_instruction_file  # noqa: E402
+from rlhfbook_lab.lm.data import build_sft_dataset  # noqa: E402
 from rlhfbook_lab.lm.models import load_model  # noqa: E402
+from rlhfbook_lab.lm.shipped_data import load_instruction_file  # noqa: E402
 from rlhfbook_lab.trainers.rl import RLConfig, train_rl  # noqa: E402
 from rlhfbook_lab.trainers.sft import SFTConfig, eval_loss  # noqa: E402
 

@@ -39,7 +39,7 @@ from rlhfbook_lab.lm.data import tokenize_conversation
 from rlhfbook_lab.lm.generation import encode_prompts, generate
 from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.lm.preference_data import flip_labels, pairs_bayes_ceiling
-from rlhfbook_lab.lm.preference_files import load_preference_file
+from rlhfbook_lab.lm.shipped_data import load_preference_file
 from rlhfbook_lab.lm.tokenizer import load_tokenizer
 from rlhfbook_lab.paths import CHECKPOINTS, DATA_DIR
 

@@ -1,5 +1,9 @@
-"""Chat data for instruction tuning: validation, tokenization with a completion mask, collation, packing,
-jsonl files.
+"""Chat data for every trainer: validation, tokenization with a completion mask, collation (SFT rows and
+preference pairs stacked chosen-over-rejected), packing, jsonl files.
+
+Why one module (~600 lines): the SFT rows, the pair rows and the reward model's rows are the same rendered
+conversations with the same completion mask and the same right-padding collator; kept together, the three
+cannot drift apart.
 
 What a training example is
 --------------------------
@@ -28,12 +32,7 @@ middle of a sentence (or never to stop). So :func:`tokenize_conversation` raises
 the dataset builders **drop** such examples and report how many (``BuiltDataset.num_dropped``, and a logged
 warning). If every example is too long, that is an error.
 
-The shipped instruction data
-----------------------------
-``data/sft/sft_train.jsonl`` (:data:`SFT_TRAIN_SIZE` conversations) and ``sft_heldout.jsonl``
-(:data:`SFT_HELDOUT_SIZE`), one ``world.instruction_data`` record per line, are written by
-:func:`build_instruction_files` (``rlhfbook-lab sft-data``; ``rlhfbook-lab sft`` writes them first if they are
-missing) and read by :func:`load_instruction_file`.
+The shipped files (``data/sft``, ``data/preferences``) are built and loaded by ``shipped_data``.
 """
 
 from __future__ import annotations
@@ -50,7 +49,6 @@ from typing import Iterable, NamedTuple
 import torch
 from datasets import Dataset
 
-from rlhfbook_lab.paths import DATA_DIR
 from rlhfbook_lab.world import instruction_data
 
 __all__ = [
@@ -58,10 +56,6 @@ __all__ = [
     "REF_PAIR_COLUMNS",
     "REQUIRED_FIELDS",
     "ROLES",
-    "SFT_DATA_DIR",
-    "SFT_HELDOUT_SIZE",
-    "SFT_TRAIN_SIZE",
-    "build_instruction_files",
     "build_sft_dataset",
     "BuiltDataset",
     "collate_pairs",
@@ -71,7 +65,6 @@ __all__ = [
     "ExampleTooLong",
     "fingerprint",
     "instruction_dataset",
-    "load_instruction_file",
     "pack_dataset",
     "pack_statements",
     "read_jsonl",
@@ -92,13 +85,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant")
-
-SFT_DATA_DIR = DATA_DIR / "sft"
-"""Where the shipped instruction data lives (``sft_train.jsonl``, ``sft_heldout.jsonl``)."""
-SFT_TRAIN_SIZE = 4000
-"""Conversations in the shipped training file (about 1 MB of jsonl)."""
-SFT_HELDOUT_SIZE = 500
-"""Conversations in the shipped held-out file (prompt keys never in the training file)."""
 
 
 class ExampleTooLong(ValueError):
@@ -389,36 +375,6 @@ def read_jsonl(path: str | Path) -> list[dict]:
     if not out:
         raise ValueError(f"{path} is empty; expected one JSON record per line")
     return out
-
-
-def build_instruction_files(out_dir: str | Path | None = None, n_train: int = SFT_TRAIN_SIZE,
-                            n_heldout: int = SFT_HELDOUT_SIZE, seed: int = 0) -> dict[str, Path]:
-    """Write ``sft_train.jsonl`` and ``sft_heldout.jsonl`` from ``world.instruction_data``.
-
-    The defaults write the shipped files in ``data/sft/`` (``rlhfbook-lab sft-data``). Regenerable: the same
-    arguments write the same bytes. Each line is ``{"messages", "family", "prompt",
-    "reference"}``; the held-out file's prompt keys never occur in the training file (the world splits by
-    key). Returns ``{"train": path, "heldout": path}``.
-    """
-    out_dir = data_folder(out_dir if out_dir is not None else SFT_DATA_DIR, "for sft_train.jsonl and sft_heldout.jsonl")
-    return {
-        "train": write_jsonl(out_dir / "sft_train.jsonl", instruction_data(n_train, seed, "train")),
-        "heldout": write_jsonl(out_dir / "sft_heldout.jsonl", instruction_data(n_heldout, seed, "heldout")),
-    }
-
-
-def load_instruction_file(split: str = "train", data_dir: str | Path | None = None) -> list[dict]:
-    """The shipped instruction data of ``split`` (``"train"`` or ``"heldout"``), read from ``data/sft/``.
-
-    A missing file is a ``FileNotFoundError`` that names the command writing it.
-    """
-    if split not in ("train", "heldout"):
-        raise ValueError(f"split must be 'train' or 'heldout'; got {split!r}")
-    path = data_folder(data_dir if data_dir is not None else SFT_DATA_DIR, "holding the instruction data") / \
-        f"sft_{split}.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"no instruction data at {path}; run `rlhfbook-lab sft-data` to write it")
-    return read_jsonl(path)
 
 
 REQUIRED_FIELDS = ("prompt", "chosen", "rejected")

@@ -123,6 +123,64 @@ def _process_scores(logits: torch.Tensor, temperature: float, top_p: float) -> t
     return logits
 
 
+class _Decoder:
+    """The model's weights arranged for the decode loop, and its key/value cache.
+
+    Fused weights, transposed once for x @ W: [q|k|v] (2 matrix products per layer instead of 5 with [gate|up]);
+    rotary tables for every position, read per row by its position; a cache preallocated for the whole completion
+    (B rows, L columns), written at each step's column."""
+
+    def __init__(self, model, B: int, L: int, group_size: int):
+        inner, cfg = model.model, model.config
+        self.model, self.inner, self.B, self.L, self.group_size = model, inner, B, L, group_size
+        self.H, self.H_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+        self.hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.H
+        self.eps = cfg.rms_norm_eps
+        self.layers = [(layer, torch.cat([layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight,
+                                          layer.self_attn.v_proj.weight]).t(),
+                        torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]).t(),
+                        layer.self_attn.o_proj.weight.t(), layer.mlp.down_proj.weight.t()) for layer in inner.layers]
+        device = inner.embed_tokens.weight.device
+        cos_all, sin_all = inner.rotary_emb(inner.embed_tokens.weight[:1, None], torch.arange(L, device=device)[None])
+        self.cos_all, self.sin_all = cos_all[0], sin_all[0]  # (L, hd)
+        self.k_cache: list[torch.Tensor] = []
+        self.v_cache: list[torch.Tensor] = []
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.inner.embed_tokens(ids)
+
+    def keep_rows(self, keep: torch.Tensor) -> None:
+        """Drop the cache rows of finished completions (``keep``: (rows,) bool over the rows it holds)."""
+        for cache in (self.k_cache, self.v_cache):
+            cache[:] = [c[keep] for c in cache]
+
+    def block(self, x, cos, sin, mask, start):
+        """All layers for the new tokens x (rows, n, D) written at cache columns [start, start + n); the logits of
+        each row's last token (rows, V), float32."""
+        H, H_kv, hd, eps, B, L = self.H, self.H_kv, self.hd, self.eps, self.B, self.L
+        rows, n = x.shape[:2]
+        end = start + n
+        for i, (layer, w_qkv, w_gu, w_o, w_down) in enumerate(self.layers):
+            qkv = (_rms_norm(x, layer.input_layernorm.weight, eps) @ w_qkv).view(rows, n, H + 2 * H_kv, hd)
+            qk, v = qkv.transpose(1, 2).split([H + H_kv, H_kv], dim=1)
+            q, k = _rotate(qk, cos, sin).split([H, H_kv], dim=1)  # q and k rotated in one pass
+            if start == 0:  # the prompt pass: attend within the distinct prompts, then copy into each group row
+                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=hd ** -0.5, enable_gqa=H != H_kv)
+                self.k_cache.append(k.new_empty(B, H_kv, L, hd))
+                self.v_cache.append(v.new_empty(B, H_kv, L, hd))
+                self.k_cache[i][:, :, :n] = k.repeat_interleave(self.group_size, 0)
+                self.v_cache[i][:, :, :n] = v.repeat_interleave(self.group_size, 0)
+            else:
+                self.k_cache[i][:, :, start:end] = k
+                self.v_cache[i][:, :, start:end] = v
+                o = F.scaled_dot_product_attention(q, self.k_cache[i][:, :, :end], self.v_cache[i][:, :, :end],
+                                                   attn_mask=mask, scale=hd ** -0.5, enable_gqa=H != H_kv)
+            x = x + o.transpose(1, 2).reshape(rows, n, H * hd) @ w_o
+            gate, up = (_rms_norm(x, layer.post_attention_layernorm.weight, eps) @ w_gu).chunk(2, dim=-1)
+            x = x + (F.silu(gate) * up) @ w_down
+        return self.model.lm_head(_rms_norm(x[:, -1], self.inner.norm.weight, eps)).float()  # (rows, V)
+
+
 @torch.no_grad()
 def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group_size: int,
                   max_new_tokens: int, eos_id: int, pad_id: int, temperature: float = 1.0, top_p: float = 1.0,
@@ -144,56 +202,20 @@ def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, gr
     x += softmax(q·Kᵀ/√d + mask)·V · W_o; x += (silu(g) ⊙ u)·W_down with [g|u] = RMSNorm(x)·W_gate|up.
     Positions count real tokens only (left padding does not shift them); padded keys are masked out.
     """
-    inner, cfg = model.model, model.config
     if not 0.0 <= compact_at <= 1.0:
         raise ValueError(f"compact_at must be in [0, 1]; got {compact_at}")
     n_prompts, P = prompt_ids.shape
     B, L = n_prompts * group_size, P + max_new_tokens
-    H, H_kv = cfg.num_attention_heads, cfg.num_key_value_heads
-    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // H
-    eps, device = cfg.rms_norm_eps, prompt_ids.device
-    # fused weights, transposed once for x @ W
-    layers = [(layer, torch.cat([layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight,
-                                 layer.self_attn.v_proj.weight]).t(),
-               torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]).t(),
-               layer.self_attn.o_proj.weight.t(), layer.mlp.down_proj.weight.t()) for layer in inner.layers]
-    # rotary tables for every position, read per row by its position
-    cos_all, sin_all = inner.rotary_emb(inner.embed_tokens.weight[:1, None], torch.arange(L, device=device)[None])
-    cos_all, sin_all = cos_all[0], sin_all[0]  # (L, hd)
-    k_cache: list[torch.Tensor] = []
-    v_cache: list[torch.Tensor] = []
-
-    def block(x, cos, sin, mask, start):
-        """All layers for the new tokens x (rows, n, D) written at cache columns [start, start + n)."""
-        rows, n = x.shape[:2]
-        end = start + n
-        for i, (layer, w_qkv, w_gu, w_o, w_down) in enumerate(layers):
-            qkv = (_rms_norm(x, layer.input_layernorm.weight, eps) @ w_qkv).view(rows, n, H + 2 * H_kv, hd)
-            qk, v = qkv.transpose(1, 2).split([H + H_kv, H_kv], dim=1)
-            q, k = _rotate(qk, cos, sin).split([H, H_kv], dim=1)  # q and k rotated in one pass
-            if start == 0:  # the prompt pass: attend within the distinct prompts, then copy into each group row
-                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=hd ** -0.5, enable_gqa=H != H_kv)
-                k_cache.append(k.new_empty(B, H_kv, L, hd))
-                v_cache.append(v.new_empty(B, H_kv, L, hd))
-                k_cache[i][:, :, :n] = k.repeat_interleave(group_size, 0)
-                v_cache[i][:, :, :n] = v.repeat_interleave(group_size, 0)
-            else:
-                k_cache[i][:, :, start:end] = k
-                v_cache[i][:, :, start:end] = v
-                o = F.scaled_dot_product_attention(q, k_cache[i][:, :, :end], v_cache[i][:, :, :end], attn_mask=mask,
-                                                   scale=hd ** -0.5, enable_gqa=H != H_kv)
-            x = x + o.transpose(1, 2).reshape(rows, n, H * hd) @ w_o
-            gate, up = (_rms_norm(x, layer.post_attention_layernorm.weight, eps) @ w_gu).chunk(2, dim=-1)
-            x = x + (F.silu(gate) * up) @ w_down
-        return model.lm_head(_rms_norm(x[:, -1], inner.norm.weight, eps)).float()  # (rows, V)
-
+    dec = _Decoder(model, B, L, group_size)
+    device = prompt_ids.device
+    cos_all, sin_all = dec.cos_all, dec.sin_all
     # 1. the prompt pass, one row per distinct prompt. A padded query sees every key (its output is never read;
     #    this only keeps a fully masked softmax from producing NaN).
     real = prompt_mask.bool()
     positions = (prompt_mask.long().cumsum(-1) - 1).masked_fill(~real, 1)  # (N, P)
     mask = torch.ones(P, P, dtype=torch.bool, device=device).tril()[None] & real[:, None, :]
     mask = (mask | ~mask.any(-1, keepdim=True))[:, None]  # (N, 1, P, P)
-    logits = block(inner.embed_tokens(prompt_ids), cos_all[positions][:, None], sin_all[positions][:, None], mask, 0)
+    logits = dec.block(dec.embed(prompt_ids), cos_all[positions][:, None], sin_all[positions][:, None], mask, 0)
     logits = logits.repeat_interleave(group_size, 0)  # (B, V)
     # 2. one token at a time. The cache holds the rows still sampling (`live`, indices into the B rows): when
     #    enough rows have emitted EOS, their cache rows are dropped, so finished rows cost nothing. Every step
@@ -223,13 +245,12 @@ def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, gr
         n_keep = int(keep.sum())
         if n_keep < len(live) and n_keep <= len(live) * compact_at:  # drop the finished rows from the cache
             live, valid, position = live[keep], valid[keep], position[keep]
-            for cache in (k_cache, v_cache):
-                cache[:] = [c[keep] for c in cache]
+            dec.keep_rows(keep)
         col = P + t  # the cache column of the token just sampled
         valid[:, col] = True
         position = position + 1
-        logits = block(inner.embed_tokens(token[live])[:, None], cos_all[position][:, None, None],
-                       sin_all[position][:, None, None], valid[:, None, None, :col + 1], col)
+        logits = dec.block(dec.embed(token[live])[:, None], cos_all[position][:, None, None],
+                           sin_all[position][:, None, None], valid[:, None, None, :col + 1], col)
     return torch.stack(tokens, dim=1), torch.stack(scores, dim=1)
 
 
@@ -296,6 +317,14 @@ def generate(
             )
             completion = out.sequences[:, prompt_ids.shape[1]:]  # (B, T)
             scores = torch.stack(out.scores, dim=1).float()  # (B, T, V): what the sampler drew from
+    return _as_generation(tokenizer, prompt_ids, prompt_mask, completion, scores)
+
+def _as_generation(tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion: torch.Tensor,
+                   scores: torch.Tensor) -> Generation:
+    """The sampler's output in the package's layout: completion masks that stop at the first EOS (included),
+    padding after it, and each token's log-prob under the scores it was drawn from. Shapes: (B, P), (B, P),
+    (B, T), (B, T, V) → :class:`Generation` with (B, P + T) tensors."""
+    pad_id, eos_id, device = tokenizer.pad_token_id, tokenizer.eos_token_id, prompt_ids.device
     P = prompt_ids.shape[1]
     token_logps = F.log_softmax(scores, dim=-1).gather(-1, completion.unsqueeze(-1)).squeeze(-1)  # (B, T)
     is_eos = completion == eos_id

@@ -40,8 +40,8 @@ from rlhfbook_lab.checks import check_choice
 from rlhfbook_lab.lm.evaluation import evaluate_chat, sampled_kl
 from rlhfbook_lab.lm.models import check_output_folder, check_writable, load_model, save_model
 from rlhfbook_lab.lm.preference_data import subsample_pairs
-from rlhfbook_lab.lm.preference_files import load_preference_file
 from rlhfbook_lab.lm.reward_model import RewardModel, load_reward_model, save_reward_model
+from rlhfbook_lab.lm.shipped_data import load_preference_file
 from rlhfbook_lab.trainers.dpo import DPOConfig, train_dpo
 from rlhfbook_lab.trainers.reward import evaluate_reward_model, normalize_rm, shipped_rm_config, train_reward_model
 from rlhfbook_lab.trainers.rl import ALGORITHMS, RLConfig, train_rl

@@ -24,6 +24,15 @@ from tqdm.auto import tqdm
 from rlhfbook_lab.checks import check_int, check_number
 from rlhfbook_lab.lm.models import autocast_dtype
 
+__all__ = [
+    "autocast_context",
+    "lr_at",
+    "make_optimizer",
+    "optimizer_step",
+    "train",
+    "TrainConfig",
+]
+
 
 @dataclass
 class TrainConfig:
@@ -90,6 +99,16 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=fused)
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, params, grad_clip: float) -> torch.Tensor:
+    """One optimizer step after ``backward``: clip the global gradient norm of ``params`` to ``grad_clip`` (0: no
+    clipping), step, and clear the gradients. Returns the norm before clipping (every trainer logs it as
+    ``charts/grad_norm``)."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else 1e12)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
 def autocast_context(device: torch.device, bf16: bool | None) -> torch.autocast:
     """The autocast every ``loss_fn`` call of the loop runs under (``TrainConfig.bf16``): bf16 when ``bf16`` is
     True, or when it is None and ``device`` is a bf16-capable CUDA GPU (``models.autocast_dtype``); otherwise a
@@ -140,9 +159,7 @@ def train(
             sums["loss"] += float(loss_sum.detach())
             for k, v in metrics.items():
                 sums[k] += float(v)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else 1e12)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        grad_norm = optimizer_step(opt, model.parameters(), cfg.grad_clip)
         history["step"].append(step)
         history["losses/train"].append(sums.pop("loss") / total)
         for k, v in sums.items():

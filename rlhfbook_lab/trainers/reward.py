@@ -38,8 +38,8 @@ from rlhfbook_lab.lm.data import collate_pairs, tokenize_pairs
 from rlhfbook_lab.lm.forward import eval_mode
 from rlhfbook_lab.lm.models import check_output_folder, load_model
 from rlhfbook_lab.lm.preference_data import pairs_bayes_ceiling, subsample_pairs
-from rlhfbook_lab.lm.preference_files import load_preference_file, preference_prompts
 from rlhfbook_lab.lm.reward_model import RewardModel, normalize_on_policy, save_reward_model
+from rlhfbook_lab.lm.shipped_data import load_preference_file, preference_prompts
 from rlhfbook_lab.trainers.loop import TrainConfig, train
 
 __all__ = [

@@ -38,13 +38,13 @@ from rlhfbook_lab.lm.data import (
     build_sft_dataset,
     collate_sft,
     fingerprint,
-    load_instruction_file,
     pack_dataset,
     pack_statements,
     target_mask,
 )
 from rlhfbook_lab.lm.forward import eval_mode, sft_loss_sum
 from rlhfbook_lab.lm.models import check_output_folder, load_model, save_model
+from rlhfbook_lab.lm.shipped_data import load_instruction_file
 from rlhfbook_lab.trainers.loop import TrainConfig, train
 
 __all__ = [

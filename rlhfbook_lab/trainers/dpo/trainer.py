@@ -36,7 +36,7 @@ from rlhfbook_lab.lm.evaluation import evaluate_chat, sampled_kl
 from rlhfbook_lab.lm.forward import check_reference, disable_dropout, eval_mode, make_reference_model, sequence_logps
 from rlhfbook_lab.lm.models import check_output_folder, load_model, save_model
 from rlhfbook_lab.lm.preference_data import subsample_pairs
-from rlhfbook_lab.lm.preference_files import load_preference_file
+from rlhfbook_lab.lm.shipped_data import load_preference_file
 from rlhfbook_lab.trainers.dpo.kto import (
     REF_KTO_COLUMNS,
     collate_kto,
@@ -322,6 +322,22 @@ def _cycled(indices: list[int], gen: torch.Generator):
     return lambda k, n: [order[(k * n + j) % len(order)] for j in range(n)]
 
 
+def _visiting_order(rows: list[dict], cfg: DPOConfig):
+    """``(pick, collate)``: ``pick(k)`` is the k-th micro-batch's row indices, from one fixed random order seeded by
+    ``cfg.train.seed`` (cycled); KTO's micro-batches are stratified, each with desirable and undesirable examples
+    in the data's proportion (at least one of each)."""
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    n = cfg.batch_size
+    if cfg.loss != "kto":
+        take = _cycled(list(range(len(rows))), gen)
+        return (lambda k: take(k, n)), collate_pairs
+    good = [i for i, r in enumerate(rows) if r["desirable"]]
+    bad = [i for i, r in enumerate(rows) if not r["desirable"]]
+    n_good = min(max(round(n * len(good) / len(rows)), 1), n - 1)  # both classes in every micro-batch
+    take_good, take_bad = _cycled(good, gen), _cycled(bad, gen)
+    return (lambda k: take_good(k, n_good) + take_bad(k, n - n_good)), collate_kto
+
+
 def train_dpo(policy, tokenizer, pairs, cfg: DPOConfig, ref_model=None, progress: bool = True, eval_fn=None,
               eval_every: int = 0) -> dict[str, list]:
     """Train ``policy`` in place with ``cfg.loss`` on preference data; return the shared loop's history.
@@ -372,23 +388,7 @@ def train_dpo(policy, tokenizer, pairs, cfg: DPOConfig, ref_model=None, progress
     elif ref_model is None:
         ref_model = make_reference_model(policy)
 
-    gen = torch.Generator().manual_seed(cfg.train.seed)
-    n = cfg.batch_size
-    if cfg.loss == "kto":
-        good = [i for i, r in enumerate(rows) if r["desirable"]]
-        bad = [i for i, r in enumerate(rows) if not r["desirable"]]
-        n_good = min(max(round(n * len(good) / len(rows)), 1), n - 1)  # both classes in every micro-batch
-        take_good, take_bad = _cycled(good, gen), _cycled(bad, gen)
-        collate = collate_kto
-
-        def pick(k: int) -> list[int]:
-            return take_good(k, n_good) + take_bad(k, n - n_good)
-    else:
-        take = _cycled(list(range(len(rows))), gen)
-        collate = collate_pairs
-
-        def pick(k: int) -> list[int]:
-            return take(k, n)
+    pick, collate = _visiting_order(rows, cfg)
     device = next(policy.parameters()).device
 
     def get_batch(step: int, micro: int) -> dict:
@@ -463,6 +463,33 @@ def _judge(model, tokenizer, problems) -> tuple[dict, dict]:
             "gold_sampled": sampled["gold_score"]}, evals
 
 
+def _training_pairs(pairs, num_pairs: int | None, seed: int) -> tuple[list[dict], str]:
+    """(rows, where they came from): the shipped on-policy pairs, a jsonl file, or the given list; a seeded
+    subset of at most ``num_pairs``."""
+    if pairs is None:
+        rows, source = load_preference_file("train", origin="on_policy"), "data/preferences/train.jsonl on_policy"
+    elif isinstance(pairs, (str, Path)):
+        rows, source = read_pairs(pairs), str(pairs)
+    else:
+        rows, source = list(pairs), "given"
+    if num_pairs is not None:
+        rows = subsample_pairs(rows, min(num_pairs, len(rows)), seed=seed)
+    return rows, source
+
+
+def _trainer_tail(history: dict[str, list]) -> dict:
+    """The trainer's metrics over the last tenth of the steps, and the data counts."""
+    tail = max(1, len(history["step"]) // 10)
+
+    def last(key):
+        return sum(history[key][-tail:]) / tail if key in history else None
+
+    return dict(accuracy=last("rewards/accuracies"), margin=last("rewards/margins"),
+                logps_chosen=last("logps/chosen"), logps_rejected=last("logps/rejected"),
+                pairs=history["data/num_items"][0], pairs_dropped=history["data/num_dropped"][0],
+                pairs_identical=history["data/num_identical"][0])
+
+
 def dpo_from_sft(cfg: DPOConfig | None = None, policy: str | Path = "sft-tiny", pairs=None,
                  out: str | Path | None = None, overwrite: bool = False, num_pairs: int | None = None,
                  eval_prompts: int = 200, kl_prompts: int = 64, eval_every: int = 0, judge_before: bool = True,
@@ -489,14 +516,7 @@ def dpo_from_sft(cfg: DPOConfig | None = None, policy: str | Path = "sft-tiny", 
     check_dpo_config(cfg)
     if out is not None:  # fail before training, not after
         out = check_output_folder(out, overwrite)
-    if pairs is None:
-        rows, source = load_preference_file("train", origin="on_policy"), "data/preferences/train.jsonl on_policy"
-    elif isinstance(pairs, (str, Path)):
-        rows, source = read_pairs(pairs), str(pairs)
-    else:
-        rows, source = list(pairs), "given"
-    if num_pairs is not None:
-        rows = subsample_pairs(rows, min(num_pairs, len(rows)), seed=cfg.train.seed)
+    rows, source = _training_pairs(pairs, num_pairs, cfg.train.seed)
     model, tokenizer = load_model(policy)
     ref = make_reference_model(model)  # π_ref: for the loss (unless precomputed) and for the KL
     problems, kl_problems = world.heldout_prompts(eval_prompts, seed=0), world.heldout_prompts(kl_prompts, seed=1)
@@ -531,16 +551,8 @@ def dpo_from_sft(cfg: DPOConfig | None = None, policy: str | Path = "sft-tiny", 
     evals.update({f"{k}_after": v for k, v in after.items()})
     if judge_before:
         report["gold_gain"] = report["gold_after"] - report["gold_before"]
-    tail = max(1, len(history["step"]) // 10)
-
-    def last(key):
-        return sum(history[key][-tail:]) / tail if key in history else None
-
-    report.update(kl=kl.kl, kl_k1=kl.kl_k1, kl_stderr=kl.stderr, accuracy=last("rewards/accuracies"),
-                  margin=last("rewards/margins"), logps_chosen=last("logps/chosen"),
-                  logps_rejected=last("logps/rejected"), pairs=history["data/num_items"][0],
-                  pairs_dropped=history["data/num_dropped"][0], pairs_identical=history["data/num_identical"][0],
-                  train_cpu_seconds=train_cpu)
+    report.update(kl=kl.kl, kl_k1=kl.kl_k1, kl_stderr=kl.stderr, train_cpu_seconds=train_cpu,
+                  **_trainer_tail(history))
     if out is not None:
         meta = {"config": asdict(cfg), "report": report, "pairs_sha256_16": fingerprint(rows)}
         save_model(model, tokenizer, out, overwrite=overwrite,

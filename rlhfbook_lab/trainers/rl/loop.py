@@ -40,14 +40,15 @@ from rlhfbook_lab.equations.policy_gradient import (
     ppo_value_loss,
     sequence_advantages,
 )
-from rlhfbook_lab.lm.data import collate_sft, load_instruction_file, tokenize_conversation
+from rlhfbook_lab.lm.data import collate_sft, tokenize_conversation
 from rlhfbook_lab.lm.evaluation import evaluate_chat
 from rlhfbook_lab.lm.forward import check_reference, disable_dropout, make_reference_model, sft_loss_sum
 from rlhfbook_lab.lm.models import check_output_folder, load_model, save_model
-from rlhfbook_lab.trainers.loop import TrainConfig, autocast_context, make_optimizer
+from rlhfbook_lab.lm.shipped_data import load_instruction_file
+from rlhfbook_lab.trainers.loop import TrainConfig, autocast_context, make_optimizer, optimizer_step
 from rlhfbook_lab.trainers.rl.config import RLConfig, check_config
 from rlhfbook_lab.trainers.rl.forward import ValueHead, forward_with_values
-from rlhfbook_lab.trainers.rl.rollout import collect_rollout, reward_source
+from rlhfbook_lab.trainers.rl.rollout import Rollout, collect_rollout, reward_source
 
 
 class Advantages(NamedTuple):
@@ -230,97 +231,121 @@ def train_rl(policy, tokenizer, cfg: RLConfig, ref_model=None, reward_fn=None,
     if not isinstance(cfg, RLConfig):
         raise ValueError(f"cfg must be an RLConfig (RLConfig.preset(algo)); got {type(cfg).__name__}")
     check_config(cfg)
-    device = next(policy.parameters()).device
-    if ref_model is None:
-        ref_model = make_reference_model(policy)
-    check_reference(ref_model, policy)
-    ref_model.eval()
-    reward = reward_source(cfg, reward_fn, tokenizer, device)
-    disable_dropout(policy)
-    policy.eval()  # no dropout: the first ratio is exactly the sampler's
-    value_head = ValueHead(policy.config.hidden_size).to(device) if cfg.advantage == "gae" else None
-    torch.manual_seed(cfg.seed)  # after the head's init: every algorithm draws the same first rollout
-    opt = make_optimizer(policy, TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay))
-    if value_head is not None:
-        opt.add_param_group({"params": list(value_head.parameters()), "lr": cfg.value_lr or cfg.lr,
-                             "weight_decay": 0.0})
-    params = [p for g in opt.param_groups for p in g["params"]]
-    kl_ctl = (AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target is not None
-              else FixedKLController(cfg.beta))
-    draw_prompts = training_prompts(cfg)
-    sft_stream = sft_batches(tokenizer, cfg, device) if cfg.sft_coef > 0 else None
-    mb_gen = torch.Generator().manual_seed(cfg.seed)
-    eval_problems = world.heldout_prompts(cfg.eval_prompts, seed=0) if cfg.eval_prompts else None
+    run = _Run(policy, tokenizer, cfg, ref_model, reward_fn)
     history: dict[str, list] = {}
-
-    def log(key, value):
-        history.setdefault(key, []).append(float(value))
-
-    if eval_problems:
-        evaluate_policy(policy, tokenizer, eval_problems, history, 0)
+    if run.eval_problems:
+        evaluate_policy(policy, tokenizer, run.eval_problems, history, 0)
     bar = tqdm(range(1, cfg.steps + 1), desc=f"rl {cfg.algo}", disable=not progress, mininterval=1.0)
     for step in bar:
-        beta = kl_ctl.value
-        rollout, times = collect_rollout(policy, tokenizer, draw_prompts(), cfg, ref_model, reward, value_head)
-        mask = rollout.completion_mask
-        adv = compute_advantages(rollout.scores, rollout.old_logps, rollout.ref_logps, mask, cfg,
-                                 rollout.group_size, rollout.old_values, beta)
+        beta = run.kl_ctl.value
+        # 1. collect: sample, score, reference (and value) log-probs
+        rollout, times = collect_rollout(policy, tokenizer, run.draw_prompts(), cfg, run.ref_model, run.reward,
+                                         run.value_head)
+        # 2. advantages
+        adv = compute_advantages(rollout.scores, rollout.old_logps, rollout.ref_logps, rollout.completion_mask,
+                                 cfg, rollout.group_size, rollout.old_values, beta)
         rollout.advantages, rollout.returns = adv.advantages, adv.returns
+        # 3. update
         t0 = time.perf_counter()
-        B = mask.shape[0]
+        metrics = run.update(rollout, beta)
+        times["training"] = time.perf_counter() - t0
+        # 4. log (and move the adaptive β)
+        kl_seq = _log_rollout(history, step, rollout, beta, metrics, times, run.value_head)
+        run.kl_ctl.update(kl_seq, rollout.completion_mask.shape[0])
+        if run.eval_problems and cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
+            evaluate_policy(policy, tokenizer, run.eval_problems, history, step)
+        bar.set_postfix(gold=f"{history['charts/gold_score'][-1]:.3f}", kl=f"{history['kl/seq'][-1]:.2f}")
+    if run.eval_problems:
+        evaluate_policy(policy, tokenizer, run.eval_problems, history, cfg.steps)
+    policy.eval()
+    return policy, history
+
+
+class _Run:
+    """Everything a run holds between rollouts: the reference, the reward source, PPO's value head, the optimizer,
+    the KL controller, the prompt stream (and PPO-ptx's SFT stream), the minibatch order's generator."""
+
+    def __init__(self, policy, tokenizer, cfg: RLConfig, ref_model, reward_fn):
+        device = next(policy.parameters()).device
+        self.policy, self.cfg, self.device = policy, cfg, device
+        self.ref_model = make_reference_model(policy) if ref_model is None else ref_model
+        check_reference(self.ref_model, policy)
+        self.ref_model.eval()
+        self.reward = reward_source(cfg, reward_fn, tokenizer, device)
+        disable_dropout(policy)
+        policy.eval()  # no dropout: the first ratio is exactly the sampler's
+        self.value_head = ValueHead(policy.config.hidden_size).to(device) if cfg.advantage == "gae" else None
+        torch.manual_seed(cfg.seed)  # after the head's init: every algorithm draws the same first rollout
+        self.opt = make_optimizer(policy, TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay))
+        if self.value_head is not None:
+            self.opt.add_param_group({"params": list(self.value_head.parameters()), "lr": cfg.value_lr or cfg.lr,
+                                      "weight_decay": 0.0})
+        self.params = [p for g in self.opt.param_groups for p in g["params"]]
+        self.kl_ctl = (AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target is not None
+                       else FixedKLController(cfg.beta))
+        self.draw_prompts = training_prompts(cfg)
+        self.sft_stream = sft_batches(tokenizer, cfg, device) if cfg.sft_coef > 0 else None
+        self.mb_gen = torch.Generator().manual_seed(cfg.seed)
+        self.eval_problems = world.heldout_prompts(cfg.eval_prompts, seed=0) if cfg.eval_prompts else None
+
+    def update(self, rollout: Rollout, beta: float) -> dict[str, float]:
+        """``ppo_epochs`` passes over the rollout in ``num_minibatches`` shuffled minibatches, one optimizer step
+        each; returns the minibatch means of :func:`rl_loss`'s metrics (and ``charts/grad_norm``)."""
+        cfg, B = self.cfg, rollout.completion_mask.shape[0]
         mb_size = B // cfg.num_minibatches
         sums: dict[str, float] = {}
         n_updates = 0
         for _ in range(cfg.ppo_epochs):
-            order = torch.randperm(B, generator=mb_gen) if cfg.num_minibatches > 1 else torch.arange(B)
+            order = torch.randperm(B, generator=self.mb_gen) if cfg.num_minibatches > 1 else torch.arange(B)
             for start in range(0, B, mb_size):
-                batch = rollout.minibatch(order[start:start + mb_size].to(device))
-                with autocast_context(device, cfg.bf16):
-                    loss, metrics = rl_loss(policy, batch, cfg, beta, value_head)
-                    if sft_stream is not None:  # PPO-ptx: + sft_coef · (mean NLL per SFT target token)
-                        sb = next(sft_stream)
-                        nll = sft_loss_sum(policy, sb)[0] / sb["num_items"]
+                batch = rollout.minibatch(order[start:start + mb_size].to(self.device))
+                with autocast_context(self.device, cfg.bf16):
+                    loss, metrics = rl_loss(self.policy, batch, cfg, beta, self.value_head)
+                    if self.sft_stream is not None:  # PPO-ptx: + sft_coef · (mean NLL per SFT target token)
+                        sb = next(self.sft_stream)
+                        nll = sft_loss_sum(self.policy, sb)[0] / sb["num_items"]
                         loss = loss + cfg.sft_coef * nll
                         metrics["losses/sft"] = nll.detach()
-                opt.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else 1e12)
-                opt.step()
-                metrics["charts/grad_norm"] = grad_norm
+                metrics["charts/grad_norm"] = optimizer_step(self.opt, self.params, cfg.grad_clip)
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 n_updates += 1
-        t_train = time.perf_counter() - t0
-        with torch.no_grad():
-            k1 = masked_sum(rollout.old_logps - rollout.ref_logps, mask, dim=1)  # (B,) nats per sequence
-            k3 = masked_sum(kl_estimate(rollout.old_logps, rollout.ref_logps, "k3"), mask, dim=1)
-        kl_ctl.update(float(k1.mean()), B)
-        history.setdefault("step", []).append(step)
-        log("rewards/score", rollout.scores.mean())
-        log("rewards/score_std", rollout.scores.std() if B > 1 else 0.0)
-        log("charts/gold_score", rollout.gold.mean())
-        log("charts/correct_rate", sum(world.is_correct(world.parse_prompt(p), t)
-                                       for p, t in zip(rollout.prompts, rollout.texts)) / B)
-        log("kl/seq", k1.mean())
-        log("kl/seq_k3", k3.mean())
-        log("charts/beta", beta)
-        log("charts/response_length", mask.sum(dim=1).float().mean())
-        log("charts/eos_rate", rollout.finished.float().mean())
-        log("charts/zero_adv_share", (rollout.advantages.abs().sum(dim=1) == 0).float().mean())
-        for k, v in sums.items():
-            log(k, v / n_updates)
-        if value_head is not None:
-            log("charts/explained_variance", explained_variance(rollout.old_values, rollout.returns, mask))
-        log("time/generation", times["generation"])
-        log("time/scoring", times["scoring"])
-        log("time/training", t_train)
-        if eval_problems and cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
-            evaluate_policy(policy, tokenizer, eval_problems, history, step)
-        bar.set_postfix(gold=f"{history['charts/gold_score'][-1]:.3f}", kl=f"{history['kl/seq'][-1]:.2f}")
-    if eval_problems:
-        evaluate_policy(policy, tokenizer, eval_problems, history, cfg.steps)
-    policy.eval()
-    return policy, history
+        return {k: v / n_updates for k, v in sums.items()}
+
+
+def _log_rollout(history: dict[str, list], step: int, rollout: Rollout, beta: float, metrics: dict[str, float],
+                 times: dict[str, float], value_head) -> float:
+    """Append one rollout's numbers to ``history`` (keys in :func:`train_rl`'s docstring); return its KL to the
+    reference, nats per sequence (the adaptive controller's input)."""
+    mask = rollout.completion_mask
+    B = mask.shape[0]
+    with torch.no_grad():
+        k1 = masked_sum(rollout.old_logps - rollout.ref_logps, mask, dim=1)  # (B,) nats per sequence
+        k3 = masked_sum(kl_estimate(rollout.old_logps, rollout.ref_logps, "k3"), mask, dim=1)
+
+    def log(key, value):
+        history.setdefault(key, []).append(float(value))
+
+    history.setdefault("step", []).append(step)
+    log("rewards/score", rollout.scores.mean())
+    log("rewards/score_std", rollout.scores.std() if B > 1 else 0.0)
+    log("charts/gold_score", rollout.gold.mean())
+    log("charts/correct_rate", sum(world.is_correct(world.parse_prompt(p), t)
+                                   for p, t in zip(rollout.prompts, rollout.texts)) / B)
+    log("kl/seq", k1.mean())
+    log("kl/seq_k3", k3.mean())
+    log("charts/beta", beta)
+    log("charts/response_length", mask.sum(dim=1).float().mean())
+    log("charts/eos_rate", rollout.finished.float().mean())
+    log("charts/zero_adv_share", (rollout.advantages.abs().sum(dim=1) == 0).float().mean())
+    for k, v in metrics.items():
+        log(k, v)
+    if value_head is not None:
+        log("charts/explained_variance", explained_variance(rollout.old_values, rollout.returns, mask))
+    for k in ("generation", "scoring", "training"):
+        log(f"time/{k}", times[k])
+    return float(k1.mean())
 
 
 def summarize(history: dict[str, list], last: int = 5) -> dict[str, float]:

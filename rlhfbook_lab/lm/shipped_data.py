@@ -1,6 +1,10 @@
-"""The shipped preference data set, ``data/preferences/{train,heldout}.jsonl`` (``rlhfbook-lab pref-data``): how it
-is built (on-policy pairs sampled from ``sft-tiny`` and off-policy styled pairs, labelled by the gold annotator,
-split by prompt) and how it is loaded. The pair builders it uses are in ``preference_data``.
+"""The data sets that ship in ``data/``, how each is built (deterministically from a seed) and loaded:
+
+- the instruction data, ``data/sft/sft_{train,heldout}.jsonl`` (``rlhfbook-lab sft-data``): the world's chat
+  conversations, split by prompt key;
+- the preference pairs, ``data/preferences/{train,heldout}.jsonl`` (``rlhfbook-lab pref-data``): on-policy pairs
+  sampled from ``sft-tiny`` and off-policy styled pairs, labelled by the gold annotator, split by prompt. The pair
+  builders it uses are in ``preference_data``; the file format and its checks in ``data``.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from pathlib import Path
 import torch
 
 from rlhfbook_lab import world
-from rlhfbook_lab.lm.data import data_folder, read_pairs, write_pairs
+from rlhfbook_lab.lm.data import data_folder, read_jsonl, read_pairs, write_jsonl, write_pairs
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.lm.preference_data import DEFAULT_STYLES, PreferencePairs, off_policy_pairs, on_policy_pairs
 from rlhfbook_lab.paths import DATA_DIR
+from rlhfbook_lab.world import instruction_data
 
 __all__ = [
     "PREF_DATA_DIR",
@@ -25,8 +30,13 @@ __all__ = [
     "PREF_NUM_SAMPLES",
     "PREF_PAIRS_PER_PROMPT",
     "PREF_PROMPTS",
+    "SFT_DATA_DIR",
+    "SFT_HELDOUT_SIZE",
+    "SFT_TRAIN_SIZE",
+    "build_instruction_files",
     "build_preference_files",
     "build_preference_split",
+    "load_instruction_file",
     "load_preference_file",
     "preference_prompts",
 ]
@@ -181,3 +191,45 @@ def load_preference_file(split: str = "train", data_dir: str | Path | None = Non
         raise FileNotFoundError(f"no preference data at {path}; run `rlhfbook-lab pref-data` to write it")
     rows = read_pairs(path)
     return rows if origin is None else [r for r in rows if r.get("origin") == origin]
+
+
+SFT_DATA_DIR = DATA_DIR / "sft"
+"""Where the shipped instruction data lives (``sft_train.jsonl``, ``sft_heldout.jsonl``)."""
+
+
+SFT_TRAIN_SIZE = 4000
+"""Conversations in the shipped training file (about 1 MB of jsonl)."""
+
+
+SFT_HELDOUT_SIZE = 500
+"""Conversations in the shipped held-out file (prompt keys never in the training file)."""
+
+
+def build_instruction_files(out_dir: str | Path | None = None, n_train: int = SFT_TRAIN_SIZE,
+                            n_heldout: int = SFT_HELDOUT_SIZE, seed: int = 0) -> dict[str, Path]:
+    """Write ``sft_train.jsonl`` and ``sft_heldout.jsonl`` from ``world.instruction_data``.
+
+    The defaults write the shipped files in ``data/sft/`` (``rlhfbook-lab sft-data``). Regenerable: the same
+    arguments write the same bytes. Each line is ``{"messages", "family", "prompt",
+    "reference"}``; the held-out file's prompt keys never occur in the training file (the world splits by
+    key). Returns ``{"train": path, "heldout": path}``.
+    """
+    out_dir = data_folder(out_dir if out_dir is not None else SFT_DATA_DIR, "for sft_train.jsonl and sft_heldout.jsonl")
+    return {
+        "train": write_jsonl(out_dir / "sft_train.jsonl", instruction_data(n_train, seed, "train")),
+        "heldout": write_jsonl(out_dir / "sft_heldout.jsonl", instruction_data(n_heldout, seed, "heldout")),
+    }
+
+
+def load_instruction_file(split: str = "train", data_dir: str | Path | None = None) -> list[dict]:
+    """The shipped instruction data of ``split`` (``"train"`` or ``"heldout"``), read from ``data/sft/``.
+
+    A missing file is a ``FileNotFoundError`` that names the command writing it.
+    """
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout'; got {split!r}")
+    path = data_folder(data_dir if data_dir is not None else SFT_DATA_DIR, "holding the instruction data") / \
+        f"sft_{split}.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"no instruction data at {path}; run `rlhfbook-lab sft-data` to write it")
+    return read_jsonl(path)
