@@ -31,7 +31,6 @@ nothing here sees a model.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -281,8 +280,7 @@ def simpo_loss(
         β·log π(y|x)/|y|.
     """
     check_number("beta", beta, minimum=0, strict=True)
-    if not gamma >= 0 or math.isinf(gamma):
-        raise ValueError(f"gamma must be a finite number >= 0 (the target reward margin); got {gamma}")
+    check_number("gamma", gamma, minimum=0)  # the target reward margin
     _check_logps(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps)
     chosen_rewards = beta * _as_float(policy_chosen_logps)  # (B,)
     rejected_rewards = beta * _as_float(policy_rejected_logps)  # (B,)

@@ -36,6 +36,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from rlhfbook_lab.checks import check_number
 from rlhfbook_lab.equations.logprobs import check_completion_mask
 
 __all__ = [
@@ -75,8 +76,7 @@ def check_token_mask(completion_mask: torch.Tensor, **tensors: torch.Tensor) -> 
 
 
 def _check_beta(beta: float, name: str = "beta") -> None:
-    if not math.isfinite(beta) or beta < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {beta}")
+    check_number(name, beta, minimum=0)
 
 
 def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from rlhfbook_lab.checks import check_number
 from rlhfbook_lab.equations.kl import check_token_mask, kl_k3
 from rlhfbook_lab.equations.logprobs import entropy_from_logits, masked_mean, masked_sum, masked_var
 
@@ -47,8 +48,7 @@ AGGREGATION_MODES = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_no
 
 
 def _check_unit_interval(x: float, name: str) -> None:
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1]; got {x}")
+    check_number(name, x, minimum=0, maximum=1)
 
 
 def _zero_masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

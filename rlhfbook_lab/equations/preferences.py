@@ -31,6 +31,8 @@ import math
 
 import numpy as np
 
+from rlhfbook_lab.checks import check_number
+
 __all__ = [
     "ELO_SCALE",
     "bayes_ceiling",
@@ -239,8 +241,7 @@ def fit_bradley_terry(
         Shape (n,), float64, Σθ = 0. P(i ≻ j) = σ(θ_i − θ_j).
     """
     c, t = _check_comparisons(comparisons, n_items, ties)
-    if not (alpha >= 0 and math.isfinite(alpha)):
-        raise ValueError(f"alpha must be a finite number >= 0; got {alpha!r}")
+    check_number("alpha", alpha, minimum=0)
     if alpha == 0 and not _strongly_connected(win_matrix(c, n_items, t)):
         raise ValueError(
             "comparisons: the maximum-likelihood strengths are infinite, because some group of items never "
@@ -378,8 +379,7 @@ def fit_linear_bradley_terry(chosen_features, rejected_features, labels=None, al
         Shape (d,), float64: w. Rewards are φ @ w; P(a ≻ b) = σ(r_a − r_b).
     """
     x, y = _check_features(chosen_features, rejected_features, labels)
-    if not (alpha >= 0 and math.isfinite(alpha)):
-        raise ValueError(f"alpha must be a finite number >= 0; got {alpha!r}")
+    check_number("alpha", alpha, minimum=0)
 
     def nll(w: np.ndarray) -> float:
         d = x @ w

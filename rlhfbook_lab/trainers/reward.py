@@ -1,7 +1,7 @@
 """The reward model and its trainer (RLHF Book, ch. 5): a causal LM with a scalar head, trained with the
 Bradley-Terry loss of ``reward_model`` on the shared loop, ``train.train``.
 
-Three layers, each testable alone (STYLE.md):
+Three layers, each testable alone:
 
 1. **The tensor loss** lives in ``reward_model`` (``bradley_terry_loss``, ``pairwise_accuracy``, calibration):
    rewards in, a loss out; it never sees a model.

@@ -1,6 +1,6 @@
 """The direct-alignment trainer (book chapter 8): the losses of ``dpo`` on the shared loop, ``train.train``.
 
-Three layers, each testable alone (STYLE.md; rasbt's ``compute_dpo_loss`` → ``compute_dpo_loss_batch`` →
+Three layers, each testable alone (as in rasbt's ``compute_dpo_loss`` → ``compute_dpo_loss_batch`` →
 ``train_model_dpo_simple``):
 
 1. **The tensor loss** lives in ``dpo`` (``dpo_loss``, ``ipo_loss``, ``kto_loss``, ...): per-sequence log-probs

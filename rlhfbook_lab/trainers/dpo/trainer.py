@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -121,12 +120,9 @@ def check_dpo_config(cfg: DPOConfig) -> None:
     if cfg.loss not in LOSS_REDUCTION:
         raise ValueError(f"loss must be one of {sorted(LOSS_REDUCTION)}; got {cfg.loss!r}")
     check_number("beta", cfg.beta, minimum=0, strict=True)
-    if not 0.0 <= cfg.label_smoothing <= 0.5:
-        raise ValueError(f"label_smoothing must be in [0, 0.5] (a flip probability); got {cfg.label_smoothing}")
-    if not cfg.gamma >= 0 or math.isinf(cfg.gamma):
-        raise ValueError(f"gamma must be a finite number >= 0 (SimPO's target margin); got {cfg.gamma}")
-    if not cfg.orpo_nll_weight >= 0 or math.isinf(cfg.orpo_nll_weight):
-        raise ValueError(f"orpo_nll_weight must be a finite number >= 0; got {cfg.orpo_nll_weight}")
+    check_number("label_smoothing", cfg.label_smoothing, minimum=0, maximum=0.5)  # a flip probability
+    check_number("gamma", cfg.gamma, minimum=0)
+    check_number("orpo_nll_weight", cfg.orpo_nll_weight, minimum=0)
     check_number("desirable_weight", cfg.desirable_weight, minimum=0, strict=True)
     check_number("undesirable_weight", cfg.undesirable_weight, minimum=0, strict=True)
     smallest = 2 if cfg.loss == "kto" else 1

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 
 from rlhfbook_lab import world
+from rlhfbook_lab.checks import check_int, check_number
 from rlhfbook_lab.config import build
 from rlhfbook_lab.equations.kl import ESTIMATORS
 from rlhfbook_lab.equations.policy_gradient import ADVANTAGE_ESTIMATORS, AGGREGATION_MODES
@@ -157,35 +157,16 @@ PRESETS: dict[str, dict] = {
     "ppo": dict(advantage="gae", kl_penalty="reward", kl_estimator="k1", loss_agg="token_mean",
                 whiten_advantages=True, ppo_epochs=2, num_minibatches=2, lam=1.0, value_lr=1e-3, lr=5e-5),
 }
-"""The fields each algorithm sets (everything else is :class:`RLConfig`'s default).
-
-Measured from ``sft-tiny`` (seed 0; 30 rollouts of 16 prompts × 8 samples; greedy gold score on 200 held-out
-prompts, where sft-tiny scores +0.69 and answers 71 % correctly; KL in nats per sequence over the last 5
-rollouts; CPU seconds with one thread, on a loaded machine, evaluation included):
-
-=====================  =============  ============  =========  =====  =======
-run                    gold           correct       KL to ref  CPU s  reward
-=====================  =============  ============  =========  =====  =======
-``grpo``               0.69 → 0.90    0.71 → 0.72   2.1        196    gold
-``ppo``                0.69 → 0.87    0.71 → 0.69   1.2        296    gold
-``grpo``               0.69 → 0.83    0.71 → 0.64   1.9        203    rm-tiny
-``ppo``                0.69 → 0.78    0.71 → 0.59   2.3        311    rm-tiny
-=====================  =============  ============  =========  =====  =======
-
-Most of the gain is the judge's polite-opener lever (+0.2 on a correct reply): nearly every reply learns to
-open with "Sure!". With the reward model (73 % pairwise accuracy) correctness falls while the gold score still
-rises: the proxy pays for the opener more reliably than for the right answer. PPO at GRPO's lr (1e-4) bought
-less (+0.12) and lost correctness (0.71 → 0.62)."""
+"""The fields each algorithm sets (everything else is :class:`RLConfig`'s default). What each preset achieves from
+``sft-tiny`` (gold, correctness, KL, CPU time; with the gold reward and with ``rm-tiny``) is measured in the README
+("Measured: RL presets"), where a re-measurement updates it."""
 
 
 FAST: dict[str, dict] = {algo: dict(steps=4, eval_prompts=100, lr=3e-4) for algo in ALGORITHMS}
 FAST["ppo"] = dict(steps=8, group_size=4, lr=1e-4, eval_prompts=100)
-"""What :meth:`RLConfig.fast` changes on top of the preset.
-
-PPO's fast run (lesson 06) takes 8 rollouts of 16 prompts × 4 at lr 1e-4: from ``sft-tiny`` with the gold reward
-it raised the held-out greedy gold score (100 prompts) by +0.075, +0.056 and +0.062 for seeds 0, 1 and 2, the same
-with 1 and 2 CPU threads (about 30 s of CPU). The earlier cut — 4 rollouts of 16 × 8 at lr 3e-4 — took a few large
-steps and *lowered* it (+0.68 → +0.62); 10 rollouts of 16 × 4 at lr 2e-4 did too (−0.11, −0.07, +0.02)."""
+"""What :meth:`RLConfig.fast` changes on top of the preset: fewer rollouts at a larger lr, 100 evaluation prompts.
+PPO takes more, smaller rollouts at a smaller lr: larger steps lowered its held-out gold (README, "Measured: RL
+presets")."""
 
 
 def check_config(cfg: RLConfig) -> None:
@@ -194,37 +175,36 @@ def check_config(cfg: RLConfig) -> None:
         if not ok:
             raise ValueError(f"{name} must be {expected}; got {getattr(cfg, name)!r}")
 
-    def finite(x) -> bool:
-        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
     for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "ppo_epochs", "num_minibatches",
                  "sft_batch_size"):
-        need(isinstance(getattr(cfg, name), int) and getattr(cfg, name) >= 1, name, "an int >= 1")
-    need(isinstance(cfg.eval_prompts, int) and cfg.eval_prompts >= 0, "eval_prompts", "an int >= 0")
-    need(isinstance(cfg.eval_every, int) and cfg.eval_every >= 0, "eval_every", "an int >= 0")
-    need(finite(cfg.temperature) and cfg.temperature > 0, "temperature", "> 0")
+        check_int(name, getattr(cfg, name), minimum=1)
+    check_int("eval_prompts", cfg.eval_prompts, minimum=0)
+    check_int("eval_every", cfg.eval_every, minimum=0)
+    check_number("temperature", cfg.temperature, minimum=0, strict=True)
     need(len(cfg.families) > 0 and all(f in world.FAMILIES for f in cfg.families), "families",
          f"a non-empty tuple of {world.FAMILIES}")
     need(cfg.reward in REWARD_SOURCES, "reward", f"one of {REWARD_SOURCES}")
-    need(finite(cfg.beta) and cfg.beta >= 0, "beta", "a finite number >= 0")
+    check_number("beta", cfg.beta, minimum=0)
     need(cfg.kl_penalty in KL_PENALTIES, "kl_penalty", f"one of {KL_PENALTIES}")
     need(cfg.kl_estimator in ESTIMATORS, "kl_estimator", f"one of {ESTIMATORS}")
-    need(cfg.kl_target is None or (finite(cfg.kl_target) and cfg.kl_target > 0), "kl_target", "None or > 0")
-    need(finite(cfg.kl_horizon) and cfg.kl_horizon > 0, "kl_horizon", "> 0")
+    if cfg.kl_target is not None:
+        check_number("kl_target", cfg.kl_target, minimum=0, strict=True)
+    check_number("kl_horizon", cfg.kl_horizon, minimum=0, strict=True)
     need(cfg.advantage in ADVANTAGES, "advantage", f"one of {ADVANTAGES}")
     need(cfg.advantage in ("reinforce", "gae") or cfg.group_size >= 2, "group_size",
          f">= 2 for advantage={cfg.advantage!r} (a group of one has no baseline)")
     need(cfg.advantage != "reinforce" or cfg.prompts_per_step * cfg.group_size >= 2, "prompts_per_step",
          "such that prompts_per_step * group_size >= 2 (REINFORCE's batch-mean baseline)")
-    need(0 <= cfg.gamma <= 1, "gamma", "in [0, 1]")
-    need(0 <= cfg.lam <= 1, "lam", "in [0, 1]")
-    need(finite(cfg.lr) and cfg.lr > 0, "lr", "> 0")
-    need(cfg.value_lr is None or (finite(cfg.value_lr) and cfg.value_lr > 0), "value_lr", "None or > 0")
+    check_number("gamma", cfg.gamma, minimum=0, maximum=1)
+    check_number("lam", cfg.lam, minimum=0, maximum=1)
+    check_number("lr", cfg.lr, minimum=0, strict=True)
+    if cfg.value_lr is not None:
+        check_number("value_lr", cfg.value_lr, minimum=0, strict=True)
     need((cfg.prompts_per_step * cfg.group_size) % cfg.num_minibatches == 0, "num_minibatches",
          f"a divisor of prompts_per_step * group_size = {cfg.prompts_per_step * cfg.group_size}")
     need(0 <= cfg.clip_eps_low < 1, "clip_eps_low", "in [0, 1)")
     need(cfg.clip_eps_high is None or cfg.clip_eps_high >= 0, "clip_eps_high", "None or >= 0")
     need(cfg.loss_agg in AGGREGATION_MODES, "loss_agg", f"one of {AGGREGATION_MODES}")
     for name in ("vf_coef", "ent_coef", "sft_coef", "grad_clip", "weight_decay"):
-        need(finite(getattr(cfg, name)) and getattr(cfg, name) >= 0, name, "a finite number >= 0")
+        check_number(name, getattr(cfg, name), minimum=0)
     need(cfg.clip_range_value is None or cfg.clip_range_value > 0, "clip_range_value", "None or > 0")

@@ -4,7 +4,6 @@ collect → advantages → update → log for every algorithm; :func:`rl_from_sf
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from dataclasses import asdict
@@ -17,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rlhfbook_lab import world
+from rlhfbook_lab.checks import check_number
 from rlhfbook_lab.equations.kl import (
     AdaptiveKLController,
     FixedKLController,
@@ -92,8 +92,7 @@ def compute_advantages(scores: torch.Tensor, old_logps: torch.Tensor, ref_logps:
             with no response token, ``beta < 0``, missing ``values`` for GAE.
     """
     beta = cfg.beta if beta is None else beta
-    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
-        raise ValueError(f"beta must be a finite number >= 0; got {beta}")
+    check_number("beta", beta, minimum=0)
     group_size = cfg.group_size if group_size is None else group_size
     if not isinstance(scores, torch.Tensor) or scores.dim() != 1:
         raise ValueError(f"scores must be a 1-D tensor (B,); got {getattr(scores, 'shape', scores)}")
