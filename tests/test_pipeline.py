@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from rlhfbook_lab.config import fields_of
 from rlhfbook_lab.recipes.pipeline import RL_RECIPE, PipelineConfig, pipeline_rl_config, write_report
 from rlhfbook_lab.trainers.rl import RLConfig
 
@@ -19,10 +20,10 @@ def test_rl_stage_config(fast):
     """GRPO gets the pipeline's recipe, a set field overrides it, another algorithm keeps its own preset."""
     make = PipelineConfig.fast_config if fast else PipelineConfig
     rl = pipeline_rl_config(make(seed=3))
-    assert (rl.algo, rl.seed, rl.eval_prompts) == ("grpo", 3, 0)
-    assert {k: getattr(rl, k) for k in RL_RECIPE} == RL_RECIPE
+    assert (rl.algo, rl.train.seed, rl.eval_prompts) == ("grpo", 3, 0)
+    assert {k: fields_of(rl)[k][1] for k in RL_RECIPE} == RL_RECIPE
     assert pipeline_rl_config(make(rl_beta=0.2, rl_steps=3)).beta == 0.2
-    assert pipeline_rl_config(make(rl_beta=0.2, rl_steps=3)).steps == 3
+    assert pipeline_rl_config(make(rl_beta=0.2, rl_steps=3)).train.steps == 3
     ppo = pipeline_rl_config(make(rl_algo="ppo"))
     expected = (RLConfig.fast if fast else RLConfig.preset)("ppo", seed=0, eval_prompts=0)
     assert ppo.differs_from(expected) == {}

@@ -68,7 +68,7 @@ def test_presets_differ_only_in_the_fields_they_should():
         "grpo": set(),  # the plain defaults are GRPO
         "dr_grpo": {"algo", "advantage", "kl_estimator", "loss_agg"},
         "ppo": {"algo", "advantage", "kl_penalty", "kl_estimator", "loss_agg", "whiten_advantages", "ppo_epochs",
-                "num_minibatches", "lam", "value_lr", "lr"},
+                "num_minibatches", "lam", "value_lr", "train.lr"},
     }
     assert set(PRESETS) == set(rl.ALGORITHMS) == set(expected)
     default = RLConfig()
@@ -410,7 +410,7 @@ def test_cli_writes_a_loadable_checkpoint(tokenizer, tmp_path, capsys):
     before, _ = load_model(start, device="cpu")
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), before.state_dict().values()))
     meta = json.loads((out / "training_meta.json").read_text())
-    assert meta["config"]["algo"] == "ppo" and meta["config"]["steps"] == 1
+    assert meta["config"]["algo"] == "ppo" and meta["config"]["train"]["steps"] == 1
     assert json.loads((out / "training_log.json").read_text())["step"] == [1]
     with pytest.raises(SystemExit):  # a non-empty output folder needs --overwrite
         main(args)

@@ -132,7 +132,7 @@ class PipelineConfig:
             raise ValueError(f"rl_beta must be >= 0 or None; got {self.rl_beta}")
 
 
-RL_RECIPE: dict = dict(steps=10, prompts_per_step=16, group_size=4, lr=2e-4, beta=0.5)
+RL_RECIPE: dict = {"train.steps": 10, "prompts_per_step": 16, "group_size": 4, "train.lr": 2e-4, "beta": 0.5}
 """The pipeline's GRPO stage on top of ``RLConfig.preset("grpo")``, rewarded by the reward model. Small groups
 (4) and a strong KL pull (β = 0.5): the reward model pays for the polite opener but is at chance on whether the
 answer is right, so every step away from SFT that is not the opener costs correctness; more, smaller rollouts
@@ -146,9 +146,10 @@ def pipeline_rl_config(cfg: PipelineConfig):
     """The ``RLConfig`` of the RL stage: :data:`RL_RECIPE` for GRPO (the algorithm's preset, or its fast version,
     for the others), then the ``rl_*`` fields of ``cfg`` that are set."""
     overrides = dict(RL_RECIPE) if cfg.rl_algo == "grpo" else {}
-    for name in ("steps", "prompts_per_step", "group_size", "lr", "beta"):
+    for name, key in (("steps", "train.steps"), ("prompts_per_step", "prompts_per_step"),
+                      ("group_size", "group_size"), ("lr", "train.lr"), ("beta", "beta")):
         if getattr(cfg, f"rl_{name}") is not None:
-            overrides[name] = getattr(cfg, f"rl_{name}")
+            overrides[key] = getattr(cfg, f"rl_{name}")
     overrides.update(seed=cfg.seed, eval_prompts=0)  # every model is judged below, on the same prompts
     return (RLConfig.fast if cfg.fast and cfg.rl_algo != "grpo" else RLConfig.preset)(cfg.rl_algo, **overrides)
 
@@ -232,9 +233,9 @@ def run_pipeline(cfg: PipelineConfig | None = None, out: str | Path | None = Non
 
     if "rl" in cfg.stages:
         rl_cfg = pipeline_rl_config(cfg)
-        t0 = _stage(f"RL: {cfg.rl_algo}, {rl_cfg.steps} rollouts of {rl_cfg.prompts_per_step} prompts × "
-                    f"{rl_cfg.group_size} samples, lr {rl_cfg.lr:g}, beta {rl_cfg.beta:g}, rewarded by the reward "
-                    "model", log)
+        t0 = _stage(f"RL: {cfg.rl_algo}, {rl_cfg.train.steps} rollouts of {rl_cfg.prompts_per_step} prompts × "
+                    f"{rl_cfg.group_size} samples, lr {rl_cfg.train.lr:g}, beta {rl_cfg.beta:g}, rewarded by the "
+                    "reward model", log)
         models["rl"], _ = train_rl(_copy(sft), tok, rl_cfg, ref_model=sft, reward_fn=rm, progress=progress)
         seconds["rl"] = time.perf_counter() - t0
 

@@ -76,7 +76,7 @@ learned, discounted by λ^L over the L tokens after it. The value then serves as
 advantages are whitened over the batch, as TRL does.
 
 The policy stays in eval mode while it trains (autograd does not care): dropout would make the first ratio
-differ from 1. Everything is seeded by ``cfg.seed``: the same config gives the same run on CPU.
+differ from 1. Everything is seeded by ``cfg.train.seed``: the same config gives the same run on CPU.
 """
 
 from rlhfbook_lab.trainers.rl.config import ALGORITHMS, FAST, PRESETS, REWARD_SOURCES, RLConfig

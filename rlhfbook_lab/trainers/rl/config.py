@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 
 from rlhfbook_lab import world
 from rlhfbook_lab.checks import check_int, check_number
-from rlhfbook_lab.config import build
+from rlhfbook_lab.config import build, fields_of
 from rlhfbook_lab.equations.kl import ESTIMATORS
 from rlhfbook_lab.equations.policy_gradient import ADVANTAGE_ESTIMATORS, AGGREGATION_MODES
+from rlhfbook_lab.trainers.loop import TrainConfig
 
 ALGORITHMS = ("reinforce", "rloo", "grpo", "dr_grpo", "ppo")
 
@@ -30,8 +31,6 @@ class RLConfig:
     algo: str = "grpo"
     """Which preset this came from (a label written to ``training_meta.json``; the fields below decide)."""
     # --- rollouts ------------------------------------------------------------------------------------------
-    steps: int = 30
-    """Rollouts. Each is followed by ``ppo_epochs × num_minibatches`` optimizer steps."""
     prompts_per_step: int = 16
     """Distinct training prompts per rollout (the world's train split, families in turn)."""
     group_size: int = 8
@@ -73,8 +72,13 @@ class RLConfig:
     whiten_advantages: bool = False
     """Whiten the advantages over the rollout's response tokens (PPO, as TRL)."""
     # --- optimisation --------------------------------------------------------------------------------------
-    lr: float = 1e-4
-    """AdamW learning rate (constant)."""
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=30, lr=1e-4, warmup_steps=0,
+                                                                   min_lr_ratio=1.0, weight_decay=0.0, bf16=False))
+    """The shared loop's settings, as the other trainers have them. Here ``train.steps`` counts *rollouts*, each
+    followed by ``ppo_epochs × num_minibatches`` optimizer steps, and the schedule (``train.warmup_steps``,
+    ``train.min_lr_ratio``: constant by default) moves every parameter group's lr by rollout; ``train.lr`` is
+    the policy's AdamW lr, ``train.seed`` seeds prompt choice, sampling and minibatch order; bf16 autocast
+    (``None``: on CUDA only) is ~40× slower on a CPU, so off. ``train.grad_accum`` must stay 1."""
     ppo_epochs: int = 1
     """Passes over each rollout."""
     num_minibatches: int = 1
@@ -88,7 +92,7 @@ class RLConfig:
     vf_coef: float = 0.1
     """Weight of the value loss (PPO)."""
     value_lr: float | None = None
-    """Learning rate of the value head (PPO; ``None``: ``lr``). The head starts from zero and must catch up with
+    """Learning rate of the value head (PPO; ``None``: ``train.lr``). The head starts from zero and must catch up with
     the returns quickly, so PPO's preset gives it a larger one."""
     clip_range_value: float | None = 0.2
     """PPO's value clipping range (``None``: no clipping)."""
@@ -99,14 +103,6 @@ class RLConfig:
     SFT data to every minibatch's loss. 0 turns it off (and loads no data)."""
     sft_batch_size: int = 16
     """SFT conversations per minibatch when ``sft_coef > 0``."""
-    grad_clip: float = 1.0
-    """Clip the global gradient norm (0 disables)."""
-    weight_decay: float = 0.0
-    """AdamW weight decay on matrices."""
-    bf16: bool | None = False
-    """bf16 autocast for the training forward (``None``: on CUDA only). On a CPU it is ~40× slower: keep False."""
-    seed: int = 0
-    """Seeds prompt choice, sampling and minibatch order."""
     # --- evaluation ----------------------------------------------------------------------------------------
     eval_prompts: int = 200
     """Held-out prompts (``world.heldout_prompts(n, seed=0)``) judged greedily before training, every
@@ -135,9 +131,9 @@ class RLConfig:
         return build(cls, PRESETS, algo, {"algo": algo}, FAST[algo], **overrides)
 
     def differs_from(self, other: "RLConfig") -> dict[str, tuple]:
-        """``{field: (self's value, other's value)}`` for the fields that differ."""
-        return {f.name: (getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
-                if getattr(self, f.name) != getattr(other, f.name)}
+        """``{dotted field: (self's value, other's value)}`` for the settings that differ."""
+        mine, theirs = fields_of(self), fields_of(other)
+        return {k: (mine[k][1], theirs[k][1]) for k in mine if mine[k][1] != theirs[k][1]}
 
 
 PRESETS: dict[str, dict] = {
@@ -155,15 +151,15 @@ PRESETS: dict[str, dict] = {
     # of minibatches, the token mean. λ = 1 and a faster value head (module docstring); half GRPO's lr, since
     # it takes four optimizer steps per rollout (at 1e-4 held-out correctness fell from 0.71 to 0.62).
     "ppo": dict(advantage="gae", kl_penalty="reward", kl_estimator="k1", loss_agg="token_mean",
-                whiten_advantages=True, ppo_epochs=2, num_minibatches=2, lam=1.0, value_lr=1e-3, lr=5e-5),
+                whiten_advantages=True, ppo_epochs=2, num_minibatches=2, lam=1.0, value_lr=1e-3, **{"train.lr": 5e-5}),
 }
 """The fields each algorithm sets (everything else is :class:`RLConfig`'s default). What each preset achieves from
 ``sft-tiny`` (gold, correctness, KL, CPU time; with the gold reward and with ``rm-tiny``) is measured in the README
 ("Measured: RL presets"), where a re-measurement updates it."""
 
 
-FAST: dict[str, dict] = {algo: dict(steps=4, eval_prompts=100, lr=3e-4) for algo in ALGORITHMS}
-FAST["ppo"] = dict(steps=8, group_size=4, lr=1e-4, eval_prompts=100)
+FAST: dict[str, dict] = {algo: {"train.steps": 4, "train.lr": 3e-4, "eval_prompts": 100} for algo in ALGORITHMS}
+FAST["ppo"] = {"train.steps": 8, "train.lr": 1e-4, "group_size": 4, "eval_prompts": 100}
 """What :meth:`RLConfig.fast` changes on top of the preset: fewer rollouts at a larger lr, 100 evaluation prompts.
 PPO takes more, smaller rollouts at a smaller lr: larger steps lowered its held-out gold (README, "Measured: RL
 presets")."""
@@ -175,7 +171,7 @@ def check_config(cfg: RLConfig) -> None:
         if not ok:
             raise ValueError(f"{name} must be {expected}; got {getattr(cfg, name)!r}")
 
-    for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "ppo_epochs", "num_minibatches",
+    for name in ("prompts_per_step", "group_size", "max_new_tokens", "ppo_epochs", "num_minibatches",
                  "sft_batch_size"):
         check_int(name, getattr(cfg, name), minimum=1)
     check_int("eval_prompts", cfg.eval_prompts, minimum=0)
@@ -197,7 +193,8 @@ def check_config(cfg: RLConfig) -> None:
          "such that prompts_per_step * group_size >= 2 (REINFORCE's batch-mean baseline)")
     check_number("gamma", cfg.gamma, minimum=0, maximum=1)
     check_number("lam", cfg.lam, minimum=0, maximum=1)
-    check_number("lr", cfg.lr, minimum=0, strict=True)
+    check_number("train.lr", cfg.train.lr, minimum=0, strict=True)
+    check_int("train.grad_accum", cfg.train.grad_accum, minimum=1, maximum=1)  # a rollout is one batch
     if cfg.value_lr is not None:
         check_number("value_lr", cfg.value_lr, minimum=0, strict=True)
     need((cfg.prompts_per_step * cfg.group_size) % cfg.num_minibatches == 0, "num_minibatches",
@@ -205,6 +202,6 @@ def check_config(cfg: RLConfig) -> None:
     need(0 <= cfg.clip_eps_low < 1, "clip_eps_low", "in [0, 1)")
     need(cfg.clip_eps_high is None or cfg.clip_eps_high >= 0, "clip_eps_high", "None or >= 0")
     need(cfg.loss_agg in AGGREGATION_MODES, "loss_agg", f"one of {AGGREGATION_MODES}")
-    for name in ("vf_coef", "ent_coef", "sft_coef", "grad_clip", "weight_decay"):
+    for name in ("vf_coef", "ent_coef", "sft_coef"):
         check_number(name, getattr(cfg, name), minimum=0)
     need(cfg.clip_range_value is None or cfg.clip_range_value > 0, "clip_range_value", "None or > 0")

@@ -45,7 +45,7 @@ from rlhfbook_lab.lm.evaluation import evaluate_chat
 from rlhfbook_lab.lm.forward import check_reference, disable_dropout, make_reference_model, sft_loss_sum
 from rlhfbook_lab.lm.models import check_output_folder, load_model, save_model
 from rlhfbook_lab.lm.shipped_data import load_instruction_file
-from rlhfbook_lab.trainers.loop import TrainConfig, autocast_context, make_optimizer, optimizer_step
+from rlhfbook_lab.trainers.loop import autocast_context, lr_at, make_optimizer, optimizer_step
 from rlhfbook_lab.trainers.rl.config import RLConfig, check_config
 from rlhfbook_lab.trainers.rl.forward import ValueHead, forward_with_values
 from rlhfbook_lab.trainers.rl.rollout import Rollout, collect_rollout, reward_source
@@ -167,7 +167,7 @@ def rl_loss(policy, batch: dict, cfg: RLConfig, beta: float | None = None,
 
 def training_prompts(cfg: RLConfig) -> Callable[[], list[str]]:
     """A seeded stream of training-split prompts, families in turn."""
-    rng = random.Random(f"rl-prompts-{cfg.seed}")
+    rng = random.Random(f"rl-prompts-{cfg.train.seed}")
     counter = iter(range(10**12))
 
     def draw() -> list[str]:
@@ -181,7 +181,7 @@ def sft_batches(tokenizer, cfg: RLConfig, device):
     PPO-ptx; each batch carries ``num_items`` = its target tokens."""
 
     rows = load_instruction_file("train")
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.train.seed)
     while True:
         order = torch.randperm(len(rows), generator=gen).tolist()
         for i in range(0, len(order) - cfg.sft_batch_size + 1, cfg.sft_batch_size):
@@ -234,7 +234,7 @@ def train_rl(policy, tokenizer, cfg: RLConfig, ref_model=None, reward_fn=None,
     history: dict[str, list] = {}
     if run.eval_problems:
         evaluate_policy(policy, tokenizer, run.eval_problems, history, 0)
-    bar = tqdm(range(1, cfg.steps + 1), desc=f"rl {cfg.algo}", disable=not progress, mininterval=1.0)
+    bar = tqdm(range(1, cfg.train.steps + 1), desc=f"rl {cfg.algo}", disable=not progress, mininterval=1.0)
     for step in bar:
         beta = run.kl_ctl.value
         # 1. collect: sample, score, reference (and value) log-probs
@@ -246,16 +246,16 @@ def train_rl(policy, tokenizer, cfg: RLConfig, ref_model=None, reward_fn=None,
         rollout.advantages, rollout.returns = adv.advantages, adv.returns
         # 3. update
         t0 = time.perf_counter()
-        metrics = run.update(rollout, beta)
+        metrics = run.update(rollout, beta, step - 1)
         times["training"] = time.perf_counter() - t0
         # 4. log (and move the adaptive β)
         kl_seq = _log_rollout(history, step, rollout, beta, metrics, times, run.value_head)
         run.kl_ctl.update(kl_seq, rollout.completion_mask.shape[0])
-        if run.eval_problems and cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
+        if run.eval_problems and cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.train.steps:
             evaluate_policy(policy, tokenizer, run.eval_problems, history, step)
         bar.set_postfix(gold=f"{history['charts/gold_score'][-1]:.3f}", kl=f"{history['kl/seq'][-1]:.2f}")
     if run.eval_problems:
-        evaluate_policy(policy, tokenizer, run.eval_problems, history, cfg.steps)
+        evaluate_policy(policy, tokenizer, run.eval_problems, history, cfg.train.steps)
     policy.eval()
     return policy, history
 
@@ -274,23 +274,28 @@ class _Run:
         disable_dropout(policy)
         policy.eval()  # no dropout: the first ratio is exactly the sampler's
         self.value_head = ValueHead(policy.config.hidden_size).to(device) if cfg.advantage == "gae" else None
-        torch.manual_seed(cfg.seed)  # after the head's init: every algorithm draws the same first rollout
-        self.opt = make_optimizer(policy, TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay))
+        torch.manual_seed(cfg.train.seed)  # after the head's init: every algorithm draws the same first rollout
+        self.opt = make_optimizer(policy, cfg.train)
         if self.value_head is not None:
-            self.opt.add_param_group({"params": list(self.value_head.parameters()), "lr": cfg.value_lr or cfg.lr,
-                                      "weight_decay": 0.0})
+            self.opt.add_param_group({"params": list(self.value_head.parameters()),
+                                      "lr": cfg.value_lr or cfg.train.lr, "weight_decay": 0.0})
+        self.base_lrs = [g["lr"] for g in self.opt.param_groups]
         self.params = [p for g in self.opt.param_groups for p in g["params"]]
         self.kl_ctl = (AdaptiveKLController(cfg.beta, cfg.kl_target, cfg.kl_horizon) if cfg.kl_target is not None
                        else FixedKLController(cfg.beta))
         self.draw_prompts = training_prompts(cfg)
         self.sft_stream = sft_batches(tokenizer, cfg, device) if cfg.sft_coef > 0 else None
-        self.mb_gen = torch.Generator().manual_seed(cfg.seed)
+        self.mb_gen = torch.Generator().manual_seed(cfg.train.seed)
         self.eval_problems = world.heldout_prompts(cfg.eval_prompts, seed=0) if cfg.eval_prompts else None
 
-    def update(self, rollout: Rollout, beta: float) -> dict[str, float]:
-        """``ppo_epochs`` passes over the rollout in ``num_minibatches`` shuffled minibatches, one optimizer step
-        each; returns the minibatch means of :func:`rl_loss`'s metrics (and ``charts/grad_norm``)."""
+    def update(self, rollout: Rollout, beta: float, index: int) -> dict[str, float]:
+        """``ppo_epochs`` passes over rollout number ``index`` (from 0) in ``num_minibatches`` shuffled minibatches,
+        one optimizer step each, at the schedule's lr for that rollout; returns the minibatch means of
+        :func:`rl_loss`'s metrics (and ``charts/grad_norm``)."""
         cfg, B = self.cfg, rollout.completion_mask.shape[0]
+        scale = lr_at(index, cfg.train) / cfg.train.lr  # exactly 1.0 for the default constant schedule
+        for group, base in zip(self.opt.param_groups, self.base_lrs):
+            group["lr"] = base * scale
         mb_size = B // cfg.num_minibatches
         sums: dict[str, float] = {}
         n_updates = 0
@@ -298,7 +303,7 @@ class _Run:
             order = torch.randperm(B, generator=self.mb_gen) if cfg.num_minibatches > 1 else torch.arange(B)
             for start in range(0, B, mb_size):
                 batch = rollout.minibatch(order[start:start + mb_size].to(self.device))
-                with autocast_context(self.device, cfg.bf16):
+                with autocast_context(self.device, cfg.train.bf16):
                     loss, metrics = rl_loss(self.policy, batch, cfg, beta, self.value_head)
                     if self.sft_stream is not None:  # PPO-ptx: + sft_coef · (mean NLL per SFT target token)
                         sb = next(self.sft_stream)
@@ -306,7 +311,7 @@ class _Run:
                         loss = loss + cfg.sft_coef * nll
                         metrics["losses/sft"] = nll.detach()
                 loss.backward()
-                metrics["charts/grad_norm"] = optimizer_step(self.opt, self.params, cfg.grad_clip)
+                metrics["charts/grad_norm"] = optimizer_step(self.opt, self.params, cfg.train.grad_clip)
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 n_updates += 1

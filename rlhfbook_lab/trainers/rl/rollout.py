@@ -141,9 +141,9 @@ def collect_rollout(policy, tokenizer, prompts: list[str], cfg: RLConfig, ref_mo
                    num_return_sequences=cfg.group_size)
     # The sampler's log-probs are log π_old when it sampled from π itself (temperature 1) in the precision the
     # update computes in (fp32); otherwise recompute them.
-    bf16 = autocast_dtype(device) is not None if cfg.bf16 is None else cfg.bf16
+    bf16 = autocast_dtype(device) is not None if cfg.train.bf16 is None else cfg.train.bf16
     reuse = cfg.temperature == 1.0 and not bf16
-    with autocast_context(device, cfg.bf16):
+    with autocast_context(device, cfg.train.bf16):
         if reuse:
             old_logps, old_values = gen.logprobs, None
             if value_head is not None:
