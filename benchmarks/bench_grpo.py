@@ -129,7 +129,7 @@ def trl_config(output_dir: str, prompts: int, group_size: int, max_new_tokens: i
     from rlhfbook_lab.trainers.rl import RLConfig
 
     return C.trl_args(
-        GRPOConfig, output_dir, lr=RLConfig.preset("grpo").lr, weight_decay=0.0, betas=BETAS, eps=EPS,
+        GRPOConfig, output_dir, lr=RLConfig.preset("grpo").train.lr, weight_decay=0.0, betas=BETAS, eps=EPS,
         grad_clip=GRAD_CLIP, seed=SEED, per_device_train_batch_size=prompts * group_size, num_generations=group_size,
         steps_per_generation=1, num_iterations=1, gradient_accumulation_steps=1,
         max_completion_length=max_new_tokens, temperature=1.0, top_p=1.0, top_k=0, beta=BETA, epsilon=EPSILON,

@@ -58,10 +58,10 @@ def test_grpo_benchmark_configures_both_trainers_alike(tmp_path):
     assert (ours.ppo_epochs, ours.num_minibatches) == (1, 1)
     assert theirs.max_completion_length == ours.max_new_tokens == 16
     assert theirs.beta == ours.beta > 0 and theirs.epsilon == ours.clip_eps_low
-    assert theirs.learning_rate == ours.lr and theirs.max_grad_norm == ours.grad_clip
+    assert theirs.learning_rate == ours.train.lr and theirs.max_grad_norm == ours.train.grad_clip
     assert (theirs.loss_type, ours.loss_agg) == ("grpo", "seq_mean_token_mean")
     assert (theirs.scale_rewards, ours.advantage) == ("group", "grpo")
-    assert not (theirs.bf16 or theirs.gradient_checkpointing) and ours.bf16 is False
+    assert not (theirs.bf16 or theirs.gradient_checkpointing) and ours.train.bf16 is False
 
 
 def test_grpo_generate_timer_counts_completion_tokens_up_to_eos():
