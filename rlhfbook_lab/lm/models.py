@@ -145,7 +145,12 @@ def load_model(name_or_path: str | Path | None = None, device: torch.device | st
             raise
         raise ValueError(f"unknown model {str(name_or_path)!r}: {_choices()}") from e
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise ValueError(f"the tokenizer of {name_or_path} needs a pad token distinct from EOS")
+        # padding with EOS would make the loss masks drop every real EOS (the model would never learn to stop)
+        raise ValueError(f"the tokenizer of {name_or_path} needs a pad token distinct from EOS (it has "
+                         f"pad={tokenizer.pad_token!r}, eos={tokenizer.eos_token!r}); add one and save the pair: "
+                         "tokenizer.add_special_tokens({'pad_token': '<|pad|>'}); "
+                         "model.resize_token_embeddings(len(tokenizer)); model.config.pad_token_id = "
+                         "tokenizer.pad_token_id; model.save_pretrained(dir); tokenizer.save_pretrained(dir)")
     return model, tokenizer
 
 
