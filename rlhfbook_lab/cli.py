@@ -21,6 +21,7 @@ from rlhfbook_lab.apps.browser import find_chromium
 from rlhfbook_lab.apps.chat import check_host, default_checkpoints, load_chat_app, make_server, parse_model_specs
 from rlhfbook_lab.apps.slides import build_decks
 from rlhfbook_lab.config import add_config_arguments, override, overrides_from_args
+from rlhfbook_lab.lm import distributed
 from rlhfbook_lab.lm.evaluation import evaluate_chat, sample_groups
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import load_model
@@ -415,6 +416,8 @@ def main(argv: list[str] | None = None) -> None:
     if getattr(args, "temperature", 0.0) < 0:
         parser.exit(2, f"rlhfbook-lab {args.command}: error: --temperature must be >= 0; got {args.temperature}\n")
     try:
+        if distributed.init() and not distributed.is_main():  # under torchrun: rank 0 alone prints
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
         args.func(args)
     except (ValueError, OSError) as e:  # bad input: one line, not a traceback (OSError: files, folders, models)
         message = " ".join(str(e).split()) or type(e).__name__

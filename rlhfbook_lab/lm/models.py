@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from rlhfbook_lab.lm import distributed
 from rlhfbook_lab.paths import CHECKPOINTS
 
 __all__ = [
@@ -49,9 +50,10 @@ MAX_LENGTH = 256  # positions the presets support (RoPE; no parameters depend on
 
 
 def get_device() -> torch.device:
-    """cuda > mps > cpu."""
+    """cuda > mps > cpu; under ``torchrun`` on GPUs, this process's GPU (``LOCAL_RANK``)."""
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"])) if "LOCAL_RANK" in os.environ else \
+            torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -145,7 +147,12 @@ def load_model(name_or_path: str | Path | None = None, device: torch.device | st
             raise
         raise ValueError(f"unknown model {str(name_or_path)!r}: {_choices()}") from e
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise ValueError(f"the tokenizer of {name_or_path} needs a pad token distinct from EOS")
+        # padding with EOS would make the loss masks drop every real EOS (the model would never learn to stop)
+        raise ValueError(f"the tokenizer of {name_or_path} needs a pad token distinct from EOS (it has "
+                         f"pad={tokenizer.pad_token!r}, eos={tokenizer.eos_token!r}); add one and save the pair: "
+                         "tokenizer.add_special_tokens({'pad_token': '<|pad|>'}); "
+                         "model.resize_token_embeddings(len(tokenizer)); model.config.pad_token_id = "
+                         "tokenizer.pad_token_id; model.save_pretrained(dir); tokenizer.save_pretrained(dir)")
     return model, tokenizer
 
 
@@ -181,8 +188,11 @@ def save_model(model, tokenizer, out: str | Path, overwrite: bool = False,
     :func:`load_model` reads the file back as float32 on a CPU.
 
     Everything is written to a temporary folder beside ``out`` and renamed into place, so an interrupted run never
-    leaves a half-written checkpoint. An existing non-empty ``out`` is an error unless ``overwrite``.
+    leaves a half-written checkpoint. An existing non-empty ``out`` is an error unless ``overwrite``. Under
+    ``torchrun`` only rank 0 writes (the replicas are identical); the others return ``out`` untouched.
     """
+    if not distributed.is_main():
+        return Path(out)
     out = check_output_folder(out, overwrite)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint folder is an ordinary one

@@ -8,6 +8,10 @@ modelling, pairs for DPO) and a dict of metrics; each micro-batch dict carries `
 every micro-batch's sum by the total items of the whole step *before* backward, so k micro-batches give the same
 gradient as one batch of the same examples. (Averaging inside each micro-batch and then over micro-batches
 weights a short micro-batch's tokens more: the classic accumulation bug.)
+
+The same contract makes data parallel exact (``lm/distributed.py``): under ``torchrun`` each rank trains on its
+slice of every micro-batch (the trainers' ``get_batch`` takes ``distributed.shard`` of the rows it picks), divides by
+the *global* item total, and the gradients and metric sums are summed across ranks before the step.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rlhfbook_lab.checks import check_int, check_number
+from rlhfbook_lab.lm import distributed
 from rlhfbook_lab.lm.models import autocast_dtype
 
 __all__ = [
@@ -142,13 +147,13 @@ def train(
     opt = make_optimizer(model, cfg)
     history: dict[str, list] = defaultdict(list)
     model.train()
-    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, mininterval=1.0)
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not (progress and distributed.is_main()), mininterval=1.0)
     for step in bar:
         t0 = time.perf_counter()
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         micro = [get_batch(step, i) for i in range(cfg.grad_accum)]
-        total = sum(int(b["num_items"]) for b in micro)
+        total = int(distributed.all_reduce_sum([sum(int(b["num_items"]) for b in micro)])[0])  # over all ranks
         if total <= 0:
             raise ValueError(f"step {step}: the batch has no items to train on (num_items = {total})")
         sums: dict[str, float] = defaultdict(float)
@@ -159,7 +164,10 @@ def train(
             sums["loss"] += float(loss_sum.detach())
             for k, v in metrics.items():
                 sums[k] += float(v)
+        distributed.sync_gradients(model.parameters())
         grad_norm = optimizer_step(opt, model.parameters(), cfg.grad_clip)
+        keys = sorted(sums)
+        sums = dict(zip(keys, distributed.all_reduce_sum([sums[k] for k in keys])))
         history["step"].append(step)
         history["losses/train"].append(sums.pop("loss") / total)
         for k, v in sums.items():

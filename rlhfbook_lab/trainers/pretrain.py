@@ -22,6 +22,7 @@ import torch
 from rlhfbook_lab import world
 from rlhfbook_lab.checks import check_choice, check_int
 from rlhfbook_lab.equations.logprobs import masked_sum, per_token_logprobs
+from rlhfbook_lab.lm import distributed
 from rlhfbook_lab.lm.data import pack_statements, target_mask
 from rlhfbook_lab.lm.forward import forward_logits
 from rlhfbook_lab.lm.generation import generate
@@ -132,7 +133,7 @@ def pretrain(cfg: PretrainConfig, tokenizer, out: str | Path | None = None, prog
 
     def get_batch(step: int, micro: int) -> dict:
         k = (step * cfg.train.grad_accum + micro) * cfg.batch_size
-        idx = order[torch.arange(k, k + cfg.batch_size) % len(order)]
+        idx = torch.as_tensor(distributed.shard(order[torch.arange(k, k + cfg.batch_size) % len(order)].tolist()))
         return {"input_ids": input_ids[idx].to(device), "attention_mask": attention_mask[idx].to(device),
                 "target_mask": tmask[idx].to(device), "num_items": int(tmask[idx].sum())}
 

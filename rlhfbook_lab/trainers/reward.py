@@ -34,6 +34,7 @@ from rlhfbook_lab.equations.reward_losses import (
     preference_calibration,
     split_chosen_rejected,
 )
+from rlhfbook_lab.lm import distributed
 from rlhfbook_lab.lm.data import collate_pairs, tokenize_pairs
 from rlhfbook_lab.lm.forward import eval_mode
 from rlhfbook_lab.lm.models import check_output_folder, load_model
@@ -269,8 +270,8 @@ def train_reward_model(rm: RewardModel, tokenizer, pairs: list[dict], cfg: RMCon
 
     def get_batch(step: int, micro: int) -> dict:
         k = step * cfg.train.grad_accum + micro
-        batch = collate_pairs([rows[order[(k * cfg.batch_size + j) % len(order)]] for j in range(cfg.batch_size)],
-                              tokenizer.pad_token_id)
+        picked = [rows[order[(k * cfg.batch_size + j) % len(order)]] for j in range(cfg.batch_size)]
+        batch = collate_pairs(distributed.shard(picked), tokenizer.pad_token_id)  # this rank's slice
         return {name: v.to(device) if torch.is_tensor(v) else v for name, v in batch.items()}
 
     eval_fn = None

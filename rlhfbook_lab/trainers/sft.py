@@ -33,6 +33,7 @@ from datasets import Dataset
 
 from rlhfbook_lab import world
 from rlhfbook_lab.equations.logprobs import REDUCTIONS, num_loss_items
+from rlhfbook_lab.lm import distributed
 from rlhfbook_lab.lm.data import (
     BuiltDataset,
     build_sft_dataset,
@@ -213,7 +214,7 @@ def sft(model, tokenizer, examples, cfg: SFTConfig, progress: bool = True, eval_
         k = step * cfg.train.grad_accum + micro
         chosen = [rows[order[(k * n_sft + j) % len(order)]] for j in range(n_sft)]
         chosen += [pre_rows[pre_order[(k * n_pre + j) % len(pre_order)]] for j in range(n_pre)]
-        batch = collate_sft(chosen, tokenizer.pad_token_id)
+        batch = collate_sft(distributed.shard(chosen), tokenizer.pad_token_id)  # this rank's slice
         batch["num_items"] = num_loss_items(batch["completion_mask"], cfg.reduction)
         return {name: v.to(device) if torch.is_tensor(v) else v for name, v in batch.items()}
 

@@ -22,6 +22,7 @@ from rlhfbook_lab.equations.direct_alignment import (
     REFERENCE_FREE_LOSSES,
     preference_loss,
 )
+from rlhfbook_lab.lm import distributed
 from rlhfbook_lab.lm.data import (
     REF_PAIR_COLUMNS,
     BuiltDataset,
@@ -389,7 +390,7 @@ def train_dpo(policy, tokenizer, pairs, cfg: DPOConfig, ref_model=None, progress
 
     def get_batch(step: int, micro: int) -> dict:
         picked = pick(step * cfg.train.grad_accum + micro)
-        return _to(collate([rows[i] for i in picked], tokenizer.pad_token_id), device)
+        return _to(collate([rows[i] for i in distributed.shard(picked)], tokenizer.pad_token_id), device)
 
     t0 = time.perf_counter()
     history = train(policy, get_batch, partial(dpo_loss_sum, cfg=cfg, ref_model=ref_model), cfg.train,
