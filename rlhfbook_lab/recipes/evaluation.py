@@ -340,16 +340,14 @@ def evaluate_players(specs: list[str], n_prompts: int = 200, n_battles: int = 10
     if len(specs) < 2 or len(set(specs)) != len(specs):
         raise ValueError(f"models must name at least two different players; got {specs}")
     check_int("n_prompts", n_prompts, minimum=4)
-    for spec in specs:
-        parse_player(spec)
+    loaded = {name: load_model(name) for name in dict.fromkeys(parse_player(s)[0] for s in specs)}  # fail early
+    rm, rm_tok = load_reward_model(judge_model)
     torch.manual_seed(seed)
     problems = world.heldout_prompts(n_prompts, seed=seed)
-    loaded: dict = {}
     players = {}
     for spec in specs:
         log(f"answering {n_prompts} held-out prompts: {spec}")
         players[spec] = player_replies(spec, problems, seed=seed, loaded=loaded)
-    rm, rm_tok = load_reward_model(judge_model)
     ai = score_judge(rm_scores(rm, rm_tok, problems, players))
     gold = annotator_judge(world.ANNOTATORS["gold"], problems, players)
     results = {"models": specs, "n_prompts": n_prompts, "seed": seed, "judge_model": judge_model,
