@@ -322,6 +322,8 @@ def pack_dataset(dataset: Dataset, max_length: int) -> Dataset:
         rows["input_ids"].append(ids)
         rows["completion_mask"].append(mask)
         rows["num_examples"].append(count)
+    from datasets import Dataset  # deferred: see build_sft_dataset
+
     return Dataset.from_dict(rows)
 
 
