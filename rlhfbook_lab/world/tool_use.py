@@ -209,7 +209,9 @@ def tool_reply(problem: Problem, tool=run_tool_call) -> str:
     ])
 
 
-def tool_instruction_data(n: int, seed: int = 0) -> list[dict]:
-    """``n`` training conversations (``{"messages": [user, assistant]}``) whose replies call the calculator."""
-    return [{"messages": [{"role": "user", "content": p.prompt}, {"role": "assistant", "content": tool_reply(p)}]}
+def tool_instruction_data(n: int, seed: int = 0, calls: bool = True) -> list[dict]:
+    """``n`` training conversations (``{"messages": [user, assistant]}``) of ``addition3``'s train split whose
+    replies call the calculator (``calls=False``: the same problems answered alone, ``The answer is s.``)."""
+    return [{"messages": [{"role": "user", "content": p.prompt},
+                          {"role": "assistant", "content": tool_reply(p) if calls else p.reference}]}
             for p in sample_problems(n, "train", seed)]
