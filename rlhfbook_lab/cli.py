@@ -20,11 +20,11 @@ from rlhfbook_lab import world
 from rlhfbook_lab.apps.browser import find_chromium
 from rlhfbook_lab.apps.chat import check_host, default_checkpoints, load_chat_app, make_server, parse_model_specs
 from rlhfbook_lab.apps.slides import build_decks
-from rlhfbook_lab.config import add_config_arguments, override, overrides_from_args
+from rlhfbook_lab.config import add_config_arguments, build, override, overrides_from_args
 from rlhfbook_lab.lm import distributed
 from rlhfbook_lab.lm.evaluation import evaluate_chat, sample_groups
 from rlhfbook_lab.lm.generation import generate
-from rlhfbook_lab.lm.models import load_model
+from rlhfbook_lab.lm.models import check_output_folder, load_model
 from rlhfbook_lab.lm.shipped_data import (
     PREF_DATA_DIR,
     PREF_PROMPTS,
@@ -36,6 +36,8 @@ from rlhfbook_lab.lm.shipped_data import (
 )
 from rlhfbook_lab.lm.tokenizer import build_and_save, load_tokenizer
 from rlhfbook_lab.paths import CHECKPOINTS
+from rlhfbook_lab.recipes.overoptimization import RECIPES as OVEROPT_RECIPES
+from rlhfbook_lab.recipes.overoptimization import OveroptConfig, run_overoptimization, write_report
 from rlhfbook_lab.recipes.pipeline import PipelineConfig, run_pipeline
 from rlhfbook_lab.trainers.dpo import FAST_SIZES, RECIPES, DPOConfig, dpo_config, dpo_from_sft
 from rlhfbook_lab.trainers.pretrain import PretrainConfig, heldout_loss, prefix_accuracy, pretrain
@@ -232,6 +234,15 @@ def _cmd_pipeline(args) -> None:
     print((out / "results.md").read_text())
 
 
+def _cmd_overopt(args) -> None:
+    cfg = _configured(build(OveroptConfig, OVEROPT_RECIPES, "fast" if args.fast else "full"), args)
+    out = Path(args.out)
+    check_output_folder(out, args.overwrite)  # fail before the run, not after
+    write_report(run_overoptimization(cfg, log=lambda m: print(m, file=sys.stderr)), out, overwrite=True)
+    print((out / "fits.md").read_text())
+    print(f"curves: {out / 'curves.png'}; sample replies: {out / 'samples.md'}")
+
+
 def _cmd_slides(args) -> None:
     if not args.no_pdf and find_chromium() is None:
         raise FileNotFoundError("the PDF needs Chromium: install Debian's `chromium` package, set RLHFBOOK_CHROMIUM, "
@@ -292,6 +303,14 @@ def _add_pipeline_and_data_commands(sub) -> None:
     p.add_argument("--fast", action="store_true", help="shorter runs of every stage (≤ 2 min on 2 CPU cores)")
     add_config_arguments(p, PipelineConfig, skip=("fast",))
     p.set_defaults(func=_cmd_pipeline)
+
+    p = sub.add_parser("overopt", help="reward-model over-optimization (ch 14): proxies of 4+ data sizes, best-of-n "
+                                       "and RL against them, Gao's fits; curves.png, fits.json/md, samples.md")
+    p.add_argument("--out", required=True, help="folder for the report")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--fast", action="store_true", help="the lesson's fast sizes (about a minute on 2 CPU cores)")
+    add_config_arguments(p, OveroptConfig)
+    p.set_defaults(func=_cmd_overopt)
 
     p = sub.add_parser("tokenizer", help="rebuild the world's character-level tokenizer (data/tokenizer)")
     p.add_argument("--out", default=None, help="output folder (default data/tokenizer)")
