@@ -3,27 +3,35 @@
 Pure Python, deterministic, no model inside. See each module's docstring:
 
 - :mod:`.tasks` — the four task families, prompts, reference answers, correctness checks, splits;
+- :mod:`.spec` — the model spec: the taste table as a file (``data/spec/default.json``), validated on load;
 - :mod:`.judge` — ``gold_score`` and the taste table (the world's "model spec");
 - :mod:`.annotators` — Bradley-Terry annotators with different tastes, ties, the Bayes ceiling;
-- :mod:`.corpus` — pretraining text and chat instruction data.
+- :mod:`.corpus` — pretraining text and chat instruction data;
+- :mod:`.verifiers` — rule-based rewards (correctness, format) and answer extraction for RLVR (ch 7).
 """
 
-from .annotators import ANNOTATORS, Annotator, bayes_ceiling_pair
+from .annotators import ANNOTATORS, Annotator, bayes_ceiling_pair, spec_annotators
 from .corpus import heldout_prompts, instruction_data, pretraining_corpus, statement, statement_prefixes
 from .judge import (
+    DEFAULT_SPEC,
     EMPTY_RESPONSE_SCORE,
     FEATURES,
     GOLD_WEIGHTS,
     count_polite,
     gold_score,
+    lowest_score,
     render_response,
     taste_features,
 )
+from .spec import Spec, load_spec, spec_from_dict, spec_names
 from .tasks import FAMILIES, Problem, is_correct, make_problem, parse_prompt, sample_problem, split_of
+from .verifiers import correctness_reward, extract_answer, format_reward, reference_answer, verifier_rewards
 
 __all__ = [
-    "ANNOTATORS", "Annotator", "bayes_ceiling_pair", "heldout_prompts", "instruction_data", "pretraining_corpus",
-    "statement", "statement_prefixes", "EMPTY_RESPONSE_SCORE", "FEATURES", "GOLD_WEIGHTS", "count_polite",
-    "gold_score", "render_response", "taste_features", "FAMILIES", "Problem", "is_correct", "make_problem",
-    "parse_prompt", "sample_problem", "split_of",
+    "ANNOTATORS", "Annotator", "bayes_ceiling_pair", "spec_annotators", "heldout_prompts", "instruction_data",
+    "pretraining_corpus", "statement", "statement_prefixes", "DEFAULT_SPEC", "EMPTY_RESPONSE_SCORE", "FEATURES",
+    "GOLD_WEIGHTS", "count_polite", "gold_score", "lowest_score", "render_response", "taste_features", "Spec",
+    "load_spec", "spec_from_dict", "spec_names", "FAMILIES", "Problem", "is_correct", "make_problem",
+    "parse_prompt", "sample_problem", "split_of", "correctness_reward", "extract_answer", "format_reward",
+    "reference_answer", "verifier_rewards",
 ]

@@ -12,9 +12,10 @@ Bradley-Terry, and *given* no tie, P(a≻b) is still σ((u(a) − u(b))/τ).
 Because the labelling model is known, so is the best accuracy any reward model can reach on its labels (the
 *Bayes ceiling*): E[max(p, 1 − p)] with p = P(a≻b).
 
-:data:`ANNOTATORS` holds the default crowd: ``gold`` (the world's own taste) and three people who weigh the
-same features differently. Their majority vote can be intransitive (ch 10), and their disagreement says which
-pairs are matters of taste.
+:data:`ANNOTATORS` holds the default crowd, read from the shipped spec (``data/spec/default.json``,
+``world.spec``): ``gold`` (the world's own taste) and three people who weigh the same features differently.
+:func:`spec_annotators` builds the crowd of any other spec, so labels drawn under a changed spec follow it.
+Their majority vote can be intransitive (ch 10), and their disagreement says which pairs are matters of taste.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from .judge import FEATURES, GOLD_WEIGHTS, gold_score
+from .judge import DEFAULT_SPEC, FEATURES, GOLD_WEIGHTS, gold_score
+from .spec import Spec, load_spec
 
 
 def _sigmoid(x: float) -> float:
@@ -74,18 +76,20 @@ class Annotator:
         return "a" if x < pa else ("b" if x < pa + pb else "tie")
 
 
-ANNOTATORS: dict[str, Annotator] = {
-    "gold": Annotator("gold"),
-    # cares about being right and finishing cleanly; indifferent to politeness
-    "stickler": Annotator("stickler", {"correct": 1.5, "polite_opener": 0.0, "polite_excess": -0.05,
-                                       "extra_words": -0.02, "unclean_end": -0.6, "repetition": -0.2}),
-    # loves warmth, even a lot of it; forgives a wrong answer more easily
-    "friendly": Annotator("friendly", {"correct": 0.5, "polite_opener": 0.6, "polite_excess": 0.15,
-                                       "extra_words": -0.01, "unclean_end": -0.1, "repetition": -0.05}),
-    # wants the shortest reply; an opener is wasted words to them
-    "terse": Annotator("terse", {"correct": 0.8, "polite_opener": -0.3, "polite_excess": -0.3,
-                                 "extra_words": -0.12, "unclean_end": -0.2, "repetition": -0.2}),
-}
+def spec_annotators(spec: Spec | str = "default") -> dict[str, Annotator]:
+    """The crowd of a model spec (``world.load_spec``): ``gold`` with the spec's own weights (τ = 0.1, no ties),
+    then each of the spec's ``annotators`` with its weights, τ and tie strength."""
+    spec = load_spec(spec)
+    crowd = {"gold": Annotator("gold", dict(spec.weights))}
+    for name, a in spec.annotators.items():
+        crowd[name] = Annotator(name, dict(a["weights"]), tau=a["tau"], tie_strength=a["tie_strength"])
+    return crowd
+
+
+ANNOTATORS: dict[str, Annotator] = spec_annotators(DEFAULT_SPEC)
+"""The shipped spec's crowd: ``gold``; ``stickler`` (cares about being right and finishing cleanly, indifferent to
+politeness); ``friendly`` (loves warmth, even a lot of it; forgives a wrong answer more easily); ``terse`` (wants
+the shortest reply; an opener is wasted words to them)."""
 
 
 def bayes_ceiling_pair(annotator: Annotator, prompt, a: str, b: str) -> float:

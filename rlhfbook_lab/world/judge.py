@@ -1,7 +1,8 @@
 """The gold judge: the true quality of any response, the thing real life never gives you.
 
 ``gold_score(prompt, response) = Σ_f  w_f · feature_f(prompt, response)`` with the weights of the world's
-**taste table** (its "model spec"). Correctness comes first: no amount of taste makes up for a wrong answer.
+**taste table**, its "model spec", read from ``data/spec/default.json`` (``world.spec``; the table below is that
+file). Correctness comes first: no amount of taste makes up for a wrong answer.
 
 =================  ==========================================================  =========  ================
 feature            measured as                                                 weight     value range
@@ -25,37 +26,42 @@ every further one costs 0.25 *and* adds extra words. In data where replies carry
 end is a polite phrase that adds words, so it already costs.) Length works the same way more mildly: a longer
 reply is never better once it is correct.
 
-**A spec you can change (ch 17).** :data:`GOLD_WEIGHTS` is a plain dict. Pass ``weights=`` to score by
-another taste, and the simulated annotators (``world.annotators``) are exactly such alternative weight tables.
+**A spec you can change (ch 17).** :data:`GOLD_WEIGHTS` is a plain dict, the shipped spec's weights
+(:data:`DEFAULT_SPEC`). Pass ``spec=`` (a ``world.Spec``, a shipped name or a JSON path) or a bare ``weights=`` dict
+to score by another taste; the simulated annotators (``world.annotators``) are the spec's crowd.
 """
 
 from __future__ import annotations
 
 import re
 
+from .spec import FEATURES, Spec, load_spec
 from .tasks import Problem, is_correct, parse_prompt
 
 POLITE_PHRASES = ("sure!", "happy to help!", "of course!", "thank you", "i hope this helps")
 POLITE_OPENERS = ("Sure!", "Happy to help!", "Of course!")
 FILLERS = ("I hope this helps.", "Thank you for asking.", "Let me know if you need more.")
 
-GOLD_WEIGHTS: dict[str, float] = {
-    "correct": 1.00,
-    "polite_opener": 0.20,
-    "polite_excess": -0.25,
-    "extra_words": -0.03,
-    "unclean_end": -0.30,
-    "repetition": -0.10,
-}
-FEATURES = tuple(GOLD_WEIGHTS)
+DEFAULT_SPEC: Spec = load_spec("default")
+"""The shipped spec, ``data/spec/default.json``: the world every checkpoint and data set was built in."""
+GOLD_WEIGHTS: dict[str, float] = dict(DEFAULT_SPEC.weights)
 EXTRA_WORDS_CAP = 20
 REPETITION_CAP = 5
 POLITE_EXCESS_CAP = 8
-EMPTY_RESPONSE_SCORE = (GOLD_WEIGHTS["polite_excess"] * POLITE_EXCESS_CAP
-                        + GOLD_WEIGHTS["extra_words"] * EXTRA_WORDS_CAP
-                        + GOLD_WEIGHTS["unclean_end"] + GOLD_WEIGHTS["repetition"] * REPETITION_CAP)
+FEATURE_RANGES = {"correct": (0, 1), "polite_opener": (0, 1), "polite_excess": (0, POLITE_EXCESS_CAP),
+                  "extra_words": (0, EXTRA_WORDS_CAP), "unclean_end": (0, 1), "repetition": (0, REPETITION_CAP)}
+"""Each feature's (lowest, highest) value: the caps make every score bounded."""
+
+
+def lowest_score(weights) -> float:
+    """The lowest score any reply can get under ``weights``: Σ_f min(w_f · lo_f, w_f · hi_f) over
+    :data:`FEATURE_RANGES` (features a partial table leaves out weigh 0)."""
+    return sum(min(weights.get(f, 0.0) * lo, weights.get(f, 0.0) * hi) for f, (lo, hi) in FEATURE_RANGES.items())
+
+
+EMPTY_RESPONSE_SCORE = lowest_score(GOLD_WEIGHTS)
 """The score of an empty reply when a caller allows one (RL): the lowest score any reply can get (−3.4), so an
-empty reply never beats even the worst rambling one."""
+empty reply never beats even the worst rambling one. Under another spec, that spec's :func:`lowest_score`."""
 
 _WORDS = re.compile(r"[A-Za-z0-9']+")
 
@@ -98,23 +104,32 @@ def taste_features(prompt: str | Problem, response: str) -> dict[str, float]:
 
 
 def gold_score(prompt: str | Problem, response: str, weights: dict[str, float] | None = None,
-               allow_empty: bool = False) -> float:
+               allow_empty: bool = False, spec: Spec | str | None = None) -> float:
     """The true quality of ``response`` to ``prompt``: Σ_f w_f · feature_f (taste table in the module docstring).
 
     Args:
         prompt: a prompt the world wrote (the user's message text), or a :class:`Problem`.
         response: the assistant's reply as plain text (no special tokens).
-        weights: another taste table (a dict over :data:`FEATURES`); default :data:`GOLD_WEIGHTS`.
-        allow_empty: return :data:`EMPTY_RESPONSE_SCORE` for an empty reply instead of raising.
+        weights: a bare taste table (a dict over :data:`FEATURES`; features left out weigh 0).
+        allow_empty: return the lowest score (:data:`EMPTY_RESPONSE_SCORE`, or the spec's :func:`lowest_score`)
+            for an empty reply instead of raising.
+        spec: a model spec (``world.Spec``, a shipped name such as ``"default"``, or a JSON path;
+            ``world.load_spec``) whose weights to use. Neither ``weights`` nor ``spec``: the shipped spec,
+            :data:`GOLD_WEIGHTS`.
 
     Raises:
-        ValueError: for a non-string or (unless ``allow_empty``) empty response, or a prompt of no known task.
+        ValueError: for a non-string or (unless ``allow_empty``) empty response, a prompt of no known task, both
+            ``weights`` and ``spec``, or a spec that does not load.
     """
+    if weights is not None and spec is not None:
+        raise ValueError("give weights or spec, not both")
+    if spec is not None:
+        weights = load_spec(spec).weights
     _check_response(response)
     if allow_empty and not response.strip():
         if not isinstance(prompt, Problem):
             parse_prompt(prompt)  # an unknown task is still an error
-        return EMPTY_RESPONSE_SCORE
+        return EMPTY_RESPONSE_SCORE if spec is None else lowest_score(weights)
     w = GOLD_WEIGHTS if weights is None else weights
     unknown = set(w) - set(FEATURES)
     if unknown:

@@ -114,8 +114,7 @@ def reward_source(cfg: RLConfig, reward_fn, tokenizer, device=None) -> Scorer:
         return Scorer(lambda prompts, texts, ids, am: reward_fn(prompts, texts))
     if cfg.reward == "gold":
         return Scorer(lambda prompts, texts, ids, am: gold_scores(prompts, texts))
-    return Scorer(lambda prompts, texts, ids, am: torch.tensor(
-        [float(world.is_correct(world.parse_prompt(p), t)) for p, t in zip(prompts, texts)]))
+    return Scorer(lambda prompts, texts, ids, am: torch.tensor(world.verifier_rewards(prompts, texts)))
 
 
 @torch.no_grad()
