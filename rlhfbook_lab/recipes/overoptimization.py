@@ -40,16 +40,17 @@ from rlhfbook_lab.config import build
 from rlhfbook_lab.equations.best_of_n import bon_kl_analytic
 from rlhfbook_lab.equations.overoptimization import fit_overoptimization, fit_predicts_peak
 from rlhfbook_lab.equations.preferences import fit_linear_bradley_terry
-from rlhfbook_lab.lm.generation import generate
+from rlhfbook_lab.equations.scaling import best_of_k
 from rlhfbook_lab.lm.models import check_output_folder, check_writable, load_model
 from rlhfbook_lab.lm.preference_data import on_policy_pairs, subsample_pairs
 from rlhfbook_lab.lm.reward_model import RewardModel, reply_features
+from rlhfbook_lab.lm.sample_pool import Pool, sample_pool
 from rlhfbook_lab.trainers.rl import RLConfig, train_rl
 from rlhfbook_lab.trainers.rl.rollout import Scorer, rm_scores
 
 __all__ = ["ENSEMBLE_RULES", "RECIPES", "FeatureProxy", "OveroptConfig", "bon_curve", "ensemble_bon", "ensemble_scores",
            "fast_config", "fit_proxies", "fits_table", "gold_breakdown", "peak_then_fall", "plot_curves", "proxy_pairs",
-           "rank_agreement", "rl_against_proxy", "run_overoptimization", "sample_pool", "samples_text", "write_report"]
+           "rank_agreement", "rl_against_proxy", "run_overoptimization", "samples_text", "write_report"]
 
 
 @dataclass
@@ -188,50 +189,15 @@ def fit_proxies(pair_rows: list[dict], features_of, sizes, reference_features, a
 # --------------------------------------------------------------------------------------------------
 
 
-def sample_pool(policy, tokenizer, problems, n: int, max_new_tokens: int = 48, seed: int = 0,
-                batch_size: int = 256) -> list[list[str]]:
-    """``n`` replies of ``policy`` (temperature 1) to each problem, sampled once. Returns P lists of n strings."""
-    check_int("n", n, minimum=1)
-    torch.manual_seed(seed)
-    per_call = max(1, batch_size // n)
-    out: list[list[str]] = []
-    for i in range(0, len(problems), per_call):
-        chunk = problems[i:i + per_call]
-        groups: list[list[str]] = [[] for _ in chunk]
-        for j in range(0, n, batch_size):  # a pool wider than a batch: several calls per prompt
-            k = min(batch_size, n - j)
-            gen = generate(policy, tokenizer, [p.prompt for p in chunk], max_new_tokens=max_new_tokens,
-                           temperature=1.0, num_return_sequences=k)
-            for q, group in enumerate(groups):  # rows of a group are contiguous
-                group += gen.texts[q * k:(q + 1) * k]
-        out += groups
-    return out
-
-
-def _bon_weights(N: int, n: int) -> np.ndarray:
-    """P(the i-th smallest of N pooled scores is the largest of n drawn without replacement) = C(i−1, n−1)/C(N, n),
-    i = 1..N. Shape: (N,)."""
-    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, N + 1, dtype=np.float64)))])  # log k!, k=0..N
-
-    def lchoose(a, b):
-        return log_fact[a] - log_fact[b] - log_fact[a - b]
-
-    i = np.arange(1, N + 1)
-    w = np.zeros(N)
-    ok = i >= n
-    w[ok] = np.exp(lchoose(i[ok] - 1, n - 1) - lchoose(N, n))
-    return w
-
-
 def bon_curve(selector, *others, n_values) -> dict[str, np.ndarray]:
     """Expected scores of best-of-n (selected by ``selector``) for every n in ``n_values``, from one pool, by order
-    statistics: with the pool's N replies of a prompt sorted by the selector's score, the best of n drawn without
-    replacement is the i-th with probability C(i−1, n−1)/C(N, n), so
+    statistics (``equations.scaling.best_of_k``): with the pool's N replies of a prompt sorted by the selector's
+    score, the best of n drawn without replacement is the i-th with probability C(i−1, n−1)/C(N, n), so
 
         E[s(best of n)] = Σ_i C(i−1, n−1)/C(N, n) · s_(i),     averaged over prompts,
 
-    for the selector's own score and for every other score s of the same replies (the gold score). Unbiased for
-    n ≤ N; no resampling. Ties in the selector are broken by pool order.
+    for the selector's own score and for every other score s of the same replies (the gold score). Exact for
+    n ≤ N; no resampling. Ties in the selector are broken uniformly at random.
 
     Args:
         selector: the scores best-of-n maximises. Shape: (P, N).
@@ -252,10 +218,7 @@ def bon_curve(selector, *others, n_values) -> dict[str, np.ndarray]:
         raise ValueError("scores must be finite (no NaN or inf)")
     N = sel.shape[1]
     ns = [check_int("n", int(n) if isinstance(n, np.integer) else n, minimum=1, maximum=N) for n in n_values]
-    order = np.argsort(sel, axis=1, kind="stable")
-    sorted_all = [np.take_along_axis(a, order, axis=1) for a in [sel, *rest]]
-    W = np.stack([_bon_weights(N, n) for n in ns])  # (len(ns), N)
-    means = [(s @ W.T).mean(axis=0) for s in sorted_all]  # each (len(ns),)
+    means = [best_of_k(sel, a, ns) for a in [sel, *rest]]  # each (len(ns),)
     kl = np.asarray(bon_kl_analytic(np.array(ns)), dtype=np.float64).reshape(-1)
     return {"n": np.array(ns), "kl": kl, "d": np.sqrt(kl), "selector": means[0],
             "others": np.stack(means[1:]) if rest else np.zeros((0, len(ns)))}
@@ -404,8 +367,8 @@ def run_overoptimization(cfg: OveroptConfig | None = None, policy: str = "sft-ti
     Args:
         cfg: sizes (:class:`OveroptConfig`; default the full recipe).
         policy: the SFT model RL starts from and whose replies everything is about (a shipped name or folder).
-        pool: ``(problems, replies)`` to reuse a pool sampled elsewhere (``replies``: P lists of N strings of
-            ``policy``); default :func:`sample_pool` on ``cfg.pool_prompts`` held-out prompts.
+        pool: an ``lm.sample_pool.Pool`` of ``policy``'s replies to reuse; default ``sample_pool`` on
+            ``cfg.pool_prompts`` held-out prompts, ``cfg.pool_size`` replies each.
         log: where progress lines go (``print``; ``None`` for silence).
     """
     cfg = cfg or OveroptConfig()
@@ -419,13 +382,11 @@ def run_overoptimization(cfg: OveroptConfig | None = None, policy: str = "sft-ti
     t0 = time.perf_counter()
     pairs = proxy_pairs(sft, tok, cfg)
     if pool is None:
-        problems = world.heldout_prompts(cfg.pool_prompts, seed=cfg.seed)
-        replies = sample_pool(sft, tok, problems, cfg.pool_size, cfg.max_new_tokens, seed=cfg.seed)
-    else:
-        problems, replies = pool
-        if len(problems) != len(replies) or not replies or len({len(r) for r in replies}) != 1:
-            raise ValueError("pool must be (problems, replies) with one list of replies per problem, all of one size "
-                             f"N; got {len(problems)} problems and group sizes {sorted({len(r) for r in replies})}")
+        pool = sample_pool(sft, tok, world.heldout_prompts(cfg.pool_prompts, seed=cfg.seed), n=cfg.pool_size,
+                           max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    elif not isinstance(pool, Pool):
+        raise ValueError(f"pool must be an lm.sample_pool.Pool of {policy}'s replies; got {type(pool).__name__}")
+    problems, replies = pool.problems, pool.replies
     seconds["sampling"] = time.perf_counter() - t0
     say(f"pairs: {pairs.counts}; pool: {len(problems)} prompts × {len(replies[0])} replies")
 
@@ -439,12 +400,11 @@ def run_overoptimization(cfg: OveroptConfig | None = None, policy: str = "sft-ti
 
     P, N = len(problems), len(replies[0])
     pool_feats = np.zeros((P, N, feats.shape[1]))
-    gold = np.zeros((P, N))
+    gold = pool.gold
     empty = np.zeros((P, N), dtype=bool)
     for a, (p, ys) in enumerate(zip(problems, replies)):
         for b, y in enumerate(ys):
             empty[a, b] = not y.strip()
-            gold[a, b] = world.gold_score(p.prompt, y, allow_empty=True)
             if not empty[a, b]:
                 pool_feats[a, b] = feats[index[p.prompt, y]]
     proxies = fit_proxies(pairs.rows, lambda p, y: feats[index[p, y]], cfg.proxy_sizes, pool_feats[~empty],
