@@ -50,13 +50,16 @@ assert g_pen[-1] > g_plain[-1], "stopped earlier, the penalised run should end w
 ens = pd.DataFrame({rule: {"gold at n = 1": v["gold"][0], "best gold (any n)": max(v["gold"]),
                            "gold at n = N": v["gold"][-1]} for rule, v in result["ensembles"].items()}).T
 print(ens.round(3))
-assert ens.loc["mean", "gold at n = N"] >= ens.loc["single", "gold at n = N"] - 0.02, ens
+assert np.allclose(ens["gold at n = 1"], ens["gold at n = 1"].iloc[0]), "n = 1 is the policy itself, whatever the rule"
+kept = ens["gold at n = N"] - ens.loc["single", "gold at n = N"]
+print("gold kept at n = N relative to one proxy:", kept.round(3).to_dict())
 
 # %% [markdown]
-# What you should see: averaging four proxies trained on disjoint data (mean) or taking the worst case (min) keeps
-# gold higher at large n than one proxy alone: the members' errors are partly independent, so the reply every
-# member overrates is rarer than the reply one member overrates. mean − λ·std sits near the mean here. None of the
-# rules removes the turn-over: what all members share (features that cannot see correctness) still gets exploited.
+# What to look for: four proxies trained on disjoint data make partly independent errors, so the reply *every* member
+# overrates (mean, min) should be rarer than the reply one member overrates, and gold at large n should hold up
+# better than with one proxy (Coste et al. 2024). At this size (small pools, 60-pair members) the differences are
+# a few hundredths and can go either way from seed to seed; what all members share — features that cannot see
+# correctness — is exploited by every rule.
 #
 # ## 2 · A bigger proxy for RL, and 4 · the first half over seeds (full mode)
 
