@@ -36,7 +36,8 @@ from rlhfbook_lab.lm.shipped_data import (
 )
 from rlhfbook_lab.lm.tokenizer import build_and_save, load_tokenizer
 from rlhfbook_lab.paths import CHECKPOINTS
-from rlhfbook_lab.recipes.evaluation import evaluate_players, write_report
+from rlhfbook_lab.recipes.evaluation import evaluate_players
+from rlhfbook_lab.recipes.evaluation import write_report as write_eval_report
 from rlhfbook_lab.recipes.overoptimization import RECIPES as OVEROPT_RECIPES
 from rlhfbook_lab.recipes.overoptimization import OveroptConfig, run_overoptimization
 from rlhfbook_lab.recipes.overoptimization import write_report as write_overopt_report
@@ -240,7 +241,7 @@ def _cmd_eval(args) -> None:
     check_output_folder(args.out, args.overwrite)  # a bad --out fails before any model answers
     results = evaluate_players(args.models, n_prompts=args.prompts, n_battles=args.battles,
                                n_resamples=args.resamples, judge_model=args.judge, seed=args.seed)
-    out = write_report(results, args.out, overwrite=args.overwrite)
+    out = write_eval_report(results, args.out, overwrite=args.overwrite)
     print((out / "report.md").read_text() + "\n" + (out / "arena.md").read_text())
 
 
