@@ -6,14 +6,17 @@ import statistics
 import pytest
 import torch
 
+from rlhfbook_lab.equations.numerics import assert_numerically_equal
 from rlhfbook_lab.equations.policy_gradient import (
     aggregate_loss,
+    cispo_policy_loss,
     discounted_returns,
     dr_grpo_advantages,
     entropy_loss,
     explained_variance,
     gae_advantages,
     grpo_advantages,
+    gspo_policy_loss,
     policy_gradient_loss,
     ppo_policy_loss,
     ppo_value_loss,
@@ -384,8 +387,8 @@ def test_ppo_policy_loss_ignores_garbage_in_masked_slots():
         (dict(advantages=torch.zeros(3)), "advantages must have shape"),
         (dict(advantages=torch.tensor([0.0, math.nan])), "advantages must be finite"),
         (dict(old_per_token_logps=torch.zeros(2, 3)), "old_per_token_logps shape"),
-        (dict(clip_eps_low=1.0), "clip_eps_low"),
         (dict(clip_eps_low=-0.1), "clip_eps_low"),
+        (dict(clip_eps_low=math.nan), "clip_eps_low"),
         (dict(clip_eps_high=-0.1), "clip_eps_high"),
     ],
 )
@@ -602,3 +605,101 @@ def test_no_gradient_flows_into_the_advantages(loss, shape):
     aggregate_loss(per_token, mask, "token_mean").backward()
     assert source.grad is None
     assert logps.grad is not None and logps.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Asymmetric clips, GSPO and CISPO
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_lower_clip_of_one_or_more_never_binds():
+    ratios = torch.tensor([[0.01, 0.5, 3.0]])
+    old = torch.zeros(1, 3)
+    advantages = torch.tensor([-1.0])
+    loss, metrics = ppo_policy_loss(old + ratios.log(), old, advantages, torch.ones(1, 3), clip_eps_low=1.5,
+                                    clip_eps_high=0.2)
+    # Â < 0: only the lower clip could bind; with ε_low ≥ 1 it cannot, so ℓ = −Â·ρ = ρ
+    torch.testing.assert_close(loss, ratios)
+    assert metrics["clipfrac"].item() == 0.0
+
+
+def test_gspo_hand_computed():
+    # row 0: token ratios e^{0.1}, e^{0.3} → s = e^{0.2} ≈ 1.2214; row 1: one token, ratio e^{-0.5} ≈ 0.6065
+    old = torch.zeros(2, 3)
+    logps = torch.tensor([[0.1, 0.3, 0.0], [-0.5, 0.0, 0.0]]).requires_grad_()
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    advantages = torch.tensor([1.0, -2.0])
+    loss, metrics = gspo_policy_loss(logps, old, advantages, mask, clip_eps_low=0.2, clip_eps_high=0.1)
+    # row 0: Â > 0, s = 1.2214 > 1.1 → clipped: ℓ = −1.1; row 1: Â < 0, s = 0.6065 < 0.8 → clipped: ℓ = 1.6
+    torch.testing.assert_close(loss.detach(), torch.tensor([[-1.1, -1.1, 0.0], [1.6, 0.0, 0.0]]))
+    assert metrics["clipfrac"].item() == 1.0
+    assert metrics["seq_ratio_mean"].item() == pytest.approx((math.exp(0.2) + math.exp(-0.5)) / 2, rel=1e-6)
+    aggregate_loss(loss, mask, "seq_mean_token_mean").backward()
+    assert (logps.grad == 0).all()  # both sequences clipped: no gradient at all
+    loss, _ = gspo_policy_loss(logps.detach(), old, advantages, mask, clip_eps_low=0.5, clip_eps_high=0.5)
+    torch.testing.assert_close(loss[:, 0], torch.tensor([-math.exp(0.2), 2 * math.exp(-0.5)]))
+
+
+def test_gspo_matches_the_loop():
+    logps, old = 0.3 * _random_tokens(30) - 1, 0.3 * _random_tokens(31) - 1
+    advantages = torch.tensor([1.0, -0.5, 2.0, -1.5])
+    loss, _ = gspo_policy_loss(logps, old, advantages, MASK, clip_eps_low=0.05, clip_eps_high=0.08)
+    for b in range(4):
+        pos = [t for t in range(MASK.shape[1]) if MASK[b, t]]
+        s = math.exp(sum(logps[b, t].item() - old[b, t].item() for t in pos) / len(pos))
+        a = advantages[b].item()
+        want = -min(s * a, min(max(s, 0.95), 1.08) * a)
+        for t in range(MASK.shape[1]):
+            assert loss[b, t].item() == pytest.approx(want if MASK[b, t] else 0.0, rel=1e-5, abs=1e-7)
+
+
+def test_gspo_and_cispo_on_policy_are_grpo_and_reinforce():
+    """Property: at ρ = 1 GSPO's gradient is GRPO's (PPO, per-sequence token mean) and CISPO's is the vanilla
+    policy gradient (token mean)."""
+    advantages = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    grads = {}
+    for name, fn, mode in (("gspo", gspo_policy_loss, "seq_mean_token_mean"),
+                           ("ppo_seq", ppo_policy_loss, "seq_mean_token_mean"),
+                           ("cispo", cispo_policy_loss, "token_mean"),
+                           ("ppo_tok", ppo_policy_loss, "token_mean")):
+        logps = (_random_tokens(32) - 2).requires_grad_()
+        loss, _ = fn(logps, logps.detach(), advantages, MASK)
+        aggregate_loss(loss, MASK, mode).backward()
+        grads[name] = logps.grad
+    assert_numerically_equal(grads["gspo"], grads["ppo_seq"])
+    assert_numerically_equal(grads["cispo"], grads["ppo_tok"])
+
+
+def test_cispo_hand_computed_every_token_keeps_a_gradient():
+    ratios = torch.tensor([[1.5, 0.5, 0.5, 1.5]])
+    advantages = torch.tensor([[1.0, -1.0, 1.0, -1.0]])
+    old = torch.full((1, 4), -2.0)
+    logps = (old + ratios.log()).requires_grad_()
+    loss, metrics = cispo_policy_loss(logps, old, advantages, torch.ones(1, 4), clip_eps_low=0.2,
+                                      clip_eps_high=0.28)
+    weights = torch.tensor([[1.28, 0.8, 0.8, 1.28]])  # clip(ρ) whatever the advantage's sign
+    torch.testing.assert_close(loss.detach(), -weights * advantages * logps.detach())
+    assert metrics["clipfrac"].item() == 1.0
+    loss.sum().backward()
+    torch.testing.assert_close(logps.grad, -weights * advantages)  # PPO would give 0 on tokens 0 and 1
+
+
+def test_cispo_matches_the_loop_and_ignores_masked_garbage():
+    logps, old, advantages = 0.3 * _random_tokens(33) - 1, 0.3 * _random_tokens(34) - 1, _random_tokens(35)
+    loss, _ = cispo_policy_loss(logps, old, advantages, MASK, clip_eps_low=0.1, clip_eps_high=0.15)
+    for b, t in MASK.nonzero().tolist():
+        w = min(max(math.exp(logps[b, t].item() - old[b, t].item()), 0.9), 1.15)
+        assert loss[b, t].item() == pytest.approx(-w * advantages[b, t].item() * logps[b, t].item(), rel=1e-5)
+    dirty = logps.clone()
+    dirty[MASK == 0] = 1e4
+    dirty_loss, _ = cispo_policy_loss(dirty, old, advantages, MASK, clip_eps_low=0.1, clip_eps_high=0.15)
+    assert torch.equal(dirty_loss, loss)
+
+
+@pytest.mark.parametrize("fn", [gspo_policy_loss, cispo_policy_loss])
+def test_gspo_cispo_bad_input(fn):
+    z = torch.zeros(2, 2)
+    with pytest.raises(ValueError, match="clip_eps_high"):
+        fn(z, z, torch.zeros(2), torch.ones(2, 2), clip_eps_high=-1.0)
+    with pytest.raises(ValueError, match="no response tokens"):
+        fn(z, z, torch.zeros(2), torch.tensor([[1, 1], [0, 0]]))

@@ -28,13 +28,16 @@ from rlhfbook_lab.equations.logprobs import entropy_from_logits, masked_mean, ma
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
     "AGGREGATION_MODES",
+    "POLICY_LOSSES",
     "aggregate_loss",
+    "cispo_policy_loss",
     "discounted_returns",
     "dr_grpo_advantages",
     "entropy_loss",
     "explained_variance",
     "gae_advantages",
     "grpo_advantages",
+    "gspo_policy_loss",
     "policy_gradient_loss",
     "ppo_policy_loss",
     "ppo_value_loss",
@@ -45,6 +48,9 @@ __all__ = [
 
 ADVANTAGE_ESTIMATORS = ("reinforce", "rloo", "grpo", "dr_grpo")
 AGGREGATION_MODES = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm")
+POLICY_LOSSES = ("ppo", "gspo", "cispo")
+"""The clipped surrogates: PPO's per-token ratio (:func:`ppo_policy_loss`), GSPO's per-sequence one
+(:func:`gspo_policy_loss`), CISPO's clipped, detached weight on REINFORCE (:func:`cispo_policy_loss`)."""
 
 
 def _check_unit_interval(x: float, name: str) -> None:
@@ -324,7 +330,8 @@ def ppo_policy_loss(
         old_per_token_logps: Shape (B, T), log π_old of the same tokens (the sampler's); detached here.
         advantages: Shape (B,) or (B, T); detached here.
         completion_mask: Shape (B, T).
-        clip_eps_low: ε_low in [0, 1): ratios below 1 − ε_low stop earning gradient when Â < 0.
+        clip_eps_low: ε_low >= 0: ratios below 1 − ε_low stop earning gradient when Â < 0 (ε_low >= 1: the lower
+            clip never binds, since ρ > 0).
         clip_eps_high: ε_high >= 0 (default: ε_low, i.e. symmetric PPO; DAPO raises it, e.g. 0.28).
 
     Returns:
@@ -340,10 +347,7 @@ def ppo_policy_loss(
     )
     if clip_eps_high is None:
         clip_eps_high = clip_eps_low
-    if not 0.0 <= clip_eps_low < 1.0:
-        raise ValueError(f"clip_eps_low must be in [0, 1); got {clip_eps_low}")
-    if not clip_eps_high >= 0.0:
-        raise ValueError(f"clip_eps_high must be >= 0; got {clip_eps_high}")
+    _check_clips(clip_eps_low, clip_eps_high)
     m = completion_mask.bool()
     advantages = _token_advantages(advantages, completion_mask)
     logps = _zero_masked(per_token_logps, m)
@@ -359,6 +363,111 @@ def ppo_policy_loss(
             "approx_kl": masked_mean(kl_k3(old_logps, logps), completion_mask),  # samples came from π_old
             "ratio_mean": masked_mean(ratio, completion_mask),
         }
+    return per_token_loss, metrics
+
+
+def _ratio_metrics(logratio: torch.Tensor, completion_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``approx_kl`` (k3 of KL(π_old‖π_θ): (ρ − 1) − log ρ) and ``ratio_mean`` over response tokens, no grad."""
+    logratio = logratio.detach()
+    return {"approx_kl": masked_mean(torch.expm1(logratio) - logratio, completion_mask),
+            "ratio_mean": masked_mean(torch.exp(logratio), completion_mask)}
+
+
+def _check_clips(clip_eps_low: float, clip_eps_high: float) -> None:
+    check_number("clip_eps_low", clip_eps_low, minimum=0)
+    check_number("clip_eps_high", clip_eps_high, minimum=0)
+
+
+def gspo_policy_loss(
+    per_token_logps: torch.Tensor,
+    old_per_token_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    completion_mask: torch.Tensor,
+    clip_eps_low: float = 3e-4,
+    clip_eps_high: float | None = 4e-4,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """GSPO's sequence-level clipped surrogate (Zheng et al. 2025, "Group Sequence Policy Optimization", eq. 5–7).
+
+    .. math::  s_i = \\exp\\Big(\\frac{1}{|y_i|}\\sum_t \\log\\frac{\\pi_\\theta(y_{i,t})}{\\pi_{old}(y_{i,t})}\\Big),
+               \\qquad \\ell_i = \\max\\big(-\\hat A_i s_i,\\; -\\hat A_i\\,
+               \\mathrm{clip}(s_i, 1 - \\epsilon_{low}, 1 + \\epsilon_{high})\\big)
+
+    One importance ratio per *sequence* (the geometric mean of its token ratios), clipped per sequence: a whole
+    reply is kept or dropped, never single tokens. The ratio is a mean, so the clip range is tiny (the paper's
+    3e-4 / 4e-4). Each of row i's tokens carries ℓ_i, so ``aggregate_loss(..., "seq_mean_token_mean")`` gives
+    GSPO's (1/B) Σ_i ℓ_i. On-policy (s = 1) the gradient is GRPO's: (1/|y_i|) Σ_t −Â_i ∇log π.
+
+    Args:
+        per_token_logps: Shape (B, T), log π_θ, with grad.
+        old_per_token_logps: Shape (B, T), log π_old; detached here.
+        advantages: Shape (B,) or (B, T) (constant along each row, e.g. GRPO's); detached here. Only each row's
+            mean over its response tokens is used.
+        completion_mask: Shape (B, T).
+        clip_eps_low, clip_eps_high: ε >= 0 (``clip_eps_high=None``: ε_low).
+
+    Returns:
+        per_token_loss: Shape (B, T): ℓ_i on each response token of row i, 0 elsewhere.
+        metrics: ``clipfrac`` (share of *sequences* clipped), ``seq_ratio_mean`` (mean s_i), and per token, as
+            :func:`ppo_policy_loss`'s, ``approx_kl`` and ``ratio_mean``; scalars.
+    """
+    check_token_mask(completion_mask, per_token_logps=per_token_logps, old_per_token_logps=old_per_token_logps)
+    clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
+    _check_clips(clip_eps_low, clip_eps_high)
+    m = completion_mask.bool()
+    seq_adv = masked_mean(_token_advantages(advantages, completion_mask), completion_mask, dim=1)  # (B,)
+    logratio = _zero_masked(per_token_logps, m) - _zero_masked(old_per_token_logps.detach(), m)
+    seq_ratio = torch.exp(masked_mean(logratio, completion_mask, dim=1))  # (B,) s_i
+    pg_loss1 = -seq_adv * seq_ratio
+    pg_loss2 = -seq_adv * torch.clamp(seq_ratio, 1.0 - clip_eps_low, 1.0 + clip_eps_high)
+    seq_loss = torch.maximum(pg_loss1, pg_loss2)  # (B,)
+    per_token_loss = _zero_masked(seq_loss[:, None].expand_as(per_token_logps), m)
+    with torch.no_grad():
+        metrics = {"clipfrac": (pg_loss2 > pg_loss1).float().mean(), "seq_ratio_mean": seq_ratio.mean(),
+                   **_ratio_metrics(logratio, completion_mask)}
+    return per_token_loss, metrics
+
+
+def cispo_policy_loss(
+    per_token_logps: torch.Tensor,
+    old_per_token_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    completion_mask: torch.Tensor,
+    clip_eps_low: float = 1.0,
+    clip_eps_high: float | None = 0.28,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """CISPO (MiniMax-M1, 2025): REINFORCE on *every* token, weighted by the clipped, detached importance ratio.
+
+    .. math::  \\ell_t = -\\,\\mathrm{sg}\\big[\\mathrm{clip}(\\rho_t, 1 - \\epsilon_{low},
+               1 + \\epsilon_{high})\\big]\\, \\hat A_t \\log \\pi_\\theta(y_t)
+
+    PPO's clip zeroes the gradient of a clipped token (often the rare "fork" tokens of a reasoning trace);
+    CISPO clips the *weight* instead, so every token keeps a gradient, bounded by 1 + ε_high. The default
+    ε_low = 1 never binds (ρ > 0). On-policy (ρ = 1) it is :func:`policy_gradient_loss`. Reduce with
+    ``"token_mean"`` (the paper's).
+
+    Args:
+        per_token_logps: Shape (B, T), log π_θ, with grad.
+        old_per_token_logps: Shape (B, T), log π_old; detached here.
+        advantages: Shape (B,) or (B, T); detached here.
+        completion_mask: Shape (B, T).
+        clip_eps_low, clip_eps_high: ε >= 0 (``clip_eps_high=None``: ε_low).
+
+    Returns:
+        per_token_loss: Shape (B, T), 0 on masked slots.
+        metrics: ``clipfrac`` (share of tokens whose weight is clipped), ``approx_kl``, ``ratio_mean``, scalars.
+    """
+    check_token_mask(completion_mask, per_token_logps=per_token_logps, old_per_token_logps=old_per_token_logps)
+    clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
+    _check_clips(clip_eps_low, clip_eps_high)
+    m = completion_mask.bool()
+    advantages = _token_advantages(advantages, completion_mask)
+    logps = _zero_masked(per_token_logps, m)
+    ratio = torch.exp(logps.detach() - _zero_masked(old_per_token_logps.detach(), m))
+    weight = torch.clamp(ratio, 1.0 - clip_eps_low, 1.0 + clip_eps_high)  # detached: logps.detach() above
+    per_token_loss = _zero_masked(-weight * advantages * logps, m)
+    with torch.no_grad():
+        metrics = {"clipfrac": masked_mean((weight != ratio).float(), completion_mask),
+                   **_ratio_metrics(logps.detach() - _zero_masked(old_per_token_logps.detach(), m), completion_mask)}
     return per_token_loss, metrics
 
 

@@ -54,7 +54,8 @@ class Pool:
                              f"{len(self.replies)} lists")
         sizes = {len(r) for r in self.replies}
         if len(sizes) != 1 or 0 in sizes:
-            raise ValueError(f"replies must hold the same number (>= 1) of replies per problem; got sizes {sorted(sizes)}")
+            raise ValueError("replies must hold the same number (>= 1) of replies per problem; "
+                             f"got sizes {sorted(sizes)}")
         self.correct = np.array([[world.correctness_reward(p, r, allow_empty=True) == 1.0 for r in rs]
                                  for p, rs in zip(self.problems, self.replies)])
         self.answers = [[world.extract_answer(p, r, allow_empty=True) for r in rs]

@@ -8,10 +8,10 @@ from rlhfbook_lab import world
 from rlhfbook_lab.checks import check_int, check_number
 from rlhfbook_lab.config import build, fields_of
 from rlhfbook_lab.equations.kl import ESTIMATORS
-from rlhfbook_lab.equations.policy_gradient import ADVANTAGE_ESTIMATORS, AGGREGATION_MODES
+from rlhfbook_lab.equations.policy_gradient import ADVANTAGE_ESTIMATORS, AGGREGATION_MODES, POLICY_LOSSES
 from rlhfbook_lab.trainers.loop import TrainConfig
 
-ALGORITHMS = ("reinforce", "rloo", "grpo", "dr_grpo", "ppo")
+ALGORITHMS = ("reinforce", "rloo", "grpo", "dr_grpo", "ppo", "dapo", "gspo", "cispo")
 
 
 REWARD_SOURCES = ("gold", "verifier", "rm")
@@ -83,10 +83,14 @@ class RLConfig:
     """Passes over each rollout."""
     num_minibatches: int = 1
     """Optimizer steps per pass; must divide ``prompts_per_step * group_size``."""
+    policy_loss: str = "ppo"
+    """The clipped surrogate (``policy_gradient.POLICY_LOSSES``): ``"ppo"`` (per-token ratio), ``"gspo"``
+    (one ratio per sequence, clipped per sequence) or ``"cispo"`` (clipped, detached ratio weighting every
+    token's REINFORCE term). All three give the same gradient on-policy (the first minibatch)."""
     clip_eps_low: float = 0.2
-    """PPO clip ε below 1."""
+    """Clip ε below 1, >= 0 (>= 1: the lower clip never binds)."""
     clip_eps_high: float | None = None
-    """PPO clip ε above 1 (``None``: ``clip_eps_low``; DAPO raises it)."""
+    """Clip ε above 1 (``None``: ``clip_eps_low``; DAPO raises it)."""
     loss_agg: str = "seq_mean_token_mean"
     """How per-token losses become a scalar: a mode of ``policy_gradient.aggregate_loss``."""
     vf_coef: float = 0.1
@@ -152,6 +156,17 @@ PRESETS: dict[str, dict] = {
     # it takes four optimizer steps per rollout (at 1e-4 held-out correctness fell from 0.71 to 0.62).
     "ppo": dict(advantage="gae", kl_penalty="reward", kl_estimator="k1", loss_agg="token_mean",
                 whiten_advantages=True, ppo_epochs=2, num_minibatches=2, lam=1.0, value_lr=1e-3, **{"train.lr": 5e-5}),
+    # DAPO (Yu et al. 2025): clip-higher (ε_high 0.28 > ε_low 0.2: low-probability tokens may grow), the
+    # token-level mean, no KL. (Dynamic sampling, dropping and refilling unanimous groups, is not implemented:
+    # unanimous groups get zero advantage and only dilute the token mean.)
+    "dapo": dict(advantage="grpo", beta=0.0, clip_eps_low=0.2, clip_eps_high=0.28, loss_agg="token_mean"),
+    # GSPO (Zheng et al. 2025): one importance ratio per sequence, clipped per sequence in a tiny range, two
+    # minibatches so that the second one is off-policy and the ratio matters.
+    "gspo": dict(advantage="grpo", beta=0.0, policy_loss="gspo", clip_eps_low=3e-4, clip_eps_high=4e-4,
+                 loss_agg="seq_mean_token_mean", num_minibatches=2),
+    # CISPO (MiniMax-M1, 2025): clipped, detached ratios weight every token's REINFORCE term; no lower clip.
+    "cispo": dict(advantage="grpo", beta=0.0, policy_loss="cispo", clip_eps_low=1.0, clip_eps_high=0.28,
+                  loss_agg="token_mean", num_minibatches=2),
 }
 """The fields each algorithm sets (everything else is :class:`RLConfig`'s default). What each preset achieves from
 ``sft-tiny`` (gold, correctness, KL, CPU time; with the gold reward and with ``rm-tiny``) is measured in the README
@@ -199,7 +214,8 @@ def check_config(cfg: RLConfig) -> None:
         check_number("value_lr", cfg.value_lr, minimum=0, strict=True)
     need((cfg.prompts_per_step * cfg.group_size) % cfg.num_minibatches == 0, "num_minibatches",
          f"a divisor of prompts_per_step * group_size = {cfg.prompts_per_step * cfg.group_size}")
-    need(0 <= cfg.clip_eps_low < 1, "clip_eps_low", "in [0, 1)")
+    need(cfg.policy_loss in POLICY_LOSSES, "policy_loss", f"one of {POLICY_LOSSES}")
+    check_number("clip_eps_low", cfg.clip_eps_low, minimum=0)
     need(cfg.clip_eps_high is None or cfg.clip_eps_high >= 0, "clip_eps_high", "None or >= 0")
     need(cfg.loss_agg in AGGREGATION_MODES, "loss_agg", f"one of {AGGREGATION_MODES}")
     for name in ("vf_coef", "ent_coef", "sft_coef"):

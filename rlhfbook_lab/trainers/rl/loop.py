@@ -33,9 +33,11 @@ from rlhfbook_lab.equations.logprobs import (
 )
 from rlhfbook_lab.equations.policy_gradient import (
     aggregate_loss,
+    cispo_policy_loss,
     entropy_loss,
     explained_variance,
     gae_advantages,
+    gspo_policy_loss,
     ppo_policy_loss,
     ppo_value_loss,
     sequence_advantages,
@@ -136,8 +138,9 @@ def rl_loss(policy, batch: dict, cfg: RLConfig, beta: float | None = None,
     logits, values = forward_with_values(policy, batch["input_ids"], batch["attention_mask"], value_head,
                               batch["completion_mask"])  # (B, T, V)
     logps = per_token_logprobs(logits, batch["input_ids"])  # (B, T): log π_θ (untempered: π is what we train)
-    pg_loss, pg_metrics = ppo_policy_loss(logps, batch["old_logps"], batch["advantages"], mask,
-                                          cfg.clip_eps_low, cfg.clip_eps_high)
+    surrogate = {"ppo": ppo_policy_loss, "gspo": gspo_policy_loss, "cispo": cispo_policy_loss}[cfg.policy_loss]
+    pg_loss, pg_metrics = surrogate(logps, batch["old_logps"], batch["advantages"], mask,
+                                    cfg.clip_eps_low, cfg.clip_eps_high)
     per_token = pg_loss
     metrics: dict[str, torch.Tensor] = {}
     if cfg.kl_penalty == "loss":
