@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from rlhfbook_lab import world
-from rlhfbook_lab.lesson import FAST, pick, seed_everything
+from rlhfbook_lab.lesson import pick, seed_everything
 from rlhfbook_lab.lm.evaluation import evaluate_chat
 from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.lm.shipped_data import load_preference_file
@@ -64,7 +64,12 @@ terse = spec.replace(name="terser", extra_words=-0.10)
 rows = load_preference_file("train", origin="on_policy")
 old, new = relabel_pairs(rows, spec).rows, relabel_pairs(rows, terse).rows
 moved = [(a, b) for a, b in zip(old, new) if a["chosen"] != b["chosen"]]
-words = lambda r, side: world.taste_features(r["prompt"], r[side])["extra_words"]
+
+
+def words(r, side):
+    return world.taste_features(r["prompt"], r[side])["extra_words"]
+
+
 shorter = sum(words(b, "chosen") < words(b, "rejected") for _, b in moved)
 print(f"{len(moved)} of {len(rows)} labels moved; the newly chosen reply has fewer extra words in {shorter}")
 assert moved and shorter == len(moved)
@@ -104,7 +109,12 @@ torch.manual_seed(0)
 train_dpo(policy, tok, pairs, dpo_config(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=0,
                                          warmup_steps=4), progress=False)
 v = opener_vector(policy, tok, 3, n=32)
-has = lambda t: t.startswith(world.judge.POLITE_OPENERS)
+
+
+def has(t):
+    return t.startswith(world.judge.POLITE_OPENERS)
+
+
 rates = {}
 for alpha in (0.0, -2.0, -4.0):
     with steering(policy, v, 3, alpha):
