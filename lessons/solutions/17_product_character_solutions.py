@@ -98,8 +98,11 @@ assert (layers[f"gold α={big:g}"] < layers["gold α=0"]).all()
 # ## 4 · Steer the other way
 #
 # Train DPO on the default spec's labels (the model then opens many of its samples with a polite phrase), then
-# steer it with a negative α along its own opener vector and count openers in its samples. Whether the count
-# falls, and by how much, is what this prints; a strong negative α also costs correctness.
+# steer it with a negative α along its own opener vector and count openers in its samples.
+#
+# What you should see (one fast-mode run of this file): the opener rate does *not* fall (0.72 at α = 0, −2 and −4)
+# while correctness does (0.50 → 0.47 → 0.41). The mean-difference vector is not the lever that decides the first
+# token of a reply: it moves the content. To remove a trained habit here, change the spec and retrain (section 3).
 
 # %%
 cfg = spec_change_config(fast=True)
