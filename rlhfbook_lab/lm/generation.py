@@ -92,10 +92,14 @@ def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
 
 def supports_cached_sampling(model) -> bool:
     """True for the models :func:`sample_cached` knows: ``LlamaForCausalLM`` without projection biases, with a
-    SiLU MLP (the presets, and Llama-architecture checkpoints)."""
+    SiLU MLP (the presets, and Llama-architecture checkpoints), and no output-changing forward hook on a decoder
+    layer (a hook function with ``changes_output = True``, as ``steering.steering`` registers: the cached sampler
+    reads the layers' weights itself and would skip it; transformers' own output-recording hooks do not count)."""
     cfg = getattr(model, "config", None)
-    return (type(model).__name__ == "LlamaForCausalLM" and cfg is not None and cfg.hidden_act == "silu"
-            and not getattr(cfg, "attention_bias", False) and not getattr(cfg, "mlp_bias", False))
+    ok = (type(model).__name__ == "LlamaForCausalLM" and cfg is not None and cfg.hidden_act == "silu"
+          and not getattr(cfg, "attention_bias", False) and not getattr(cfg, "mlp_bias", False))
+    return ok and not any(getattr(hook, "changes_output", False) for m in model.model.layers.modules()
+                          for hook in (*m._forward_hooks.values(), *m._forward_pre_hooks.values()))
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
