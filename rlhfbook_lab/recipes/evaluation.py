@@ -26,8 +26,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +46,7 @@ from rlhfbook_lab.equations.evaluation_stats import (
 from rlhfbook_lab.lm.evaluation import evaluate_chat
 from rlhfbook_lab.lm.models import check_output_folder, load_model
 from rlhfbook_lab.lm.reward_model import load_reward_model, score_replies
+from rlhfbook_lab.paths import atomic_folder
 from rlhfbook_lab.world.judge import FILLERS
 from rlhfbook_lab.world.tasks import ATTRIBUTES
 
@@ -410,9 +409,7 @@ def write_report(results: dict, out: str | Path, overwrite: bool = False) -> Pat
     import matplotlib.pyplot as plt  # deferred: after the backend is chosen
 
     out = check_output_folder(out, overwrite)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic_folder(out) as tmp:
         (tmp / "report.json").write_text(json.dumps(results, indent=2))
         (tmp / "report.md").write_text(_card_markdown(results))
         (tmp / "arena.md").write_text(_arena_markdown(results))
@@ -438,10 +435,4 @@ def write_report(results: dict, out: str | Path, overwrite: bool = False) -> Pat
         fig.tight_layout()
         fig.savefig(tmp / "report.png", dpi=110)
         plt.close(fig)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
