@@ -89,6 +89,42 @@ def _log(checkpoint: str) -> dict:
 
 
 # --- lesson 03 · the world, pretraining, temperature ------------------------------------------------------------
+RECIPE_STAGES: dict[str, list[tuple[str, str]]] = {
+    "InstructGPT (2022)": [("SFT", "human demonstrations"), ("reward model", "human comparisons"),
+                           ("PPO", "RM reward − β·KL")],
+    "Tülu 3 (2024)": [("SFT", "curated instruction mix"), ("DPO", "on-policy preference pairs"),
+                      ("RLVR", "verifiable rewards")],
+    "DeepSeek-R1 (2025)": [("cold-start SFT", "long chains of thought"), ("RL (GRPO)", "rule-based rewards"),
+                           ("rejection sampling", "SFT on its best samples"), ("RL (GRPO)", "rules + preferences")],
+    "this course": [("pretrain", "lesson 03"), ("SFT", "lesson 04"), ("reward model", "lesson 05"),
+                    ("RL or DPO", "lessons 06 / 08")],
+}
+"""Post-training recipes as stages in order (stage, what it learns from), after pretraining (chapter 3 of the book)."""
+
+
+@figure("recipe_stages")
+def recipe_stages(recipes: dict[str, list[tuple[str, str]]] | None = None):
+    """Each recipe of ``recipes`` (default ``RECIPE_STAGES``) drawn as a row of boxes joined by arrows."""
+    recipes = RECIPE_STAGES if recipes is None else recipes
+    width = max(len(stages) for stages in recipes.values())
+    fig, ax = plt.subplots(figsize=(11, 0.95 * len(recipes) + 0.4))
+    for row, (name, stages) in enumerate(recipes.items()):
+        y = len(recipes) - 1 - row
+        ax.text(-0.15, y, name, ha="right", va="center", fontsize=10, fontweight="bold")
+        for i, (stage, data) in enumerate(stages):
+            color = COLORS[0] if "SFT" in stage or stage == "pretrain" else COLORS[1] if "reward" in stage or \
+                "DPO" in stage or "sampling" in stage else COLORS[2]
+            ax.add_patch(plt.Rectangle((i, y - 0.32), 0.8, 0.64, facecolor=color, alpha=0.18, edgecolor=color))
+            ax.text(i + 0.4, y + 0.1, stage, ha="center", va="center", fontsize=9.5)
+            ax.text(i + 0.4, y - 0.15, data, ha="center", va="center", fontsize=7.5, color="0.3")
+            if i:
+                ax.annotate("", xy=(i, y), xytext=(i - 0.2, y), arrowprops=dict(arrowstyle="->", color="0.3"))
+    ax.set(xlim=(-2.0, width), ylim=(-0.6, len(recipes) - 0.4), title="Post-training recipes, stage by stage")
+    ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
 @figure("taste_weights")
 def taste_weights() -> str:
     """The gold judge's taste table: the live ``world.GOLD_WEIGHTS``."""
