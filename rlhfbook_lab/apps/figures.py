@@ -41,6 +41,7 @@ from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.lm.preference_data import flip_labels, pairs_bayes_ceiling
 from rlhfbook_lab.lm.shipped_data import load_preference_file
 from rlhfbook_lab.lm.tokenizer import load_tokenizer
+from rlhfbook_lab.lm.tools import tokenize_tool_conversation
 from rlhfbook_lab.paths import CHECKPOINTS, DATA_DIR
 
 hf_logging.disable_progress_bar()  # loading a shipped model must not print progress bars into the build log
@@ -541,3 +542,30 @@ def preference_counts() -> str:
     return _table(["split", "origin", "prompts", "candidates", "identical (dropped)", "kept"], rows,
                   numeric={2, 3, 4, 5})
 
+
+
+# --- lesson 13 · tool use ----------------------------------------------------------------------------------------
+@figure("tool_mask")
+def tool_mask(prompt: str = "What is 123 + 456?", reply: str = "[calculator(123+456) -> 579] The answer is 579."):
+    """A reply with a tool call, token by token: the model's tokens (targets, log-probs) and the tool's result
+    (in the context, never a target): ``lm.tools.tokenize_tool_conversation``."""
+    tok = load_tokenizer()
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+    row = tokenize_tool_conversation(tok, messages)
+    start = row["completion_mask"].index(1)
+    cells = list(zip(row["input_ids"], row["completion_mask"], row["tool_mask"]))[start:]
+    fig, ax = plt.subplots(figsize=(13, 1.5))
+    colors = {"model": "#9fd3ea", "tool": "#fbb15f"}
+    for x, (i, _, is_tool) in enumerate(cells):
+        role = "tool" if is_tool else "model"
+        ax.add_patch(plt.Rectangle((x, 0), 0.95, 1, color=colors[role]))
+        text = tok.decode([i]).replace(" ", "·")
+        ax.text(x + 0.47, 0.5, "E" if i == tok.eos_token_id else text, ha="center", va="center", fontsize=11,
+                family="monospace")
+    for role, label in (("model", "written by the model: a target, in log-probs and KL"),
+                        ("tool", "written by the tool: read, never a target")):
+        ax.add_patch(plt.Rectangle((0, 0), 0, 0, color=colors[role], label=label))
+    ax.set(xlim=(0, len(cells)), ylim=(0, 1))
+    ax.axis("off")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
+    return fig

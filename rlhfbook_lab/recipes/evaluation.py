@@ -26,8 +26,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,11 +46,12 @@ from rlhfbook_lab.equations.evaluation_stats import (
 from rlhfbook_lab.lm.evaluation import evaluate_chat
 from rlhfbook_lab.lm.models import check_output_folder, load_model
 from rlhfbook_lab.lm.reward_model import load_reward_model, score_replies
+from rlhfbook_lab.paths import atomic_folder
 from rlhfbook_lab.world.judge import FILLERS
 from rlhfbook_lab.world.tasks import ATTRIBUTES
 
 __all__ = ["CHANCE", "VERBOSE_JUDGE", "annotator_judge", "arena", "evaluate_players", "judge_traps", "lc_vs_raw",
-           "parse_player", "player_replies", "report_card", "restyle", "rm_scores", "run_battles",
+           "parse_player", "player_replies", "position_biased", "report_card", "restyle", "rm_scores", "run_battles",
            "sampling_spread", "score_judge", "write_report"]
 
 CHANCE: dict[str, float] = {
@@ -210,6 +209,18 @@ def score_judge(scores: dict[str, np.ndarray]):
         return 0.5 if a == b else float(a > b)
 
     return judge
+
+
+def position_biased(judge, bias: float):
+    """``judge``, except that with probability ``bias`` it skips reading and picks the first-shown reply: the
+    position bias measured in LLM judges (Zheng et al. 2023), here of a known size to see what it does."""
+    if not (0.0 <= bias <= 1.0):
+        raise ValueError(f"bias must be in [0, 1]; got {bias!r}")
+
+    def biased(k: int, first: str, second: str, rng: random.Random) -> float:
+        return 1.0 if rng.random() < bias else judge(k, first, second, rng)
+
+    return biased
 
 
 def rm_scores(rm, tokenizer, problems, players: dict[str, list[str]]) -> dict[str, np.ndarray]:
@@ -410,9 +421,7 @@ def write_report(results: dict, out: str | Path, overwrite: bool = False) -> Pat
     import matplotlib.pyplot as plt  # deferred: after the backend is chosen
 
     out = check_output_folder(out, overwrite)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic_folder(out) as tmp:
         (tmp / "report.json").write_text(json.dumps(results, indent=2))
         (tmp / "report.md").write_text(_card_markdown(results))
         (tmp / "arena.md").write_text(_arena_markdown(results))
@@ -438,10 +447,4 @@ def write_report(results: dict, out: str | Path, overwrite: bool = False) -> Pat
         fig.tight_layout()
         fig.savefig(tmp / "report.png", dpi=110)
         plt.close(fig)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
