@@ -1,6 +1,7 @@
-"""Run a few steps of SFT, the reward model and DPO on the micro model, and save the final weights and the loss
-curves (rank 0). Launched by ``tests/test_distributed.py`` under ``torchrun --nproc_per_node 2`` and called
-in-process for the single-process run it is compared with."""
+"""Run a few steps of SFT, the reward model and DPO on the micro model, one RL update on a fixed rollout, and a
+short GRPO run; save the final weights and the loss curves (each rank to ``OUT.rankR``). Launched by
+``tests/test_distributed.py`` under ``torchrun --nproc_per_node 2`` and called in-process for the single-process
+run it is compared with."""
 
 import sys
 
@@ -15,6 +16,9 @@ from rlhfbook_lab.lm.tokenizer import load_tokenizer
 from rlhfbook_lab.trainers.dpo import DPOConfig, train_dpo
 from rlhfbook_lab.trainers.loop import TrainConfig
 from rlhfbook_lab.trainers.reward import RMConfig, train_reward_model
+from rlhfbook_lab.trainers.rl import RLConfig, compute_advantages, train_rl
+from rlhfbook_lab.trainers.rl.loop import _Run
+from rlhfbook_lab.trainers.rl.rollout import collect_rollout
 from rlhfbook_lab.trainers.sft import SFTConfig, sft
 
 STEPS = 3
@@ -42,11 +46,34 @@ def run_all() -> dict:
     h = train_dpo(policy, tokenizer, dpo_pairs, DPOConfig(loss="dpo", beta=0.1, batch_size=4, train=train_cfg()),
                   progress=False)
     out["dpo"] = (h["losses/train"], h["charts/grad_norm"], {k: v.clone() for k, v in policy.state_dict().items()})
+    out["rl_update"] = rl_update(tokenizer)
+    policy = tiny_llama(tokenizer, seed=4, layers=2)
+    cfg = RLConfig.preset("grpo", steps=2, prompts_per_step=4, group_size=4, max_new_tokens=8, eval_prompts=0,
+                          lr=1e-2)
+    _, h = train_rl(policy, tokenizer, cfg, reward_fn=lambda p, r: [float(len(x) % 3) for x in r], progress=False)
+    out["grpo_run"] = (h["kl/seq"], h["rewards/score"], {k: v.clone() for k, v in policy.state_dict().items()})
     return out
+
+
+def rl_update(tokenizer, loss_agg: str = "token_mean") -> tuple:
+    """One rollout of 4 prompts × 4, drawn the same on every process (same seed, same prompts), advantages from
+    whole groups; then each process updates on its half of the groups (all of it on one process), 2 epochs."""
+    policy = tiny_llama(tokenizer, seed=3, layers=2)
+    cfg = RLConfig.preset("grpo", steps=1, prompts_per_step=4, group_size=4, max_new_tokens=8, eval_prompts=0,
+                          lr=1e-2, loss_agg=loss_agg, ppo_epochs=2, num_minibatches=1)
+    run = _Run(policy, tokenizer, cfg, None, lambda p, r: [float(len(x) % 3) for x in r])
+    torch.manual_seed(7)
+    prompts = [world.make_problem("addition", ab).prompt for ab in ((11, 15), (13, 20), (21, 30), (24, 17))]
+    rollout, _ = collect_rollout(policy, tokenizer, prompts, cfg, run.ref_model, run.reward)
+    adv = compute_advantages(rollout.scores, rollout.old_logps, rollout.ref_logps, rollout.completion_mask, cfg)
+    rollout.advantages = adv.advantages
+    share = 16 // distributed.world_size()
+    mine = rollout.rows(list(range(distributed.rank() * share, (distributed.rank() + 1) * share)))
+    metrics = run.update(mine, cfg.beta, 0)
+    return metrics["charts/grad_norm"], {k: v.clone() for k, v in policy.state_dict().items()}
 
 
 if __name__ == "__main__":
     distributed.init()
     result = run_all()
-    if distributed.is_main():
-        torch.save({"world_size": distributed.world_size(), "runs": result}, sys.argv[1])
+    torch.save({"world_size": distributed.world_size(), "runs": result}, f"{sys.argv[1]}.rank{distributed.rank()}")

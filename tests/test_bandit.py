@@ -271,6 +271,8 @@ def test_gradient_estimates_bad_input():
         (dict(sft_coef=-0.1), "sft_coef"),
         (dict(sft_coef=math.inf), "sft_coef"),
         (dict(beta=-0.1, sft_coef=0.5), "beta"),
+        (dict(init_probs=(0.5, 0.5)), "init_probs"),
+        (dict(init_probs=(0.5, 0.5, 0.0, 0.0)), "init_probs"),
     ],
 )
 def test_config_bad_input(change, match):
@@ -294,3 +296,13 @@ def test_bad_algorithm_and_closed_form_bad_input():
         optimal_objective(R, REF, 0.0)
     with pytest.raises(ValueError, match="shape"):
         objective(REF, R[:3], REF, 0.1)
+
+
+def test_init_probs_default_is_the_reference_and_another_start_moves_the_run():
+    """``init_probs=ref_probs`` is the default run exactly (same operations); another start changes step 0's policy."""
+    cfg = dataclasses.replace(CFG, num_steps=3)
+    base = train_bandit(cfg, "rloo")
+    same = train_bandit(dataclasses.replace(cfg, init_probs=cfg.ref_probs), "rloo")
+    assert torch.equal(torch.tensor(base["policy/probs"]), torch.tensor(same["policy/probs"]))
+    far = train_bandit(dataclasses.replace(cfg, init_probs=(0.05, 0.05, 0.05, 0.85)), "rloo")
+    assert far["policy/probs"][0][3] > 0.5 > base["policy/probs"][0][3]

@@ -1,5 +1,6 @@
 """Data parallel (``lm/distributed.py``): two CPU processes under ``torchrun`` (gloo) train SFT, a reward model and
-DPO to the same losses, gradient norms and weights as one process with the same global batch.
+DPO to the same losses, gradient norms and weights as one process with the same global batch; an RL update on two
+halves of a rollout equals one process's update on all of it; and a GRPO run keeps its two replicas identical.
 
 The contract is *numerical*, not bitwise: the two ranks' gradients are summed in another order than one process
 sums them. Stated tolerances (measured once on 3 steps at lr = 1e-2 with accumulation 2 and a clip that binds:
@@ -40,7 +41,7 @@ def two_process_run(tmp_path_factory):
            "--master_port", str(_free_port()), str(TESTS / "_distributed_worker.py"), str(out)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return torch.load(out)
+    return [torch.load(f"{out}.rank{r}") for r in (0, 1)]
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +54,35 @@ def one_process_run():
 
 @pytest.mark.parametrize("trainer", ["sft", "rm", "dpo"])
 def test_two_processes_train_like_one(two_process_run, one_process_run, trainer):
-    assert two_process_run["world_size"] == 2
-    losses2, norms2, weights2 = two_process_run["runs"][trainer]
+    assert two_process_run[0]["world_size"] == 2
+    losses2, norms2, weights2 = two_process_run[0]["runs"][trainer]
     losses1, norms1, weights1 = one_process_run[trainer]
     assert losses2 == pytest.approx(losses1, rel=1e-5)
     assert norms2 == pytest.approx(norms1, rel=1e-5)
     assert weights1.keys() == weights2.keys()
     for name in weights1:
         torch.testing.assert_close(weights2[name], weights1[name], rtol=0, atol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("loss_agg", ["token_mean"])
+def test_an_rl_update_on_two_halves_is_the_update_on_the_whole(two_process_run, one_process_run, loss_agg):
+    """Each process updates on its 2 of the 4 groups with the loss divided by the global token count; the summed
+    gradients make the single-process update on all 16 rows (token_mean: the mode where a per-process mean would
+    weight the processes' tokens wrongly)."""
+    norm2, weights2 = two_process_run[0]["runs"]["rl_update"]
+    norm1, weights1 = one_process_run["rl_update"]
+    assert float(norm2) == pytest.approx(float(norm1), rel=1e-5)
+    for name in weights1:
+        torch.testing.assert_close(weights2[name], weights1[name], rtol=0, atol=1e-4, msg=name)
+
+
+def test_a_grpo_run_keeps_its_replicas_identical(two_process_run):
+    """Every process applies the same summed gradient and reads the same averaged KL: after two rollouts the two
+    replicas hold the same weights and logged the same numbers."""
+    (kl0, score0, w0), (kl1, score1, w1) = (two_process_run[r]["runs"]["grpo_run"] for r in (0, 1))
+    assert kl0 == kl1 and score0 == score1
+    for name in w0:
+        torch.testing.assert_close(w1[name], w0[name], rtol=0, atol=1e-6, msg=name)
 
 
 def test_the_comparison_can_fail(one_process_run):

@@ -113,6 +113,9 @@ class BanditConfig:
     """λ ≥ 0: every step adds λ·(mean NLL of ``group_size`` responses sampled from π_ref) to the loss, an SFT
     term whose gradient is λ·∇KL(π_ref‖π) (forward KL). 0 (default): no SFT term, and no extra sampling. With
     ``sft_coef > 0``, ``beta`` may be 0 (the SFT term is then the only regulariser)."""
+    init_probs: tuple[float, ...] | None = None
+    """Where the policy starts: None (default) starts at ``ref_probs`` — the reference as initialisation, itself a
+    regulariser (lesson 15); a tuple of K probabilities > 0 summing to 1 starts there instead."""
 
     def __post_init__(self):
         k = len(self.rewards)
@@ -127,6 +130,9 @@ class BanditConfig:
             raise ValueError(f"rewards must be finite; got {self.rewards}")
         if min(self.ref_probs) <= 0 or abs(sum(self.ref_probs) - 1.0) > 1e-6:
             raise ValueError(f"ref_probs must be > 0 and sum to 1; got {self.ref_probs}")
+        if self.init_probs is not None and (len(self.init_probs) != k or min(self.init_probs) <= 0
+                                            or abs(sum(self.init_probs) - 1.0) > 1e-6):
+            raise ValueError(f"init_probs must be None or K={k} probabilities > 0 summing to 1; got {self.init_probs}")
         if not (math.isfinite(self.sft_coef) and self.sft_coef >= 0):
             raise ValueError(f"sft_coef must be a finite number >= 0; got {self.sft_coef}")
         if not (math.isfinite(self.beta) and (self.beta > 0 or (self.beta == 0 and self.sft_coef > 0))):
@@ -316,7 +322,8 @@ class _Run:
         self.rewards = torch.tensor(cfg.rewards, dtype=torch.float64)
         self.ref_probs = torch.tensor(cfg.ref_probs, dtype=torch.float64)
         self.ref_logps = torch.log(self.ref_probs).float()  # (K,)
-        self.logits = torch.nn.Parameter(self.ref_logps.clone())  # θ: the policy starts at π_ref
+        start = self.ref_logps if cfg.init_probs is None else torch.log(torch.tensor(cfg.init_probs)).float()
+        self.logits = torch.nn.Parameter(start.clone())  # θ: the policy starts at π_ref unless told otherwise
         self.optimizer = torch.optim.Adam([self.logits, *extra_params], lr=cfg.learning_rate)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.mask = torch.ones(cfg.group_size, 1)  # (G, 1): each response is one token

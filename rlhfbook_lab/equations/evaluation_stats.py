@@ -12,7 +12,7 @@ Plain NumPy, float64. Randomness only where named (bootstrap resampling), from a
   (``preferences.fit_bradley_terry`` and ``strengths_to_elo``, not a copy), with percentile intervals from
   1,000 bootstrap resamples of the battles; a tie is half a win each way.
 - :func:`length_controlled_win_rate`: AlpacaEval's length control: a logistic model of the judge's preference
-  with a per-model term and a length-difference term, read at zero length difference
+  with a per-model term and a per-model length-difference term, read at zero length difference
   (``preferences.fit_linear_bradley_terry`` is that logistic regression).
 - :func:`swap_consistency`: a pairwise judge's position bias: asked twice with A and B swapped, does it give the
   same verdict, and how often does the first-shown reply win?
@@ -218,20 +218,22 @@ def arena_elo(comparisons, n_items: int, ties=None, n_resamples: int = 1000, lev
 
 
 def length_controlled_win_rate(preferences, model_index, length_diff, n_models: int,
-                               alpha: float = 1e-3) -> dict[str, np.ndarray | float]:
+                               alpha: float = 1e-3) -> dict[str, np.ndarray]:
     """AlpacaEval's length-controlled win rate: the judge's preference with the length difference regressed out.
 
     Each battle b pits model m_b against one fixed baseline; the judge prefers the model with probability
-    y_b ∈ [0, 1] (a verdict 0/1, ½ a tie). Fit
+    y_b ∈ [0, 1] (a verdict 0/1, ½ a tie). Fit, for every model m, an intercept θ_m and a length slope φ_m:
 
-    .. math::  P(m_b \\succ \\text{baseline}) = \\sigma\\big(\\theta_{m_b} + \\phi\\,
+    .. math::  P(m_b \\succ \\text{baseline}) = \\sigma\\big(\\theta_{m_b} + \\phi_{m_b}\\,
                \\tanh(\\Delta\\ell_b / \\mathrm{sd}(\\Delta\\ell))\\big), \\qquad
                \\mathrm{LC}_m = \\sigma(\\theta_m)
 
     by (lightly penalised) maximum likelihood, i.e. ``preferences.fit_linear_bradley_terry`` on the features
-    [one-hot(m_b), tanh(Δℓ_b/sd)] (Dubois et al. 2024; one length slope φ shared by all models, the judge's).
+    [one-hot(m_b), one-hot(m_b) · tanh(Δℓ_b/sd)] (Dubois et al. 2024, without their instruction-difficulty term).
     Δℓ_b = len(model reply) − len(baseline reply). LC_m is the win rate the judge would give at *equal* length:
-    a judge's verbosity bias moves the raw win rate but not LC.
+    a judge's verbosity bias moves the raw win rate but not LC. The slope is read from each model's own spread
+    of lengths, so a model whose replies never vary in length relative to the baseline leaves it unidentified
+    (the penalty α then keeps it near 0).
 
     Args:
         preferences: Shape (N,), in [0, 1].
@@ -241,7 +243,7 @@ def length_controlled_win_rate(preferences, model_index, length_diff, n_models: 
         alpha: the fit's L2 penalty.
 
     Returns:
-        ``{"lc_win_rate": Shape (M,), "raw_win_rate": Shape (M,), "length_slope": φ}``.
+        ``{"lc_win_rate", "raw_win_rate", "length_slope"}``, each Shape (M,).
     """
     y = _check_values("preferences", preferences)
     if (y < 0).any() or (y > 1).any():
@@ -259,12 +261,13 @@ def length_controlled_win_rate(preferences, model_index, length_diff, n_models: 
     if dl.shape != y.shape:
         raise ValueError(f"length_diff must have shape {y.shape}; got {dl.shape}")
     sd = dl.std()
-    x = np.zeros((y.shape[0], n_models + 1))
-    x[np.arange(y.shape[0]), m] = 1.0
-    x[:, -1] = np.tanh(dl / sd) if sd > 0 else 0.0
+    rows = np.arange(y.shape[0])
+    x = np.zeros((y.shape[0], 2 * n_models))  # (N, 2M): [one-hot(m), one-hot(m)·tanh(Δℓ/sd)]
+    x[rows, m] = 1.0
+    x[rows, n_models + m] = np.tanh(dl / sd) if sd > 0 else 0.0
     w = fit_linear_bradley_terry(x, np.zeros_like(x), labels=y, alpha=alpha)
     raw = np.array([y[m == k].mean() for k in range(n_models)])
-    return {"lc_win_rate": 1.0 / (1.0 + np.exp(-w[:n_models])), "raw_win_rate": raw, "length_slope": float(w[-1])}
+    return {"lc_win_rate": 1.0 / (1.0 + np.exp(-w[:n_models])), "raw_win_rate": raw, "length_slope": w[n_models:]}
 
 
 def swap_consistency(first_wins_ab, first_wins_ba) -> dict[str, float]:

@@ -33,8 +33,11 @@ import torch
 import torch.nn.functional as F
 
 from rlhfbook_lab.lm.forward import eval_mode
+from rlhfbook_lab.world.calculator import run_tool_call
+from rlhfbook_lab.world.tool_use import pending_call, result_text
 
-__all__ = ["Generation", "encode_prompts", "generate", "sample_cached", "supports_cached_sampling"]
+__all__ = ["Generation", "ToolRunner", "encode_prompts", "generate", "sample_cached", "sample_cached_tools",
+           "supports_cached_sampling"]
 
 
 @dataclass
@@ -55,6 +58,9 @@ class Generation:
     """Completions decoded without special tokens."""
     finished: torch.Tensor
     """(B,) bool: the completion ended with EOS (False: it hit ``max_new_tokens``)."""
+    tool_mask: torch.Tensor | None = None
+    """With tools: (B, P + T) bool, True on tool-result tokens (in ``attention_mask``, not in
+    ``completion_mask``, log-prob 0); ``None`` without tools."""
 
 
 def encode_prompts(tokenizer, prompts, chat: bool = True) -> list[list[int]]:
@@ -86,10 +92,14 @@ def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
 
 def supports_cached_sampling(model) -> bool:
     """True for the models :func:`sample_cached` knows: ``LlamaForCausalLM`` without projection biases, with a
-    SiLU MLP (the presets, and Llama-architecture checkpoints)."""
+    SiLU MLP (the presets, and Llama-architecture checkpoints), and no output-changing forward hook on a decoder
+    layer (a hook function with ``changes_output = True``, as ``steering.steering`` registers: the cached sampler
+    reads the layers' weights itself and would skip it; transformers' own output-recording hooks do not count)."""
     cfg = getattr(model, "config", None)
-    return (type(model).__name__ == "LlamaForCausalLM" and cfg is not None and cfg.hidden_act == "silu"
-            and not getattr(cfg, "attention_bias", False) and not getattr(cfg, "mlp_bias", False))
+    ok = (type(model).__name__ == "LlamaForCausalLM" and cfg is not None and cfg.hidden_act == "silu"
+          and not getattr(cfg, "attention_bias", False) and not getattr(cfg, "mlp_bias", False))
+    return ok and not any(getattr(hook, "changes_output", False) for m in model.model.layers.modules()
+                          for hook in (*m._forward_hooks.values(), *m._forward_pre_hooks.values()))
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -181,6 +191,29 @@ class _Decoder:
         return self.model.lm_head(_rms_norm(x[:, -1], self.inner.norm.weight, eps)).float()  # (rows, V)
 
 
+
+def _prompt_pass(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group_size: int,
+                 max_new_tokens: int):
+    """The prompt pass of both cached loops, one row per distinct prompt, copied into each group row.
+
+    Returns the :class:`_Decoder` holding the cache, the logits of each row's next token (B, V), the keys a
+    query may see (B, P + max_new_tokens) bool (the real prompt tokens so far) and each row's position (B,).
+    A padded query sees every key (its output is never read; this only keeps a fully masked softmax from
+    producing NaN). Positions count real tokens only (left padding does not shift them)."""
+    n_prompts, P = prompt_ids.shape
+    B, L = n_prompts * group_size, P + max_new_tokens
+    dec = _Decoder(model, B, L, group_size)
+    real = prompt_mask.bool()
+    positions = (prompt_mask.long().cumsum(-1) - 1).masked_fill(~real, 1)  # (N, P)
+    mask = torch.ones(P, P, dtype=torch.bool, device=prompt_ids.device).tril()[None] & real[:, None, :]
+    mask = (mask | ~mask.any(-1, keepdim=True))[:, None]  # (N, 1, P, P)
+    logits = dec.block(dec.embed(prompt_ids), dec.cos_all[positions][:, None], dec.sin_all[positions][:, None],
+                       mask, 0)
+    valid = torch.zeros(B, L, dtype=torch.bool, device=prompt_ids.device)  # keys a query may see
+    valid[:, :P] = real.repeat_interleave(group_size, 0)
+    return dec, logits.repeat_interleave(group_size, 0), valid, positions[:, -1].repeat_interleave(group_size, 0)
+
+
 @torch.no_grad()
 def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group_size: int,
                   max_new_tokens: int, eos_id: int, pad_id: int, temperature: float = 1.0, top_p: float = 1.0,
@@ -205,25 +238,13 @@ def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, gr
     if not 0.0 <= compact_at <= 1.0:
         raise ValueError(f"compact_at must be in [0, 1]; got {compact_at}")
     n_prompts, P = prompt_ids.shape
-    B, L = n_prompts * group_size, P + max_new_tokens
-    dec = _Decoder(model, B, L, group_size)
-    device = prompt_ids.device
-    cos_all, sin_all = dec.cos_all, dec.sin_all
-    # 1. the prompt pass, one row per distinct prompt. A padded query sees every key (its output is never read;
-    #    this only keeps a fully masked softmax from producing NaN).
-    real = prompt_mask.bool()
-    positions = (prompt_mask.long().cumsum(-1) - 1).masked_fill(~real, 1)  # (N, P)
-    mask = torch.ones(P, P, dtype=torch.bool, device=device).tril()[None] & real[:, None, :]
-    mask = (mask | ~mask.any(-1, keepdim=True))[:, None]  # (N, 1, P, P)
-    logits = dec.block(dec.embed(prompt_ids), cos_all[positions][:, None], sin_all[positions][:, None], mask, 0)
-    logits = logits.repeat_interleave(group_size, 0)  # (B, V)
+    B = n_prompts * group_size
+    dec, logits, valid, position = _prompt_pass(model, prompt_ids, prompt_mask, group_size, max_new_tokens)
+    device, cos_all, sin_all = prompt_ids.device, dec.cos_all, dec.sin_all
     # 2. one token at a time. The cache holds the rows still sampling (`live`, indices into the B rows): when
     #    enough rows have emitted EOS, their cache rows are dropped, so finished rows cost nothing. Every step
     #    still draws a token for all B rows (finished rows from a dummy distribution, their token replaced by
     #    pad), as `model.generate` does: the random stream, and so every live row's token, is the same.
-    valid = torch.zeros(B, L, dtype=torch.bool, device=device)  # keys a query may see: real prompt + sampled
-    valid[:, :P] = real.repeat_interleave(group_size, 0)
-    position = positions[:, -1].repeat_interleave(group_size, 0)  # (B,) position of the last token
     live = torch.arange(B, device=device)  # the rows the cache (and valid, position) hold, in cache order
     unfinished = torch.ones(B, dtype=torch.bool, device=device)
     tokens, scores = [], []
@@ -254,6 +275,113 @@ def sample_cached(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, gr
     return torch.stack(tokens, dim=1), torch.stack(scores, dim=1)
 
 
+
+class ToolRunner:
+    """What the sampler with tools does when a row's call closes: runs the tool and gives the result's tokens.
+
+    Args:
+        tokenizer: to read a row's text and encode results.
+        tool: ``(name, arguments) -> str``, e.g. ``world.calculator.run_tool_call`` (the default); a lesson
+            passes a tool that lies. An exception becomes an ``error:`` result: nothing a row writes stops the
+            rollout.
+        max_calls: calls answered per reply; a call beyond it gets ``error: too many tool calls``.
+    """
+
+    def __init__(self, tokenizer, tool=run_tool_call, max_calls: int = 4):
+        if max_calls < 0:
+            raise ValueError(f"max_calls must be >= 0; got {max_calls}")
+        self.tokenizer, self.tool, self.max_calls = tokenizer, tool, max_calls
+        self.special = set(tokenizer.all_special_ids)
+
+    def text(self, token: int) -> str:
+        return self.tokenizer.decode([token], skip_special_tokens=True)
+
+    def result_ids(self, reply: str, calls_so_far: int) -> list[int] | None:
+        """The result tokens to append if ``reply`` ends with a closed call (``world.tool_use.pending_call``)."""
+        call = pending_call(reply)
+        if call is None:
+            return None
+        if calls_so_far >= self.max_calls:
+            result = "error: too many tool calls"
+        else:
+            try:
+                result = str(self.tool(*call))
+            except Exception as e:  # noqa: BLE001 -- a tool's failure is a result the model reads
+                result = f"error: the tool raised {type(e).__name__}"
+        ids = self.tokenizer.encode(result_text(result), add_special_tokens=False)
+        return [i for i in ids if i not in self.special]  # a result cannot end the turn or pose as a role
+
+
+def _draw(step_scores: torch.Tensor, greedy: bool, generator) -> int:
+    """One token from one row's processed scores (V,): argmax, or a draw with the row's own generator."""
+    if greedy:
+        return int(step_scores.argmax())
+    return int(torch.multinomial(F.softmax(step_scores, dim=-1), 1, generator=generator))
+
+
+@torch.no_grad()
+def sample_cached_tools(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group_size: int,
+                        max_new_tokens: int, eos_id: int, pad_id: int, runner: ToolRunner, seeds: list[int],
+                        temperature: float = 1.0, top_p: float = 1.0,
+                        greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`sample_cached` with tools: a row pauses when its call closes, the tool runs, the result's tokens
+    are fed in, and the same reply continues (several calls per reply, up to ``runner.max_calls`` answered).
+
+    All rows advance one cache column per step, batched, whether they are sampling or being fed a result, so
+    rows that call at different steps share every forward pass. Each row draws from its own generator
+    (``seeds[r]``): a row's tokens do not depend on the other rows' calls, so a one-row-at-a-time loop from the
+    same seeds draws the same tokens (a test checks). A result token is not drawn: it consumes no randomness.
+
+    Returns:
+        completion: (B, T) token ids (pad after EOS); logps: (B, T) float32, the log-prob of each *sampled*
+        token under the distribution it was drawn from (0 on result tokens and after EOS); tool_mask: (B, T)
+        bool, True on result tokens (not the model's: never a loss target, never in log-probs or KL).
+    """
+    n_prompts, P = prompt_ids.shape
+    B = n_prompts * group_size
+    if len(seeds) != B:
+        raise ValueError(f"seeds must give one seed per row ({B}); got {len(seeds)}")
+    dec, logits, valid, position = _prompt_pass(model, prompt_ids, prompt_mask, group_size, max_new_tokens)
+    device = prompt_ids.device
+    gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+    queue: list[list[int]] = [[] for _ in range(B)]  # result tokens still to feed, per row
+    replies, calls = [""] * B, [0] * B
+    unfinished = [True] * B
+    tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long)
+    logps = torch.zeros(B, max_new_tokens)
+    tool_mask = torch.zeros(B, max_new_tokens, dtype=torch.bool)
+    T = max_new_tokens
+    for t in range(max_new_tokens):
+        step_scores = logits if greedy else _process_scores(logits, temperature, top_p)
+        step_logps = F.log_softmax(step_scores, dim=-1)
+        for r in range(B):
+            if not unfinished[r]:
+                continue
+            if queue[r]:
+                tokens[r, t], tool_mask[r, t] = queue[r].pop(0), True
+                continue
+            tok = _draw(step_scores[r], greedy, gens[r])
+            tokens[r, t], logps[r, t] = tok, step_logps[r, tok]
+            if tok == eos_id:
+                unfinished[r] = False
+                continue
+            replies[r] += runner.text(tok)
+            result = runner.result_ids(replies[r], calls[r])
+            if result is not None:
+                calls[r] += 1
+                queue[r] = result
+                replies[r] += runner.tokenizer.decode(result)
+        if t == max_new_tokens - 1 or not any(unfinished):
+            T = t + 1
+            break
+        col = P + t
+        valid[:, col] = True
+        position = position + 1
+        logits = dec.block(dec.embed(tokens[:, t].to(device))[:, None], dec.cos_all[position][:, None, None],
+                           dec.sin_all[position][:, None, None], valid[:, None, None, :col + 1], col)
+    return tokens[:, :T].to(device), logps[:, :T].to(device), tool_mask[:, :T].to(device)
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -267,6 +395,8 @@ def generate(
     num_return_sequences: int = 1,
     seed: int | None = None,
     engine: str = "auto",
+    tool=None,
+    max_calls: int = 4,
 ) -> Generation:
     """Sample completions for a batch of prompts in one call.
 
@@ -277,6 +407,9 @@ def generate(
         seed: seeds torch's RNG first, for reproducible samples.
         engine: ``"cached"`` (:func:`sample_cached`), ``"hf"`` (``model.generate``) or ``"auto"`` (cached when
             :func:`supports_cached_sampling`). Both draw the same tokens from the same seed.
+        tool: ``(name, arguments) -> str`` (e.g. ``world.calculator.run_tool_call``): generate with tools
+            (:func:`sample_cached_tools`, cached engine only; each row draws from its own generator, seeded from
+            torch's RNG after ``seed``). ``max_calls``: calls answered per reply.
     """
     if not prompts:
         raise ValueError("prompts is empty")
@@ -303,6 +436,17 @@ def generate(
     distinct_ids, distinct_mask = prompt_ids, prompt_mask
     prompt_ids = prompt_ids.repeat_interleave(num_return_sequences, 0)  # (B, P): a row per completion
     prompt_mask = prompt_mask.repeat_interleave(num_return_sequences, 0)
+    if tool is not None:
+        if not supports_cached_sampling(model) or engine == "hf":
+            raise ValueError("tool= needs the cached engine (a LlamaForCausalLM without biases)")
+        runner = ToolRunner(tokenizer, tool, max_calls)
+        seeds = torch.randint(2**62, (prompt_ids.shape[0],)).tolist()
+        with eval_mode(model):
+            completion, logps, tool_mask = sample_cached_tools(
+                model, distinct_ids, distinct_mask, num_return_sequences, max_new_tokens, eos_id, pad_id, runner,
+                seeds, temperature, top_p, greedy)
+        return _as_generation(tokenizer, prompt_ids, prompt_mask, completion, token_logps=logps,
+                              tool_mask=tool_mask)
     with eval_mode(model):
         if engine == "cached":
             completion, scores = sample_cached(model, distinct_ids, distinct_mask, num_return_sequences,
@@ -320,13 +464,16 @@ def generate(
     return _as_generation(tokenizer, prompt_ids, prompt_mask, completion, scores)
 
 def _as_generation(tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion: torch.Tensor,
-                   scores: torch.Tensor) -> Generation:
+                   scores: torch.Tensor | None = None, token_logps: torch.Tensor | None = None,
+                   tool_mask: torch.Tensor | None = None) -> Generation:
     """The sampler's output in the package's layout: completion masks that stop at the first EOS (included),
     padding after it, and each token's log-prob under the scores it was drawn from. Shapes: (B, P), (B, P),
-    (B, T), (B, T, V) → :class:`Generation` with (B, P + T) tensors."""
+    (B, T), (B, T, V) → :class:`Generation` with (B, P + T) tensors. With tools, the log-probs come computed
+    (``token_logps``, (B, T)) and ``tool_mask`` (B, T) takes the result tokens out of the completion mask."""
     pad_id, eos_id, device = tokenizer.pad_token_id, tokenizer.eos_token_id, prompt_ids.device
     P = prompt_ids.shape[1]
-    token_logps = F.log_softmax(scores, dim=-1).gather(-1, completion.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    if token_logps is None:
+        token_logps = F.log_softmax(scores, dim=-1).gather(-1, completion.unsqueeze(-1)).squeeze(-1)  # (B, T)
     is_eos = completion == eos_id
     # a token is in the completion if no EOS came strictly before it
     before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
@@ -335,12 +482,15 @@ def _as_generation(tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tenso
     completion = torch.where(comp_mask.bool(), completion, torch.full_like(completion, pad_id))
     token_logps = torch.where(comp_mask.bool(), token_logps, torch.zeros_like(token_logps))
     texts = tokenizer.batch_decode(completion, skip_special_tokens=True)
+    model_mask = comp_mask if tool_mask is None else comp_mask * (~tool_mask).long()
     return Generation(
         input_ids=torch.cat([prompt_ids, completion], dim=1),
         attention_mask=torch.cat([prompt_mask, comp_mask], dim=1),
-        completion_mask=torch.cat([torch.zeros_like(prompt_mask), comp_mask], dim=1),
+        completion_mask=torch.cat([torch.zeros_like(prompt_mask), model_mask], dim=1),
         logprobs=torch.cat([torch.zeros(prompt_mask.shape, device=device), token_logps], dim=1),
         prompt_length=P,
         texts=texts,
         finished=finished,
+        tool_mask=None if tool_mask is None else torch.cat([torch.zeros_like(prompt_mask, dtype=torch.bool),
+                                                            tool_mask & comp_mask.bool()], dim=1),
     )

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from rlhfbook_lab.lm import distributed
-from rlhfbook_lab.paths import CHECKPOINTS
+from rlhfbook_lab.paths import CHECKPOINTS, atomic_folder
 
 __all__ = [
     "MAX_LENGTH",
@@ -194,20 +192,12 @@ def save_model(model, tokenizer, out: str | Path, overwrite: bool = False,
     if not distributed.is_main():
         return Path(out)
     out = check_output_folder(out, overwrite)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint folder is an ordinary one
-    try:
+    with atomic_folder(out) as tmp:
         to_save = copy.deepcopy(model).to(save_dtype) if save_dtype is not None else model
         to_save.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

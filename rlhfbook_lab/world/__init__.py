@@ -7,7 +7,9 @@ Pure Python, deterministic, no model inside. See each module's docstring:
 - :mod:`.judge` — ``gold_score`` and the taste table (the world's "model spec");
 - :mod:`.annotators` — Bradley-Terry annotators with different tastes, ties, the Bayes ceiling;
 - :mod:`.corpus` — pretraining text and chat instruction data;
-- :mod:`.verifiers` — rule-based rewards (correctness, format) and answer extraction for RLVR (ch 7).
+- :mod:`.verifiers` — rule-based rewards (correctness, format) and answer extraction for RLVR (ch 7);
+- :mod:`.calculator` — the calculator tool, safe on hostile input (ch 13);
+- :mod:`.tool_use` — tool calls in the reply's text (render, parse, pending call) and the ``addition3`` family.
 """
 
 from .annotators import ANNOTATORS, Annotator, bayes_ceiling_pair, spec_annotators
@@ -25,6 +27,7 @@ from .judge import (
 )
 from .spec import Spec, load_spec, spec_from_dict, spec_names
 from .tasks import FAMILIES, Problem, is_correct, make_problem, parse_prompt, sample_problem, split_of
+from .tool_use import parse_reply, pending_call, render_reply
 from .verifiers import correctness_reward, extract_answer, format_reward, reference_answer, verifier_rewards
 
 __all__ = [
@@ -33,5 +36,5 @@ __all__ = [
     "GOLD_WEIGHTS", "count_polite", "gold_score", "lowest_score", "render_response", "taste_features", "Spec",
     "load_spec", "spec_from_dict", "spec_names", "FAMILIES", "Problem", "is_correct", "make_problem",
     "parse_prompt", "sample_problem", "split_of", "correctness_reward", "extract_answer", "format_reward",
-    "reference_answer", "verifier_rewards",
+    "reference_answer", "verifier_rewards", "parse_reply", "pending_call", "render_reply",
 ]

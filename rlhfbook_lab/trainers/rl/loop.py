@@ -1,5 +1,14 @@
 """The loop: advantages (tensors in, tensors out), one minibatch's loss, and :func:`train_rl`, which runs
-collect → advantages → update → log for every algorithm; :func:`rl_from_sft` is the CLI's recipe."""
+collect → advantages → update → log for every algorithm; :func:`rl_from_sft` is the CLI's recipe.
+
+Under ``torchrun`` (``lm/distributed.py``) each process takes its share of every rollout's prompts — whole groups,
+so group advantages never straddle processes — and samples them with its own random stream; each minibatch's loss
+is divided by the *global* denominator (rows or tokens over all processes, ``aggregate_loss``'s
+``num_items_in_batch``) and the gradients are summed across processes, so the update is the one a single process
+would make on the union of the shares. Logged numbers are averaged across processes before the adaptive KL
+controller reads them, so every replica keeps the same β. Whitened advantages need global statistics and are
+refused on several processes.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +51,7 @@ from rlhfbook_lab.equations.policy_gradient import (
     ppo_value_loss,
     sequence_advantages,
 )
+from rlhfbook_lab.lm import distributed
 from rlhfbook_lab.lm.data import collate_sft, tokenize_conversation
 from rlhfbook_lab.lm.evaluation import evaluate_chat
 from rlhfbook_lab.lm.forward import check_reference, disable_dropout, make_reference_model, sft_loss_sum
@@ -118,7 +128,8 @@ def compute_advantages(scores: torch.Tensor, old_logps: torch.Tensor, ref_logps:
 
 
 def rl_loss(policy, batch: dict, cfg: RLConfig, beta: float | None = None,
-            value_head: ValueHead | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            value_head: ValueHead | None = None,
+            num_items: tuple[float, float] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One minibatch's loss: PPO's clipped surrogate, plus β·KL (if ``kl_penalty="loss"``), the entropy bonus
     and, for PPO, vf_coef · the clipped value loss.
 
@@ -128,6 +139,9 @@ def rl_loss(policy, batch: dict, cfg: RLConfig, beta: float | None = None,
     with agg = ``cfg.loss_agg`` (``policy_gradient.aggregate_loss``). ``batch`` holds (B, T) tensors
     ``input_ids``, ``attention_mask``, ``completion_mask``, ``old_logps``, ``ref_logps``, ``advantages`` and, for
     PPO, ``returns`` and ``old_values`` (:meth:`Rollout.minibatch`).
+
+    ``num_items``: (the policy loss's denominator, the value loss's token count) counted over the minibatch on
+    *every* process (``aggregate_loss``'s ``num_items_in_batch``), for data parallel; default this batch's own.
 
     Returns:
         (the scalar loss, metrics: scalar tensors ``losses/*``, ``charts/clipfrac``, ``kl/approx_kl``,
@@ -150,7 +164,8 @@ def rl_loss(policy, batch: dict, cfg: RLConfig, beta: float | None = None,
     aligned = F.pad(logits[:, :-1], (0, 0, 1, 0))  # (B, T, V): aligned[:, t] is the distribution of token t
     if cfg.ent_coef > 0:
         per_token = per_token + cfg.ent_coef * entropy_loss(aligned, mask)
-    loss = aggregate_loss(per_token, mask, cfg.loss_agg, cfg.max_new_tokens)
+    policy_items, value_items = num_items if num_items is not None else (None, None)
+    loss = aggregate_loss(per_token, mask, cfg.loss_agg, cfg.max_new_tokens, num_items_in_batch=policy_items)
     with torch.no_grad():
         metrics["losses/policy"] = aggregate_loss(pg_loss, mask, cfg.loss_agg, cfg.max_new_tokens)
         metrics["charts/entropy"] = masked_mean(entropy_from_logits(aligned.detach()), mask)
@@ -160,7 +175,7 @@ def rl_loss(policy, batch: dict, cfg: RLConfig, beta: float | None = None,
     if value_head is not None:
         vf_loss, vf_metrics = ppo_value_loss(values, batch["old_values"], batch["returns"], mask,
                                              cfg.clip_range_value)
-        vf = aggregate_loss(vf_loss, mask, "token_mean")
+        vf = aggregate_loss(vf_loss, mask, "token_mean", num_items_in_batch=value_items)
         loss = loss + cfg.vf_coef * vf
         metrics["losses/value"] = vf.detach()
         metrics["charts/vf_clipfrac"] = vf_metrics["vf_clipfrac"]
@@ -233,6 +248,9 @@ def train_rl(policy, tokenizer, cfg: RLConfig, ref_model=None, reward_fn=None,
     if not isinstance(cfg, RLConfig):
         raise ValueError(f"cfg must be an RLConfig (RLConfig.preset(algo)); got {type(cfg).__name__}")
     check_config(cfg)
+    if distributed.world_size() > 1 and cfg.whiten_advantages:
+        raise ValueError("whiten_advantages=True needs statistics over every process's rollout; it is not "
+                         "supported on several processes (set whiten_advantages=False)")
     run = _Run(policy, tokenizer, cfg, ref_model, reward_fn)
     history: dict[str, list] = {}
     if run.eval_problems:
@@ -241,8 +259,8 @@ def train_rl(policy, tokenizer, cfg: RLConfig, ref_model=None, reward_fn=None,
     for step in bar:
         beta = run.kl_ctl.value
         # 1. collect: sample, score, reference (and value) log-probs
-        rollout, times = collect_rollout(policy, tokenizer, run.draw_prompts(), cfg, run.ref_model, run.reward,
-                                         run.value_head)
+        prompts = distributed.shard(run.draw_prompts())  # this process's whole groups (all of them on one)
+        rollout, times = collect_rollout(policy, tokenizer, prompts, cfg, run.ref_model, run.reward, run.value_head)
         # 2. advantages
         adv = compute_advantages(rollout.scores, rollout.old_logps, rollout.ref_logps, rollout.completion_mask,
                                  cfg, rollout.group_size, rollout.old_values, beta)
@@ -253,7 +271,7 @@ def train_rl(policy, tokenizer, cfg: RLConfig, ref_model=None, reward_fn=None,
         times["training"] = time.perf_counter() - t0
         # 4. log (and move the adaptive β)
         kl_seq = _log_rollout(history, step, rollout, beta, metrics, times, run.value_head)
-        run.kl_ctl.update(kl_seq, rollout.completion_mask.shape[0])
+        run.kl_ctl.update(kl_seq, rollout.completion_mask.shape[0] * distributed.world_size())  # global rows
         if run.eval_problems and cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.train.steps:
             evaluate_policy(policy, tokenizer, run.eval_problems, history, step)
         bar.set_postfix(gold=f"{history['charts/gold_score'][-1]:.3f}", kl=f"{history['kl/seq'][-1]:.2f}")
@@ -277,7 +295,8 @@ class _Run:
         disable_dropout(policy)
         policy.eval()  # no dropout: the first ratio is exactly the sampler's
         self.value_head = ValueHead(policy.config.hidden_size).to(device) if cfg.advantage == "gae" else None
-        torch.manual_seed(cfg.train.seed)  # after the head's init: every algorithm draws the same first rollout
+        # after the head's init: every algorithm draws the same first rollout; each process its own stream
+        torch.manual_seed(cfg.train.seed + distributed.rank())
         self.opt = make_optimizer(policy, cfg.train)
         if self.value_head is not None:
             self.opt.add_param_group({"params": list(self.value_head.parameters()),
@@ -307,18 +326,29 @@ class _Run:
             for start in range(0, B, mb_size):
                 batch = rollout.minibatch(order[start:start + mb_size].to(self.device))
                 with autocast_context(self.device, cfg.train.bf16):
-                    loss, metrics = rl_loss(self.policy, batch, cfg, beta, self.value_head)
+                    loss, metrics = rl_loss(self.policy, batch, cfg, beta, self.value_head, self._num_items(batch))
                     if self.sft_stream is not None:  # PPO-ptx: + sft_coef · (mean NLL per SFT target token)
-                        sb = next(self.sft_stream)
+                        sb = next(self.sft_stream)  # the same batch on every process: weight 1/N each
                         nll = sft_loss_sum(self.policy, sb)[0] / sb["num_items"]
-                        loss = loss + cfg.sft_coef * nll
+                        loss = loss + cfg.sft_coef * nll / distributed.world_size()
                         metrics["losses/sft"] = nll.detach()
                 loss.backward()
+                distributed.sync_gradients(self.params)  # the sum over processes (each divided by the global count)
                 metrics["charts/grad_norm"] = optimizer_step(self.opt, self.params, cfg.train.grad_clip)
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 n_updates += 1
         return {k: v / n_updates for k, v in sums.items()}
+
+
+    def _num_items(self, batch: dict) -> tuple[float, float] | None:
+        """The minibatch's global denominators (rows or tokens for the policy loss, tokens for the value loss)
+        summed over every process; None on one process (the batch's own, as before)."""
+        if distributed.world_size() == 1:
+            return None
+        mask = batch["completion_mask"]
+        tokens, rows = distributed.all_reduce_sum([float(mask.sum()), float(mask.shape[0])])
+        return (tokens if self.cfg.loss_agg == "token_mean" else rows), tokens
 
 
 def _log_rollout(history: dict[str, list], step: int, rollout: Rollout, beta: float, metrics: dict[str, float],
@@ -331,8 +361,11 @@ def _log_rollout(history: dict[str, list], step: int, rollout: Rollout, beta: fl
         k1 = masked_sum(rollout.old_logps - rollout.ref_logps, mask, dim=1)  # (B,) nats per sequence
         k3 = masked_sum(kl_estimate(rollout.old_logps, rollout.ref_logps, "k3"), mask, dim=1)
 
+    logged: set[str] = set()
+
     def log(key, value):
         history.setdefault(key, []).append(float(value))
+        logged.add(key)
 
     history.setdefault("step", []).append(step)
     log("rewards/score", rollout.scores.mean())
@@ -352,7 +385,12 @@ def _log_rollout(history: dict[str, list], step: int, rollout: Rollout, beta: fl
         log("charts/explained_variance", explained_variance(rollout.old_values, rollout.returns, mask))
     for k in ("generation", "scoring", "training"):
         log(f"time/{k}", times[k])
-    return float(k1.mean())
+    if distributed.world_size() > 1:  # this rollout's numbers: the mean over processes (equal shares of rows)
+        keys = sorted(k for k in history if k != "step" and k in logged)
+        means = distributed.all_reduce_sum([history[k][-1] / distributed.world_size() for k in keys])
+        for k, v in zip(keys, means):
+            history[k][-1] = v
+    return history["kl/seq"][-1]
 
 
 def summarize(history: dict[str, list], last: int = 5) -> dict[str, float]:

@@ -49,6 +49,19 @@ class Rollout:
     returns: torch.Tensor | None = None
     """(B, P + T) value targets (PPO), filled by :func:`compute_advantages`."""
 
+    def rows(self, index: list[int]) -> "Rollout":
+        """The rollout of rows ``index`` only (whole groups, for a process's share of a rollout)."""
+        pick = torch.as_tensor(index, dtype=torch.long)
+
+        def take(x):
+            return None if x is None else x[pick.to(x.device)]
+        return Rollout(prompts=[self.prompts[i] for i in index], texts=[self.texts[i] for i in index],
+                       input_ids=take(self.input_ids), attention_mask=take(self.attention_mask),
+                       completion_mask=take(self.completion_mask), old_logps=take(self.old_logps),
+                       ref_logps=take(self.ref_logps), scores=take(self.scores), gold=take(self.gold),
+                       finished=take(self.finished), group_size=self.group_size, old_values=take(self.old_values),
+                       advantages=take(self.advantages), returns=take(self.returns))
+
     def minibatch(self, rows: torch.Tensor) -> dict:
         """The tensors of ``rows`` as a dict, unused columns trimmed."""
         names = ("input_ids", "attention_mask", "completion_mask", "old_logps", "ref_logps", "advantages",

@@ -1,0 +1,90 @@
+# %% [markdown]
+# # Lesson 13 · Tool use — solutions to the exercises
+#
+# Run a cell at a time (VS Code / Jupyter understand the `# %%` markers) or the whole file with
+# `python lessons/solutions/13_tool_use_solutions.py`. It trains the tool caller twice (60 SFT steps each, about
+# 20 CPU-s each) and measures greedy replies on 100 held-out problems.
+#
+# The claims asserted below are loose on purpose: each exercise's question, not one run's last digit.
+
+# %%
+import random
+
+from rlhfbook_lab import world
+from rlhfbook_lab.lesson import seed_everything
+from rlhfbook_lab.lm.generation import generate
+from rlhfbook_lab.lm.tools import lying_tool, tool_accuracy
+from rlhfbook_lab.recipes.tool_use import train_tool_caller
+from rlhfbook_lab.world import tool_use
+from rlhfbook_lab.world.calculator import run_tool_call
+
+seed_everything(0)
+heldout = tool_use.sample_problems(100, "heldout", seed=0)
+model, tokenizer, history = train_tool_caller(steps=60)
+
+# %% [markdown]
+# ## 1 · A subtler lie (+1)
+#
+# The model copies whatever the tool says: nothing in training ever showed a wrong result, so nothing taught it to
+# check. A +1 lie is copied as readily as a +100 one.
+
+# %%
+subtle = tool_accuracy(model, tokenizer, heldout, tool=lying_tool(1), lie_offset=1)
+print("lie +1:", subtle)
+assert subtle["copied_lie"] >= 0.5 and subtle["accuracy"] <= 0.2
+
+# %% [markdown]
+# ## 2 · Unnecessary calls on two-digit sums
+#
+# The tool-trained model was only ever shown three-digit sums with calls. On two-digit sums (which `sft-tiny`
+# answers alone) it may call anyway: count the calls and the tokens they cost.
+
+# %%
+rng = random.Random(0)
+two_digit = [world.sample_problem("addition", rng, "heldout") for _ in range(100)]
+gen = generate(model, tokenizer, [p.prompt for p in two_digit], greedy=True, max_new_tokens=48, tool=run_tool_call)
+calls = sum(tool_use.CALL_CLOSE in t for t in gen.texts) / len(two_digit)
+correct = sum(world.is_correct(p, t) for p, t in zip(two_digit, gen.texts)) / len(two_digit)
+tokens = gen.attention_mask[:, gen.prompt_length:].sum(1).float().mean().item()
+print(f"two-digit sums: calls {calls:.0%}, correct {correct:.0%}, {tokens:.1f} tokens per reply")
+print(gen.texts[:3])
+assert 0.0 <= calls <= 1.0  # the share is what the exercise asks for; see the printed value
+
+# %% [markdown]
+# ## 3 · No mask: the result tokens become targets
+#
+# The model is now also trained to *write* the result after `->`. The loss includes tokens it cannot predict (the
+# sum), so it ends higher; with the tool disabled the model writes a guess where the result would be, in the right
+# shape, and is still almost always wrong.
+
+# %%
+unmasked, _, hist_unmasked = train_tool_caller(steps=60, mask_results=False)
+last = {name: sum(h["losses/train"][-10:]) / 10 for name, h in (("masked", history), ("unmasked", hist_unmasked))}
+print("final training loss:", last)
+disabled = tool_accuracy(unmasked, tokenizer, heldout, tool=None)
+print("unmasked, tool disabled:", disabled)
+print(generate(unmasked, tokenizer, [heldout[0].prompt], greedy=True, max_new_tokens=48).texts)
+assert last["unmasked"] > last["masked"]
+assert disabled["accuracy"] <= 0.3
+
+# %% [markdown]
+# ## 4 · The call limit
+#
+# With `max_calls=0` every call is answered `error: too many tool calls`. The model never saw an error in training;
+# it copies the error's text (or no number at all) and is wrong.
+
+# %%
+gen = generate(model, tokenizer, [p.prompt for p in heldout[:20]], greedy=True, max_new_tokens=64,
+               tool=run_tool_call, max_calls=0)
+print(gen.texts[:3])
+acc = sum(tool_use.is_correct(p, t) for p, t in zip(heldout[:20], gen.texts)) / 20
+assert acc <= 0.2
+
+# %% [markdown]
+# ## 5 · Toolformer's filter (open)
+#
+# A sketch: for a reply with a call inserted, $L^+$ is the model's loss on the tokens after the call *with* the call
+# and its result in the context; $L^-$ the smaller of the losses with no call and with the call but no result. Keep
+# the call iff $L^- - L^+ \ge \tau$. On `addition3` the result carries the answer, so $L^-$ is large and the call is
+# kept; on two-digit sums `sft-tiny` already predicts the answer, so $L^- - L^+$ is small and a τ of about 1 nat
+# drops those calls. Computing the losses needs only `lm.forward.forward_logits` and a mask on the answer's tokens.

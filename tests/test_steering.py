@@ -1,0 +1,154 @@
+"""Tests for rlhfbook_lab.lm.steering: the steering vector by hand, α = 0 is the model itself, α·v lands where it
+should, the hook never outlives its block, and generation under steering honours the hook."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rlhfbook_lab import world
+from rlhfbook_lab.equations.numerics import assert_numerically_equal
+from rlhfbook_lab.lm.data import conversation, tokenize_conversation
+from rlhfbook_lab.lm.generation import generate, supports_cached_sampling
+from rlhfbook_lab.lm.models import load_model
+from rlhfbook_lab.lm.steering import (
+    layer_outputs,
+    mean_reply_states,
+    opener_vector,
+    steering,
+    steering_curve,
+    steering_vector,
+)
+
+PROBLEMS = [world.make_problem("addition", (17, 25)), world.make_problem("reverse", ("crow",)),
+            world.make_problem("addition", (3, 4))]
+PLUS = [world.render_response(p, opener="Sure!") for p in PROBLEMS]
+MINUS = [world.render_response(p) for p in PROBLEMS]
+
+
+@pytest.fixture(scope="module")
+def sft():
+    return load_model("sft-tiny")
+
+
+def _ids(tok, prompt):
+    return torch.tensor([tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                 tokenize=True, return_dict=False)])
+
+
+def test_steering_vector_by_hand(sft):
+    model, tok = sft
+    prompts = [p.prompt for p in PROBLEMS]
+    for layer in (0, 2):
+        means = []
+        for replies in (PLUS, MINUS):  # one conversation at a time, no padding, HF's own hidden states
+            per = []
+            for p, y in zip(prompts, replies):
+                r = tokenize_conversation(tok, conversation(p, y))
+                with torch.no_grad():
+                    hs = model(input_ids=torch.tensor([r["input_ids"]]), output_hidden_states=True).hidden_states
+                h = hs[layer + 1][0]  # hidden_states[0] is the embeddings; [ℓ + 1] the output of layer ℓ
+                per.append(h[torch.tensor(r["completion_mask"]).bool()].mean(0))
+            means.append(torch.stack(per).mean(0))
+        v = steering_vector(model, tok, prompts, PLUS, MINUS, layer)
+        assert v.shape == (model.config.hidden_size,)
+        assert_numerically_equal(v, means[0] - means[1], what="steering vector", ulps=64)
+    # a trait compared with itself has no direction
+    assert torch.equal(steering_vector(model, tok, prompts, MINUS, MINUS, 1), torch.zeros(model.config.hidden_size))
+
+
+def test_padding_does_not_change_the_mean_reply_states(sft):
+    model, tok = sft
+    prompts = [p.prompt for p in PROBLEMS]
+    batched = mean_reply_states(model, tok, prompts, PLUS, layer=1)
+    alone = torch.cat([mean_reply_states(model, tok, [p], [y], layer=1) for p, y in zip(prompts, PLUS)])
+    assert_numerically_equal(batched, alone, what="padded vs alone", ulps=64)
+
+
+def test_alpha_zero_is_the_model_itself(sft):
+    model, tok = sft
+    ids = _ids(tok, PROBLEMS[0].prompt)
+    v = torch.randn(model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits
+        with steering(model, v, 2, 0.0):
+            steered0 = model(input_ids=ids).logits
+        with steering(model, v, 2, 1.0):
+            steered1 = model(input_ids=ids).logits
+    assert torch.equal(plain, steered0)  # h + 0·v is h exactly: the same computation
+    assert not torch.allclose(plain, steered1)
+
+
+def test_steering_adds_alpha_v_to_the_layer_output_and_later_layers_see_it(sft):
+    model, tok = sft
+    ids = _ids(tok, PROBLEMS[1].prompt)
+    mask = torch.ones_like(ids)
+    v = torch.randn(model.config.hidden_size, generator=torch.Generator().manual_seed(1))
+    before = layer_outputs(model, ids, mask, 1)
+    with steering(model, v, 1, 0.5):
+        after = layer_outputs(model, ids, mask, 1)
+        after_next = layer_outputs(model, ids, mask, 2)
+    assert_numerically_equal(after - before, (0.5 * v).expand_as(before), what="h + αv", ulps=64)
+    assert not torch.allclose(after_next, layer_outputs(model, ids, mask, 2))  # the change propagates up
+
+
+def test_the_hook_never_outlives_its_block(sft):
+    model, tok = sft
+    v = torch.ones(model.config.hidden_size)
+    assert supports_cached_sampling(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        with steering(model, v, 0, 2.0):
+            assert not supports_cached_sampling(model)  # the cached sampler would skip the hook
+            raise RuntimeError("boom")
+    assert supports_cached_sampling(model)
+    assert not any(getattr(h, "changes_output", False) for m in model.modules() for h in m._forward_hooks.values())
+
+
+def test_generation_under_steering_follows_the_hook(sft):
+    model, tok = sft
+    prompts = [p.prompt for p in PROBLEMS]
+    plain = generate(model, tok, prompts, greedy=True, max_new_tokens=16)
+    v = steering_vector(model, tok, prompts, PLUS, MINUS, 3)
+    with steering(model, v, 3, 0.0):
+        zero = generate(model, tok, prompts, greedy=True, max_new_tokens=16)  # the hf engine, hook and all
+    assert zero.texts == plain.texts
+    with steering(model, v, 3, 20.0):
+        loud = generate(model, tok, prompts, greedy=True, max_new_tokens=16)
+    assert loud.texts != plain.texts
+    with steering(model, v, 3, 1.0), pytest.raises(ValueError, match="engine='cached' supports"):
+        generate(model, tok, prompts, greedy=True, engine="cached")
+
+
+def test_bad_steering_arguments_raise(sft):
+    model, tok = sft
+    D = model.config.hidden_size
+    with pytest.raises(ValueError, match=r"layer must be an int >= 0 and <= 3"):
+        with steering(model, torch.zeros(D), 4, 1.0):
+            pass
+    with pytest.raises(ValueError, match=rf"vector must be a tensor of shape \({D},\)"):
+        with steering(model, torch.zeros(D + 1), 0, 1.0):
+            pass
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        with steering(model, torch.full((D,), float("nan")), 0, 1.0):
+            pass
+    with pytest.raises(ValueError, match="alpha must be a finite number"):
+        with steering(model, torch.zeros(D), 0, float("inf")):
+            pass
+    with pytest.raises(ValueError, match="must pair up"):
+        steering_vector(model, tok, [PROBLEMS[0].prompt], PLUS[:1], MINUS[:2], 0)
+    with pytest.raises(ValueError, match="as many replies as prompts"):
+        mean_reply_states(model, tok, [PROBLEMS[0].prompt], PLUS[:2], 0)
+    assert supports_cached_sampling(model)  # no steering hook left behind
+
+
+def test_steering_curve_rows(sft):
+    model, tok = sft
+    v = steering_vector(model, tok, [p.prompt for p in PROBLEMS], PLUS, MINUS, 3)
+    rows = steering_curve(model, tok, v, 3, [0.0, 30.0], PROBLEMS)
+    assert [r["alpha"] for r in rows] == [0.0, 30.0]
+    plain = generate(model, tok, [p.prompt for p in PROBLEMS], greedy=True)
+    assert rows[0]["example"] == plain.texts[0]  # α = 0: the model's own greedy reply
+    assert rows[0]["gold"] == pytest.approx(sum(world.gold_score(p, y, allow_empty=True)
+                                                for p, y in zip(PROBLEMS, plain.texts)) / len(PROBLEMS))
+    assert rows[1]["gold"] < rows[0]["gold"]  # a huge α breaks the model: over-steering
+    assert opener_vector(model, tok, 3, n=4).shape == (model.config.hidden_size,)
