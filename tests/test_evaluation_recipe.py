@@ -18,6 +18,7 @@ from rlhfbook_lab.recipes.evaluation import (
     judge_traps,
     lc_vs_raw,
     parse_player,
+    position_biased,
     report_card,
     restyle,
     run_battles,
@@ -67,6 +68,9 @@ def test_judge_traps_against_the_truth():
     assert pointwise["verbosity"]["judge_picks_longer"] == pointwise["verbosity"]["gold_picks_longer"]
     verbose = judge_traps(PROBLEMS, players, annotator_judge(VERBOSE_JUDGE, PROBLEMS, players), n_battles=300)
     assert verbose["verbosity"]["judge_picks_longer"] > verbose["verbosity"]["gold_picks_longer"] + 0.15
+    biased = judge_traps(PROBLEMS, players, position_biased(score_judge(scores), 0.4), n_battles=300)
+    assert biased["position"]["first_rate"] == pytest.approx(0.7, abs=0.06)  # ½ + bias/2
+    assert biased["position"]["consistency"] == pytest.approx(0.6, abs=0.08)  # fooled in one order: 1 − bias
 
 
 def test_lc_removes_the_verbose_judges_padding_bonus():

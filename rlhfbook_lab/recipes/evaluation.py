@@ -51,7 +51,7 @@ from rlhfbook_lab.world.judge import FILLERS
 from rlhfbook_lab.world.tasks import ATTRIBUTES
 
 __all__ = ["CHANCE", "VERBOSE_JUDGE", "annotator_judge", "arena", "evaluate_players", "judge_traps", "lc_vs_raw",
-           "parse_player", "player_replies", "report_card", "restyle", "rm_scores", "run_battles",
+           "parse_player", "player_replies", "position_biased", "report_card", "restyle", "rm_scores", "run_battles",
            "sampling_spread", "score_judge", "write_report"]
 
 CHANCE: dict[str, float] = {
@@ -209,6 +209,18 @@ def score_judge(scores: dict[str, np.ndarray]):
         return 0.5 if a == b else float(a > b)
 
     return judge
+
+
+def position_biased(judge, bias: float):
+    """``judge``, except that with probability ``bias`` it skips reading and picks the first-shown reply: the
+    position bias measured in LLM judges (Zheng et al. 2023), here of a known size to see what it does."""
+    if not (0.0 <= bias <= 1.0):
+        raise ValueError(f"bias must be in [0, 1]; got {bias!r}")
+
+    def biased(k: int, first: str, second: str, rng: random.Random) -> float:
+        return 1.0 if rng.random() < bias else judge(k, first, second, rng)
+
+    return biased
 
 
 def rm_scores(rm, tokenizer, problems, players: dict[str, list[str]]) -> dict[str, np.ndarray]:
