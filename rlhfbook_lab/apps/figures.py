@@ -353,6 +353,17 @@ def _bandit_tensors():
     return cfg, torch.tensor(cfg.rewards, dtype=torch.float64), torch.tensor(cfg.ref_probs, dtype=torch.float64)
 
 
+def draw_optimal_policy(ax, beta: float) -> None:
+    """On ``ax``: the bandit's π_ref and π* ∝ π_ref·exp(r/β) at ``beta`` (the drawing behind the lessons' β knob)."""
+    cfg, rewards, ref = _bandit_tensors()
+    x = np.arange(len(cfg.rewards))
+    ax.bar(x - 0.2, ref.numpy(), 0.4, color="gray", label=r"$\pi_{ref}$")
+    ax.bar(x + 0.2, optimal_policy(rewards, ref, beta).numpy(), 0.4, color=COLORS[0], label=r"$\pi^*$")
+    ax.set_xticks(x, [f"r = {v:g}" for v in cfg.rewards])
+    ax.set(ylim=(0, 1), ylabel="probability", xlabel="answer (by its reward)")
+    ax.legend(fontsize=8)
+
+
 @figure("optimal_policy_betas")
 def optimal_policy_betas(betas: str = "0.05,0.2,1,5"):
     """π* ∝ π_ref·exp(r/β) on the bandit, for several β, next to π_ref."""
