@@ -363,7 +363,7 @@ def _add_pipeline_and_data_commands(sub) -> None:
                                        "and RL against them, Gao's fits; curves.png, fits.json/md, samples.md")
     p.add_argument("--out", required=True, help="folder for the report")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--fast", action="store_true", help="the lesson's fast sizes (about a minute on 2 CPU cores)")
+    p.add_argument("--fast", action="store_true", help="the lesson's fast sizes (about 75 CPU-s)")
     add_config_arguments(p, OveroptConfig)
     p.set_defaults(func=_cmd_overopt)
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rlhfbook_lab import world
+from rlhfbook_lab.lm.shipped_data import load_instruction_file
 from rlhfbook_lab.recipes.evaluation import (
     CHANCE,
     VERBOSE_JUDGE,
@@ -17,6 +18,7 @@ from rlhfbook_lab.recipes.evaluation import (
     arena,
     judge_traps,
     lc_vs_raw,
+    ngram_overlap,
     parse_player,
     position_biased,
     report_card,
@@ -118,3 +120,14 @@ def test_bad_input():
     for spec in ("sft@hot", "sft@0", "@1.0", ""):
         with pytest.raises(ValueError, match="player|temperature"):
             parse_player(spec)
+
+
+def test_ngram_overlap_finds_a_planted_leak():
+    assert ngram_overlap(["a b c d"], ["x a b c y", "a b d c"], n=3) == {"share": 0.5, "flags": [True, False]}
+    train = [r["prompt"] + " " + r["reference"] for r in load_instruction_file("train")]
+    heldout = [p.prompt + " " + p.reference for p in world.heldout_prompts(200)]
+    assert ngram_overlap(train, heldout)["share"] == 0.0  # the shipped SFT data is clean
+    leaked = ngram_overlap(train + heldout[:20], heldout)
+    assert leaked["flags"] == [t in heldout[:20] for t in heldout]  # the leaked items (and their repeats), only
+    shares = [ngram_overlap(train, heldout, n)["share"] for n in (3, 5, 8)]  # longer n-grams: fewer matches
+    assert shares == sorted(shares, reverse=True) and shares[0] > 0.5
