@@ -20,11 +20,13 @@ from rlhfbook_lab import world
 from rlhfbook_lab.apps.browser import find_chromium
 from rlhfbook_lab.apps.chat import check_host, default_checkpoints, load_chat_app, make_server, parse_model_specs
 from rlhfbook_lab.apps.slides import build_decks
+from rlhfbook_lab.checks import check_choice
 from rlhfbook_lab.config import add_config_arguments, build, override, overrides_from_args
 from rlhfbook_lab.lm import distributed
 from rlhfbook_lab.lm.evaluation import evaluate_chat, sample_groups
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import check_output_folder, load_model
+from rlhfbook_lab.lm.sample_pool import sample_pool, scaling_table
 from rlhfbook_lab.lm.shipped_data import (
     PREF_DATA_DIR,
     PREF_PROMPTS,
@@ -204,6 +206,35 @@ def _cmd_dpo(args) -> None:
     print(json.dumps({"out": str(out), **_rounded(run.report)}, indent=2))
 
 
+def _cmd_scaling(args) -> None:
+    families = tuple(f for f in args.families.split(",") if f)
+    for f in families or ("",):
+        check_choice("families", f, world.FAMILIES)
+    out = check_output_folder(args.out or Path("runs") / "scaling", args.overwrite)
+    model, tok = load_model(args.model)
+    pool = sample_pool(model, tok, world.heldout_prompts(args.problems, seed=args.seed, families=families),
+                       n=args.n, temperature=args.temperature, seed=args.seed)
+    table = scaling_table(pool)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = [c for c in table if c != "k"]
+    (out / "scaling.csv").write_text("k," + ",".join(cols) + "\n" + "".join(
+        f"{k}," + ",".join(f"{table[c][i]:.6f}" for c in cols) + "\n" for i, k in enumerate(table["k"])))
+    import matplotlib  # deferred: matplotlib is heavy and only this command plots
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # deferred: as above
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for c in cols:
+        ax.plot(table["k"], table[c], label=c)
+    ax.set(xscale="log", xlabel="k (samples per problem)", ylabel="accuracy", title=f"{args.model}: test-time scaling")
+    ax.legend()
+    fig.savefig(out / "scaling.png", dpi=120)
+    plt.close(fig)
+    ks = [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if k <= pool.n]
+    print(json.dumps({"out": str(out), "model": args.model, "problems": len(pool.problems), "n": pool.n,
+                      "replies_per_second": round(pool.replies_per_second, 1),
+                      **{c: {k: round(float(table[c][k - 1]), 4) for k in ks} for c in cols}}, indent=2))
+
+
 def _cmd_sample(args) -> None:
     name = args.model or os.environ.get("RLHFBOOK_MODEL") or \
         ("sft-tiny" if (CHECKPOINTS / "sft-tiny").exists() else "base-tiny")
@@ -332,7 +363,7 @@ def _add_pipeline_and_data_commands(sub) -> None:
                                        "and RL against them, Gao's fits; curves.png, fits.json/md, samples.md")
     p.add_argument("--out", required=True, help="folder for the report")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--fast", action="store_true", help="the lesson's fast sizes (about a minute on 2 CPU cores)")
+    p.add_argument("--fast", action="store_true", help="the lesson's fast sizes (about 75 CPU-s)")
     add_config_arguments(p, OveroptConfig)
     p.set_defaults(func=_cmd_overopt)
 
@@ -416,6 +447,17 @@ def _add_looking_commands(sub) -> None:
     p.add_argument("--raw", action="store_true", help="continue plain statements instead of chatting "
                                                       "(what a base model was trained on)")
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("scaling", help="test-time scaling of a model: pass@k, maj@k, best-of-k by gold for every k "
+                                       "from one pool of samples (scaling.csv, scaling.png)")
+    p.add_argument("--model", default="sft-tiny", help="checkpoint name or folder (default sft-tiny)")
+    p.add_argument("--problems", type=_positive_int, default=100, help="held-out problems")
+    p.add_argument("--n", type=_positive_int, default=64, help="samples per problem (k runs up to it)")
+    p.add_argument("--families", default="addition", help="comma-separated task families (default addition)")
+    p.add_argument("--temperature", type=_positive_float, default=1.0)
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    _out_flags(p, "default runs/scaling")
+    p.set_defaults(func=_cmd_scaling)
 
     p = sub.add_parser("slides", help="build the lesson decks (self-contained HTML, and PDF with Chromium)")
     p.add_argument("--lesson", action="append", default=None, help="one lesson number (NN), repeatable; "

@@ -4,6 +4,8 @@ A lesson starts with::
 
     from rlhfbook_lab.lesson import FAST, seed_everything, show_source, use_style
     seed_everything(0); use_style()
+
+and a knob that teaches is a slider (``knob``) that falls back to a static figure where no widget frontend runs.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import inspect
 import os
 import random
+import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -65,3 +68,51 @@ def smooth(values, window: int = 10) -> np.ndarray:
     c = np.cumsum(np.insert(v, 0, 0.0))
     n = np.minimum(np.arange(1, len(v) + 1), window)
     return (c[1:] - c[np.maximum(0, np.arange(1, len(v) + 1) - n)]) / n
+
+
+def widgets_live() -> bool:
+    """True when a notebook frontend that draws ``ipywidgets`` is attached: Jupyter (its server names the kernel's
+    session in ``JPY_SESSION_NAME``), VS Code or Colab, and fast mode is off. ``RLHFBOOK_WIDGETS=1`` / ``0`` forces
+    the answer. nbval, nbconvert and the static site have no frontend, so they get the static figure.
+    """
+    forced = os.environ.get("RLHFBOOK_WIDGETS", "").strip().lower()
+    if forced:
+        return forced in ("1", "true", "yes", "on")
+    if FAST:
+        return False
+    try:
+        import ipywidgets  # noqa: F401  # deferred: optional; only a live notebook needs it
+    except ImportError:
+        return False
+    return bool(os.environ.get("JPY_SESSION_NAME") or os.environ.get("VSCODE_PID") or "google.colab" in sys.modules)
+
+
+def knob(draw, values, label: str, value=None, static: int = 4):
+    """A slider over ``values`` that redraws ``draw(ax, v)`` live, or, with no widget frontend, one static figure
+    of ``static`` panels at evenly spaced values (always the first and last). Returns the values drawn statically
+    (``[]`` when the slider is live), so a cell can assert on what the reader sees.
+    """
+    values = list(values)
+    if not values:
+        raise ValueError("knob: values must not be empty")
+    if widgets_live():
+        import ipywidgets  # deferred: optional; only a live notebook needs it
+
+        def redraw(v):
+            fig, ax = plt.subplots()
+            draw(ax, v)
+            plt.show()
+
+        start = values[len(values) // 2] if value is None else value
+        ipywidgets.interact(redraw, v=ipywidgets.SelectionSlider(options=values, value=start, description=label,
+                                                                  continuous_update=False))
+        return []
+    n = min(static, len(values))
+    shown = [values[round(i * (len(values) - 1) / max(n - 1, 1))] for i in range(n)]
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), sharey=True, squeeze=False)
+    for ax, v in zip(axes[0], shown):
+        draw(ax, v)
+        ax.set_title(f"{label} = {v:g}" if isinstance(v, (int, float)) else f"{label} = {v}")
+    fig.tight_layout()
+    plt.show()
+    return shown

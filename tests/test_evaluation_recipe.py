@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rlhfbook_lab import world
+from rlhfbook_lab.lm.shipped_data import load_instruction_file
 from rlhfbook_lab.recipes.evaluation import (
     CHANCE,
     VERBOSE_JUDGE,
@@ -17,7 +18,9 @@ from rlhfbook_lab.recipes.evaluation import (
     arena,
     judge_traps,
     lc_vs_raw,
+    ngram_overlap,
     parse_player,
+    position_biased,
     report_card,
     restyle,
     run_battles,
@@ -67,6 +70,9 @@ def test_judge_traps_against_the_truth():
     assert pointwise["verbosity"]["judge_picks_longer"] == pointwise["verbosity"]["gold_picks_longer"]
     verbose = judge_traps(PROBLEMS, players, annotator_judge(VERBOSE_JUDGE, PROBLEMS, players), n_battles=300)
     assert verbose["verbosity"]["judge_picks_longer"] > verbose["verbosity"]["gold_picks_longer"] + 0.15
+    biased = judge_traps(PROBLEMS, players, position_biased(score_judge(scores), 0.4), n_battles=300)
+    assert biased["position"]["first_rate"] == pytest.approx(0.7, abs=0.06)  # ½ + bias/2
+    assert biased["position"]["consistency"] == pytest.approx(0.6, abs=0.08)  # fooled in one order: 1 − bias
 
 
 def test_lc_removes_the_verbose_judges_padding_bonus():
@@ -114,3 +120,14 @@ def test_bad_input():
     for spec in ("sft@hot", "sft@0", "@1.0", ""):
         with pytest.raises(ValueError, match="player|temperature"):
             parse_player(spec)
+
+
+def test_ngram_overlap_finds_a_planted_leak():
+    assert ngram_overlap(["a b c d"], ["x a b c y", "a b d c"], n=3) == {"share": 0.5, "flags": [True, False]}
+    train = [r["prompt"] + " " + r["reference"] for r in load_instruction_file("train")]
+    heldout = [p.prompt + " " + p.reference for p in world.heldout_prompts(200)]
+    assert ngram_overlap(train, heldout)["share"] == 0.0  # the shipped SFT data is clean
+    leaked = ngram_overlap(train + heldout[:20], heldout)
+    assert leaked["flags"] == [t in heldout[:20] for t in heldout]  # the leaked items (and their repeats), only
+    shares = [ngram_overlap(train, heldout, n)["share"] for n in (3, 5, 8)]  # longer n-grams: fewer matches
+    assert shares == sorted(shares, reverse=True) and shares[0] > 0.5

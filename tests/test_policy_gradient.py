@@ -17,6 +17,7 @@ from rlhfbook_lab.equations.policy_gradient import (
     gae_advantages,
     grpo_advantages,
     gspo_policy_loss,
+    maxrl_advantages,
     policy_gradient_loss,
     ppo_policy_loss,
     ppo_value_loss,
@@ -703,3 +704,38 @@ def test_gspo_cispo_bad_input(fn):
         fn(z, z, torch.zeros(2), torch.ones(2, 2), clip_eps_high=-1.0)
     with pytest.raises(ValueError, match="no response tokens"):
         fn(z, z, torch.zeros(2), torch.tensor([[1, 1], [0, 0]]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MaxRL-style normalisation by the group mean
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_maxrl_hand_computed():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    adv = maxrl_advantages(rewards, 4, eps=0.0)
+    # group 1: p̂ = 1/2 → ±1; group 2: p̂ = 1/4 → (1 − 1/4)/(1/4) = 3 and −1; group 3: nothing solved → 0
+    torch.testing.assert_close(adv, torch.tensor([1.0, -1, -1, 1, 3, -1, -1, -1, 0, 0, 0, 0]))
+    assert torch.equal(sequence_advantages(rewards, "maxrl", 4, eps=0.0), adv)
+
+
+def test_maxrl_matches_the_loop_and_is_dr_grpo_over_the_mean():
+    g = torch.Generator().manual_seed(40)
+    rewards = torch.rand(24, generator=g)
+    adv = maxrl_advantages(rewards, 6)
+    for start in range(0, 24, 6):
+        group = rewards[start:start + 6].tolist()
+        mean = sum(group) / 6
+        for i, r in enumerate(group):
+            assert adv[start + i].item() == pytest.approx((r - mean) / (mean + 1e-4), rel=1e-5)
+    # property: the same direction as Dr. GRPO's, scaled per group by 1 / (mean + eps); each group sums to 0
+    means = rewards.view(-1, 6).mean(dim=1).repeat_interleave(6)
+    assert_numerically_equal(adv * (means + 1e-4), dr_grpo_advantages(rewards, 6))
+    assert torch.allclose(adv.view(-1, 6).sum(dim=1), torch.zeros(4), atol=1e-5)
+
+
+def test_maxrl_bad_input():
+    with pytest.raises(ValueError, match="rewards must be >= 0"):
+        maxrl_advantages(torch.tensor([1.0, -1.0]), 2)
+    with pytest.raises(ValueError, match="group_size"):
+        maxrl_advantages(torch.tensor([1.0, 0.0]), 1)

@@ -7,6 +7,7 @@ import pytest
 from _models import tiny_llama
 
 from rlhfbook_lab import world
+from rlhfbook_lab.cli import main
 from rlhfbook_lab.equations.scaling import pass_at_k_curve
 from rlhfbook_lab.lm.sample_pool import Pool, sample_pool, scaling_table
 
@@ -93,3 +94,11 @@ def test_sample_pool_is_seeded_and_shaped(tokenizer):
         sample_pool(model, tokenizer, [ADD], n=0)
     with pytest.raises(ValueError, match="non-empty list of world.Problem"):
         sample_pool(model, tokenizer, ["What is 1 + 2?"], n=2)
+
+
+def test_cli_scaling_writes_the_table_and_the_plot(tmp_path, capsys):
+    main(["scaling", "--problems", "3", "--n", "4", "--out", str(tmp_path / "s")])
+    lines = (tmp_path / "s" / "scaling.csv").read_text().splitlines()
+    assert lines[0] == "k,pass@k,pass@k_plugin,maj@k,best_gold@k" and len(lines) == 5
+    assert (tmp_path / "s" / "scaling.png").stat().st_size > 1000
+    assert '"pass@k"' in capsys.readouterr().out

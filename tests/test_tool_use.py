@@ -8,6 +8,7 @@ import torch
 
 from rlhfbook_lab.equations.logprobs import per_token_logprobs
 from rlhfbook_lab.equations.numerics import assert_numerically_equal, common_prefix_lengths
+from rlhfbook_lab.equations.toolformer import toolformer_keep
 from rlhfbook_lab.lm.forward import forward_logits
 from rlhfbook_lab.lm.generation import (
     ToolRunner,
@@ -17,7 +18,13 @@ from rlhfbook_lab.lm.generation import (
     generate,
     sample_cached_tools,
 )
-from rlhfbook_lab.lm.tools import lying_tool, tokenize_tool_conversation, tool_sft_dataset
+from rlhfbook_lab.lm.tools import (
+    continuation_loss,
+    lying_tool,
+    tokenize_tool_conversation,
+    tool_sft_dataset,
+    toolformer_losses,
+)
 from rlhfbook_lab.world import tool_use
 from rlhfbook_lab.world.calculator import run_tool_call
 
@@ -203,3 +210,38 @@ def test_runner_runs_the_calculator_and_never_raises(tokenizer):
     assert tokenizer.eos_token_id not in lie
     with pytest.raises(ValueError, match="max_calls"):
         ToolRunner(tokenizer, max_calls=-1)
+
+
+# --- Toolformer's filter ------------------------------------------------------------------------------------
+def test_toolformer_keep_hand_value_second_implementation_and_monotone():
+    plus = torch.tensor([0.5, 1.0, 2.0, 0.1])
+    none = torch.tensor([2.0, 1.2, 1.0, 0.3])
+    no_result = torch.tensor([1.5, 3.0, 4.0, 0.2])
+    # hand: L⁻ = [1.5, 1.2, 1.0, 0.2]; L⁻ − L⁺ = [1.0, 0.2, −1.0, 0.1]
+    assert toolformer_keep(plus, none, no_result, 0.15).tolist() == [True, True, False, False]
+    rng = random.Random(0)
+    for _ in range(50):
+        a, b, c = (torch.tensor([rng.uniform(0, 3) for _ in range(8)]) for _ in range(3))
+        tau = rng.uniform(-1, 1)
+        loop = [min(float(b[i]), float(c[i])) - float(a[i]) >= tau for i in range(8)]
+        assert toolformer_keep(a, b, c, tau).tolist() == loop
+        # property: a higher threshold keeps a subset
+        assert not (toolformer_keep(a, b, c, tau + 0.3) & ~toolformer_keep(a, b, c, tau)).any()
+    with pytest.raises(ValueError, match="one shape"):
+        toolformer_keep(plus, none, no_result[:2], 0.0)
+
+
+def test_continuation_loss_is_the_mean_nll_of_the_continuation(micro_model, tokenizer):
+    """Numerical: against the log-probs of the whole conversation read off a full forward pass."""
+    loss = continuation_loss(micro_model, tokenizer, "What is 2 + 3?", "[calculator(2+3) -> 5]", " It is 5.")
+    ids = encode_prompts(tokenizer, ["What is 2 + 3?"])[0]
+    ctx = ids + tokenizer.encode("[calculator(2+3) -> 5]", add_special_tokens=False)
+    full = ctx + tokenizer.encode(" It is 5.", add_special_tokens=False)
+    with torch.no_grad():
+        logp = micro_model(input_ids=torch.tensor([full])).logits[0].log_softmax(-1)
+    manual = -sum(float(logp[t - 1, full[t]]) for t in range(len(ctx), len(full))) / (len(full) - len(ctx))
+    assert_numerically_equal(torch.tensor(loss), torch.tensor(manual), what="continuation loss")
+    p = tool_use.make_problem((123, 456))
+    assert len(toolformer_losses(micro_model, tokenizer, p, tool_use.tool_reply(p))) == 3
+    with pytest.raises(ValueError, match="must start with a call"):
+        toolformer_losses(micro_model, tokenizer, p, "The answer is 579.")

@@ -37,7 +37,10 @@ assert subtle["copied_lie"] >= 0.5 and subtle["accuracy"] <= 0.2
 # ## 2 · Unnecessary calls on two-digit sums
 #
 # The tool-trained model was only ever shown three-digit sums with calls. On two-digit sums (which `sft-tiny`
-# answers alone) it may call anyway: count the calls and the tokens they cost.
+# answers alone) it calls anyway: in one run (seed 0) it called on 100 % of them and got 0 % right, because it
+# copies *invented three-digit operands* into the call (`What is 17 + 25?` → `[calculator(224+488) -> 712] ...`).
+# Sixty steps on one family overwrote the old one: mixing the shipped SFT data back in (or replies without calls
+# on two-digit sums) is the fix, and the cost per call in an RL reward is the lever the chapter describes.
 
 # %%
 rng = random.Random(0)
@@ -48,7 +51,7 @@ correct = sum(world.is_correct(p, t) for p, t in zip(two_digit, gen.texts)) / le
 tokens = gen.attention_mask[:, gen.prompt_length:].sum(1).float().mean().item()
 print(f"two-digit sums: calls {calls:.0%}, correct {correct:.0%}, {tokens:.1f} tokens per reply")
 print(gen.texts[:3])
-assert 0.0 <= calls <= 1.0  # the share is what the exercise asks for; see the printed value
+assert calls >= 0.5 and correct <= 0.5  # it calls where it need not, and forgot the family it knew
 
 # %% [markdown]
 # ## 3 · No mask: the result tokens become targets
@@ -81,10 +84,9 @@ acc = sum(tool_use.is_correct(p, t) for p, t in zip(heldout[:20], gen.texts)) / 
 assert acc <= 0.2
 
 # %% [markdown]
-# ## 5 · Toolformer's filter (open)
+# ## 5 · Training on the filtered calls (open)
 #
-# A sketch: for a reply with a call inserted, $L^+$ is the model's loss on the tokens after the call *with* the call
-# and its result in the context; $L^-$ the smaller of the losses with no call and with the call but no result. Keep
-# the call iff $L^- - L^+ \ge \tau$. On `addition3` the result carries the answer, so $L^-$ is large and the call is
-# kept; on two-digit sums `sft-tiny` already predicts the answer, so $L^- - L^+$ is small and a τ of about 1 nat
-# drops those calls. Computing the losses needs only `lm.forward.forward_logits` and a mask on the answer's tokens.
+# A sketch, not run here: score candidate replies of both families with `lm.tools.toolformer_losses` (the lesson's
+# section 6), keep a call where `equations.toolformer.toolformer_keep` says so at τ ≈ 1 and write the reply without
+# a call elsewhere (`tool_use.tool_instruction_data(..., calls=False)` for the dropped ones), then train with
+# `trainers.sft.sft` on that mix and compare, with exercise 2's measurement, against training on every call.

@@ -41,6 +41,7 @@ from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.lm.preference_data import flip_labels, pairs_bayes_ceiling
 from rlhfbook_lab.lm.shipped_data import load_preference_file
 from rlhfbook_lab.lm.tokenizer import load_tokenizer
+from rlhfbook_lab.lm.tools import tokenize_tool_conversation
 from rlhfbook_lab.paths import CHECKPOINTS, DATA_DIR
 
 hf_logging.disable_progress_bar()  # loading a shipped model must not print progress bars into the build log
@@ -88,6 +89,42 @@ def _log(checkpoint: str) -> dict:
 
 
 # --- lesson 03 · the world, pretraining, temperature ------------------------------------------------------------
+RECIPE_STAGES: dict[str, list[tuple[str, str]]] = {
+    "InstructGPT (2022)": [("SFT", "human demonstrations"), ("reward model", "human comparisons"),
+                           ("PPO", "RM reward − β·KL")],
+    "Tülu 3 (2024)": [("SFT", "curated instruction mix"), ("DPO", "on-policy preference pairs"),
+                      ("RLVR", "verifiable rewards")],
+    "DeepSeek-R1 (2025)": [("cold-start SFT", "long chains of thought"), ("RL (GRPO)", "rule-based rewards"),
+                           ("rejection sampling", "SFT on its best samples"), ("RL (GRPO)", "rules + preferences")],
+    "this course": [("pretrain", "lesson 03"), ("SFT", "lesson 04"), ("reward model", "lesson 05"),
+                    ("RL or DPO", "lessons 06 / 08")],
+}
+"""Post-training recipes as stages in order (stage, what it learns from), after pretraining (chapter 3 of the book)."""
+
+
+@figure("recipe_stages")
+def recipe_stages(recipes: dict[str, list[tuple[str, str]]] | None = None):
+    """Each recipe of ``recipes`` (default ``RECIPE_STAGES``) drawn as a row of boxes joined by arrows."""
+    recipes = RECIPE_STAGES if recipes is None else recipes
+    width = max(len(stages) for stages in recipes.values())
+    fig, ax = plt.subplots(figsize=(11, 0.95 * len(recipes) + 0.4))
+    for row, (name, stages) in enumerate(recipes.items()):
+        y = len(recipes) - 1 - row
+        ax.text(-0.15, y, name, ha="right", va="center", fontsize=10, fontweight="bold")
+        for i, (stage, data) in enumerate(stages):
+            color = COLORS[0] if "SFT" in stage or stage == "pretrain" else COLORS[1] if "reward" in stage or \
+                "DPO" in stage or "sampling" in stage else COLORS[2]
+            ax.add_patch(plt.Rectangle((i, y - 0.32), 0.8, 0.64, facecolor=color, alpha=0.18, edgecolor=color))
+            ax.text(i + 0.4, y + 0.1, stage, ha="center", va="center", fontsize=9.5)
+            ax.text(i + 0.4, y - 0.15, data, ha="center", va="center", fontsize=7.5, color="0.3")
+            if i:
+                ax.annotate("", xy=(i, y), xytext=(i - 0.2, y), arrowprops=dict(arrowstyle="->", color="0.3"))
+    ax.set(xlim=(-2.0, width), ylim=(-0.6, len(recipes) - 0.4), title="Post-training recipes, stage by stage")
+    ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
 @figure("taste_weights")
 def taste_weights() -> str:
     """The gold judge's taste table: the live ``world.GOLD_WEIGHTS``."""
@@ -316,6 +353,17 @@ def _bandit_tensors():
     return cfg, torch.tensor(cfg.rewards, dtype=torch.float64), torch.tensor(cfg.ref_probs, dtype=torch.float64)
 
 
+def draw_optimal_policy(ax, beta: float) -> None:
+    """On ``ax``: the bandit's π_ref and π* ∝ π_ref·exp(r/β) at ``beta`` (the drawing behind the lessons' β knob)."""
+    cfg, rewards, ref = _bandit_tensors()
+    x = np.arange(len(cfg.rewards))
+    ax.bar(x - 0.2, ref.numpy(), 0.4, color="gray", label=r"$\pi_{ref}$")
+    ax.bar(x + 0.2, optimal_policy(rewards, ref, beta).numpy(), 0.4, color=COLORS[0], label=r"$\pi^*$")
+    ax.set_xticks(x, [f"r = {v:g}" for v in cfg.rewards])
+    ax.set(ylim=(0, 1), ylabel="probability", xlabel="answer (by its reward)")
+    ax.legend(fontsize=8)
+
+
 @figure("optimal_policy_betas")
 def optimal_policy_betas(betas: str = "0.05,0.2,1,5"):
     """π* ∝ π_ref·exp(r/β) on the bandit, for several β, next to π_ref."""
@@ -494,3 +542,30 @@ def preference_counts() -> str:
     return _table(["split", "origin", "prompts", "candidates", "identical (dropped)", "kept"], rows,
                   numeric={2, 3, 4, 5})
 
+
+
+# --- lesson 13 · tool use ----------------------------------------------------------------------------------------
+@figure("tool_mask")
+def tool_mask(prompt: str = "What is 123 + 456?", reply: str = "[calculator(123+456) -> 579] The answer is 579."):
+    """A reply with a tool call, token by token: the model's tokens (targets, log-probs) and the tool's result
+    (in the context, never a target): ``lm.tools.tokenize_tool_conversation``."""
+    tok = load_tokenizer()
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+    row = tokenize_tool_conversation(tok, messages)
+    start = row["completion_mask"].index(1)
+    cells = list(zip(row["input_ids"], row["completion_mask"], row["tool_mask"]))[start:]
+    fig, ax = plt.subplots(figsize=(13, 1.5))
+    colors = {"model": "#9fd3ea", "tool": "#fbb15f"}
+    for x, (i, _, is_tool) in enumerate(cells):
+        role = "tool" if is_tool else "model"
+        ax.add_patch(plt.Rectangle((x, 0), 0.95, 1, color=colors[role]))
+        text = tok.decode([i]).replace(" ", "·")
+        ax.text(x + 0.47, 0.5, "E" if i == tok.eos_token_id else text, ha="center", va="center", fontsize=11,
+                family="monospace")
+    for role, label in (("model", "written by the model: a target, in log-probs and KL"),
+                        ("tool", "written by the tool: read, never a target")):
+        ax.add_patch(plt.Rectangle((0, 0), 0, 0, color=colors[role], label=label))
+    ax.set(xlim=(0, len(cells)), ylim=(0, 1))
+    ax.axis("off")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
+    return fig

@@ -24,6 +24,10 @@ dropping finished rows from the cache changes no token         numerical  genera
 the shared-prompt forward equals one full forward pass         numerical  rl (logits, values, gradients)
 padding and column trimming never change a log-prob            numerical  rl, logprobs, reward model
 the recomputed old log-probs at another temperature            bitwise    rl (the same call, the same rows)
+the tool sampler draws what a one-row-at-a-time loop draws      numerical  tool_use (tokens to first difference)
+a steering vector with α = 0 leaves the logits as they were    bitwise    steering (h + 0·v is h)
+two processes train like one (data parallel)                   numerical  distributed (its own stated bounds)
+the replicas of a data-parallel run stay identical             numerical  distributed (atol 1e-6)
 =============================================================  =========  ======================================
 
 **Tokens from two samplers.** Both engines draw from the same random stream, so a row's token is the same unless

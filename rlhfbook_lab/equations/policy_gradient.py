@@ -38,6 +38,7 @@ __all__ = [
     "gae_advantages",
     "grpo_advantages",
     "gspo_policy_loss",
+    "maxrl_advantages",
     "policy_gradient_loss",
     "ppo_policy_loss",
     "ppo_value_loss",
@@ -46,7 +47,7 @@ __all__ = [
     "sequence_advantages",
 ]
 
-ADVANTAGE_ESTIMATORS = ("reinforce", "rloo", "grpo", "dr_grpo")
+ADVANTAGE_ESTIMATORS = ("reinforce", "rloo", "grpo", "dr_grpo", "maxrl")
 AGGREGATION_MODES = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm")
 POLICY_LOSSES = ("ppo", "gspo", "cispo")
 """The clipped surrogates: PPO's per-token ratio (:func:`ppo_policy_loss`), GSPO's per-sequence one
@@ -250,11 +251,36 @@ def dr_grpo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     return _zero_constant_groups(grouped - grouped.mean(dim=1, keepdim=True), grouped)
 
 
+def maxrl_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+    """MaxRL-style advantage: the group-mean baseline, divided by the group *mean* instead of GRPO's std.
+
+    .. math::  A_i = \\frac{r_i - \\bar r}{\\bar r + \\epsilon}
+
+    With 0/1 verifier rewards, r̄ = p̂ is the prompt's estimated success rate and
+    E[(r − p)/p · ∇log π] = ∇p / p = ∇log p: the update climbs the *log*-likelihood of success, so a hard prompt
+    (small p) weighs as much as an easy one, where Dr. GRPO's r − r̄ climbs p itself. An all-zero group (nothing
+    solved) gives exactly 0.
+
+    Args:
+        rewards: Shape (B,), each prompt's G completions contiguous; >= 0 (a success rate, e.g. 0/1).
+        group_size: G >= 2.
+        eps: added to the mean.
+
+    Returns:
+        advantages: Shape (B,), detached; each group sums to 0.
+    """
+    grouped = _grouped(rewards, group_size)
+    if bool((grouped < 0).any()):
+        raise ValueError("rewards must be >= 0 for maxrl advantages (they are normalised by the group mean)")
+    mean = grouped.mean(dim=1, keepdim=True)
+    return _zero_constant_groups((grouped - mean) / (mean + eps), grouped)
+
+
 def sequence_advantages(
     rewards: torch.Tensor, estimator: str, group_size: int | None = None, eps: float = 1e-4
 ) -> torch.Tensor:
     """Sequence-level advantages by name: ``"reinforce"`` (batch mean; ``group_size`` unused), ``"rloo"``,
-    ``"grpo"`` or ``"dr_grpo"``. ``rewards``: Shape (B,). Returns Shape (B,)."""
+    ``"grpo"``, ``"dr_grpo"`` or ``"maxrl"``. ``rewards``: Shape (B,). Returns Shape (B,)."""
     if estimator == "reinforce":
         return reinforce_advantages(rewards)
     if estimator not in ADVANTAGE_ESTIMATORS:
@@ -265,6 +291,8 @@ def sequence_advantages(
         return rloo_advantages(rewards, group_size)
     if estimator == "grpo":
         return grpo_advantages(rewards, group_size, eps)
+    if estimator == "maxrl":
+        return maxrl_advantages(rewards, group_size, eps)
     return dr_grpo_advantages(rewards, group_size)
 
 

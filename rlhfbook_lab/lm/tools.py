@@ -13,12 +13,18 @@ must continue past its own call alone) or with a tool that lies (:func:`lying_to
 
 from __future__ import annotations
 
+import torch
+
+from rlhfbook_lab.equations.logprobs import per_token_logprobs
 from rlhfbook_lab.lm.data import BuiltDataset, ExampleTooLong, tokenize_conversation
-from rlhfbook_lab.lm.generation import generate
+from rlhfbook_lab.lm.forward import eval_mode
+from rlhfbook_lab.lm.generation import encode_prompts, generate
 from rlhfbook_lab.world import tool_use
 from rlhfbook_lab.world.calculator import run_tool_call
+from rlhfbook_lab.world.tool_use import RESULT_CLOSE
 
-__all__ = ["lying_tool", "tokenize_tool_conversation", "tool_accuracy", "tool_sft_dataset"]
+__all__ = ["continuation_loss", "lying_tool", "tokenize_tool_conversation", "tool_accuracy", "tool_sft_dataset",
+           "toolformer_losses"]
 
 
 def tokenize_tool_conversation(tokenizer, messages, max_length: int | None = None) -> dict[str, list[int]]:
@@ -103,3 +109,29 @@ def tool_accuracy(model, tokenizer, problems, tool=run_tool_call, max_new_tokens
     n = len(problems)
     return {"accuracy": correct / n, "calls": called / n,
             "copied_lie": lied / n if lie_offset is not None else float("nan"), "n": n}
+
+
+@torch.no_grad()
+def continuation_loss(model, tokenizer, prompt: str, prefix: str, continuation: str) -> float:
+    """Mean NLL (nats per token) of ``continuation`` after the user ``prompt`` and the reply's ``prefix``, under the
+    chat template: the L(z) of Toolformer's filter (``equations.toolformer``), with z = ``prefix``."""
+    context = encode_prompts(tokenizer, [prompt])[0] + tokenizer.encode(prefix, add_special_tokens=False)
+    target = tokenizer.encode(continuation, add_special_tokens=False)
+    if not target:
+        raise ValueError("continuation is empty")
+    ids = torch.tensor([context + target], device=next(model.parameters()).device)
+    with eval_mode(model):
+        logps = per_token_logprobs(model(input_ids=ids).logits.float(), ids)[0, len(context):]
+    return float(-logps.mean())
+
+
+def toolformer_losses(model, tokenizer, problem, reply: str) -> tuple[float, float, float]:
+    """``(L⁺, L(ε), L(e(c, ε)))`` for the first call in ``reply`` (``[name(args) -> result]`` then the rest): the
+    loss of the text after the call with the call and result, with no call, and with the call but no result."""
+    segments = tool_use.reply_segments(reply)
+    if len(segments) < 3 or not segments[1][1]:
+        raise ValueError(f"the reply must start with a call, its result and more text; got {reply!r}")
+    call, result, rest = segments[0][0], segments[1][0], "".join(t for t, _ in segments[2:])
+    return (continuation_loss(model, tokenizer, problem.prompt, call + result, rest),
+            continuation_loss(model, tokenizer, problem.prompt, "", rest.lstrip()),
+            continuation_loss(model, tokenizer, problem.prompt, call + RESULT_CLOSE, rest))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +52,8 @@ from rlhfbook_lab.world.judge import FILLERS
 from rlhfbook_lab.world.tasks import ATTRIBUTES
 
 __all__ = ["CHANCE", "VERBOSE_JUDGE", "annotator_judge", "arena", "evaluate_players", "judge_traps", "lc_vs_raw",
-           "parse_player", "player_replies", "report_card", "restyle", "rm_scores", "run_battles",
-           "sampling_spread", "score_judge", "write_report"]
+           "ngram_overlap", "parse_player", "player_replies", "position_biased", "report_card", "restyle",
+           "rm_scores", "run_battles", "sampling_spread", "score_judge", "write_report"]
 
 CHANCE: dict[str, float] = {
     "addition": 0.0,
@@ -211,6 +212,18 @@ def score_judge(scores: dict[str, np.ndarray]):
     return judge
 
 
+def position_biased(judge, bias: float):
+    """``judge``, except that with probability ``bias`` it skips reading and picks the first-shown reply: the
+    position bias measured in LLM judges (Zheng et al. 2023), here of a known size to see what it does."""
+    if not (0.0 <= bias <= 1.0):
+        raise ValueError(f"bias must be in [0, 1]; got {bias!r}")
+
+    def biased(k: int, first: str, second: str, rng: random.Random) -> float:
+        return 1.0 if rng.random() < bias else judge(k, first, second, rng)
+
+    return biased
+
+
 def rm_scores(rm, tokenizer, problems, players: dict[str, list[str]]) -> dict[str, np.ndarray]:
     """The reward model's score of every player's reply to every problem (empty replies score as ``"."``)."""
     prompts = [p.prompt for p in problems]
@@ -327,6 +340,33 @@ def lc_vs_raw(problems, players: dict[str, list[str]], judge, baseline: str, see
             "lc": dict(zip(names, fit["lc_win_rate"].tolist())), "gold_win": dict(zip(names, gold_win)),
             "gold": dict(zip(names, truth)), "length_slope": dict(zip(names, fit["length_slope"].tolist())),
             "tau_raw": kendall_tau(fit["raw_win_rate"], truth), "tau_lc": kendall_tau(fit["lc_win_rate"], truth)}
+
+
+# --- contamination ------------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    w = _WORD.findall(text.lower())
+    return {tuple(w[i:i + n]) for i in range(max(1, len(w) - n + 1))}
+
+
+def ngram_overlap(train_texts: list[str], eval_texts: list[str], n: int = 8) -> dict:
+    """Contamination check: which evaluation items share a word ``n``-gram with the training data.
+
+    An item shorter than ``n`` words counts as one n-gram (itself). On the world's texts (prompt + reference, about
+    ten words) n = 8 finds no overlap between the shipped SFT data and the held-out prompts, while shorter n-grams
+    match the shared templates ("write a negative review of"): too short an n flags clean data, too long an n
+    misses paraphrases. Returns ``{"share", "flags"}``: the share of flagged items and one bool per item."""
+    check_int("n", n, minimum=1)
+    if not eval_texts:
+        raise ValueError("eval_texts is empty")
+    seen: set = set()
+    for t in train_texts:
+        seen |= _ngrams(t, n)
+    flags = [bool(_ngrams(t, n) & seen) for t in eval_texts]
+    return {"share": sum(flags) / len(flags), "flags": flags}
 
 
 # --- the front door: rlhfbook-lab eval ----------------------------------------------------------------------

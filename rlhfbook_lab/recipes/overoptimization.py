@@ -70,15 +70,15 @@ class OveroptConfig:
     """N: replies sampled per pool prompt (best-of-n for every n ≤ N)."""
     max_new_tokens: int = 48
     """Reply budget in tokens for every sample (pairs, pool, RL)."""
-    rl_steps: int = 40
+    rl_steps: int = 30
     """GRPO rollouts against the smallest proxy."""
     rl_prompts_per_step: int = 16
     """Prompts per rollout."""
     rl_group_size: int = 8
     """Samples per prompt (GRPO's group)."""
-    rl_lr: float = 3e-4
+    rl_lr: float = 4e-4
     """GRPO's learning rate (large on purpose: the run must pass the gold peak within the budget)."""
-    rl_betas: tuple[float, ...] = (0.0,)
+    rl_betas: tuple[float, ...] = (0.0, 0.2)
     """KL coefficients β of the RL runs (GRPO's k3 loss); 0 is plain over-optimization, more values are the KL
     penalty as a mitigation."""
     samples_kept: int = 4
@@ -111,7 +111,7 @@ class OveroptConfig:
 RECIPES: dict[str, dict] = {
     "full": {},
     "fast": {"proxy_prompts": 120, "proxy_sizes": (60, 120, 240, 480), "pool_prompts": 16, "pool_size": 64,
-             "rl_steps": 14, "rl_prompts_per_step": 8},
+             "rl_steps": 16, "rl_prompts_per_step": 8, "rl_lr": 4e-4, "rl_betas": (0.0,)},
 }
 """``"full"`` (the defaults) and ``"fast"`` (the lesson's fast mode and ``overopt --fast``)."""
 

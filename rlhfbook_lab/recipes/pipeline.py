@@ -279,7 +279,8 @@ def run_pipeline(cfg: PipelineConfig | None = None, out: str | Path | None = Non
 _LABELS = {"base": "base (pretrained)", "sft": "SFT", "dpo": "DPO", "rl": "RL"}
 
 
-def _markdown(results: dict) -> str:
+def pipeline_markdown(results: dict) -> str:
+    """The results table of a pipeline run (`results.json` as a dict) as markdown: what `results.md` holds."""
     cfg = results["config"]
     lines = ["# rlhfbook-lab pipeline", "",
              f"{'fast' if cfg['fast'] else 'full'} mode, seed {cfg['seed']}; {cfg['eval_prompts']} held-out "
@@ -316,7 +317,7 @@ def write_report(results: dict, out: str | Path) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    (out / "results.md").write_text(_markdown(results))
+    (out / "results.md").write_text(pipeline_markdown(results))
 
     names = list(results["models"])
     gold = [results["models"][n]["gold_score"] for n in names]

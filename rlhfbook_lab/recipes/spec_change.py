@@ -15,7 +15,10 @@ This recipe makes that causal chain measurable, with a control that differs in n
    with a polite phrase but none of its greedy ones, so only the policy's distribution can show a move both ways.
 
 The shipped changed spec, ``no_openers`` (``polite_opener`` +0.20 → −0.20: the world turns against polite
-openers), should push the opener rate *down* while the baseline labels push it *up*.
+openers), should push the opener rate *down* while the baseline labels push it *up*. Measured once (one thread,
+``run_spec_change(spec_change_config())``, 178 CPU s): sampled opener rate 0.35 (``sft-tiny``) → 0.80 under the
+default spec's labels and → 0.00 under ``no_openers``; correctness 0.60 → 0.47 and 0.50 (both runs also learn to stop
+and stop rambling). Fast mode (``fast=True``, 37 CPU s): 0.31 → 0.77 and → 0.11.
 """
 
 from __future__ import annotations

@@ -63,8 +63,8 @@ class RLConfig:
     """The adaptive controller's horizon (samples)."""
     # --- advantages ----------------------------------------------------------------------------------------
     advantage: str = "grpo"
-    """``"reinforce"``, ``"rloo"``, ``"grpo"``, ``"dr_grpo"`` (one per sequence) or ``"gae"`` (per token, with
-    a value head: PPO)."""
+    """``"reinforce"``, ``"rloo"``, ``"grpo"``, ``"dr_grpo"``, ``"maxrl"`` (one per sequence; maxrl divides by the
+    group mean, for rewards >= 0 such as the verifier's) or ``"gae"`` (per token, with a value head: PPO)."""
     gamma: float = 1.0
     """GAE discount γ."""
     lam: float = 0.95
