@@ -28,11 +28,15 @@ from rlhfbook_lab.equations.bandit import (
     optimal_policy_forward_kl,
     train_bandit,
 )
+from rlhfbook_lab.equations.best_of_n import bon_kl_analytic, bon_kl_exact
 from rlhfbook_lab.equations.direct_alignment import dpo_loss
+from rlhfbook_lab.equations.evaluation_stats import prompts_needed
 from rlhfbook_lab.equations.kl import categorical_kl, kl_k1, kl_k2, kl_k3
+from rlhfbook_lab.equations.overoptimization import overoptimization_curve
 from rlhfbook_lab.equations.policy_gradient import gae_advantages, ppo_policy_loss, sequence_advantages
 from rlhfbook_lab.equations.preferences import elo_ratings, fit_bradley_terry, strengths_to_elo
 from rlhfbook_lab.equations.reward_losses import bradley_terry_loss
+from rlhfbook_lab.equations.scaling import pass_at_k, pass_at_k_plugin
 from rlhfbook_lab.lesson import smooth, use_style
 from rlhfbook_lab.lm.data import token_roles as roles_of
 from rlhfbook_lab.lm.data import tokenize_conversation
@@ -568,4 +572,74 @@ def tool_mask(prompt: str = "What is 123 + 456?", reply: str = "[calculator(123+
     ax.set(xlim=(0, len(cells)), ylim=(0, 1))
     ax.axis("off")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
+    return fig
+
+
+@figure("bon_kl")
+def bon_kl():
+    """Best-of-n's KL: the analytic log n − (n − 1)/n against the exact KL on a 4-answer bandit (with a tie)."""
+    probs, scores = np.array([0.5, 0.3, 0.15, 0.05]), np.array([0.0, 1.0, 1.0, 2.0])
+    ns = np.unique(np.geomspace(1, 1024, 40).astype(int))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.plot(ns, [bon_kl_analytic(int(n)) for n in ns], label=r"analytic $\log n - (n-1)/n$")
+    ax.plot(ns, [bon_kl_exact(probs, scores, int(n)) for n in ns], "--", label="exact (4 answers, one tie)")
+    ax.axhline(np.log(1 / probs[-1]), color="grey", lw=0.8, ls=":", label=r"$\log 1/\pi(y_{best})$")
+    ax.set(xscale="log", xlabel="n", ylabel="KL (nats)", title="The analytic KL is an upper bound")
+    ax.legend()
+    return fig
+
+
+@figure("gao_forms")
+def gao_forms():
+    """Gao et al.'s gold curves against d = √KL: best-of-n d(α − βd) and RL d(α − β log d)."""
+    d = np.linspace(0, 6, 200)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.plot(d, overoptimization_curve(d, 1.0, 0.25, "bon"), label=r"best-of-n  $d(\alpha - \beta d)$")
+    ax.plot(d, overoptimization_curve(d, 1.0, 0.6, "rl"), "--", label=r"RL  $d(\alpha - \beta \log d)$")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xlabel=r"$d = \sqrt{KL}$", ylabel="gold gain", title="Both rise, peak and fall: α = 1, β = 0.25 and 0.6")
+    ax.legend()
+    return fig
+
+
+@figure("power")
+def power():
+    """Prompts needed to detect a gain at 80 % power (α = 0.05), by the spread of per-prompt differences."""
+    effects = np.linspace(0.01, 0.2, 60)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for sd, style in ((0.05, "-"), (0.3, "--"), (0.6, ":")):
+        ax.plot(effects, [prompts_needed(sd, float(e)) for e in effects], style, label=f"sd of differences {sd}")
+    ax.set(yscale="log", xlabel="gain to detect (gold)", ylabel="prompts needed",
+           title="Pairing shrinks the spread, and the spread sets the bill")
+    ax.legend()
+    return fig
+
+
+@figure("pass_at_k_bias")
+def pass_at_k_bias(n: str = "16"):
+    """pass@k from c correct of n samples: the unbiased estimator against the plug-in 1 − (1 − c/n)^k."""
+    n_ = int(n)
+    ks = np.arange(1, n_ + 1)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for c, colour in ((1, "C0"), (4, "C1"), (8, "C2")):
+        ax.plot(ks, [pass_at_k(n_, c, int(k)) for k in ks], color=colour, label=f"c = {c}: unbiased")
+        ax.plot(ks, [pass_at_k_plugin(n_, c, int(k)) for k in ks], "--", color=colour, label=f"c = {c}: plug-in")
+    ax.set(xlabel="k", ylabel="pass@k", title=f"From c correct of n = {n_}: the plug-in is biased low")
+    ax.legend(ncol=3, fontsize=8)
+    return fig
+
+
+@figure("spec_change")
+def spec_change(changed: str = "no_openers"):
+    """The gold weights of the shipped spec next to a changed one (``data/spec/*.json``)."""
+    base, other = world.load_spec("default"), world.load_spec(changed)
+    names = list(base.weights)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.bar(x - 0.2, [base.weights[k] for k in names], 0.4, label="default")
+    ax.bar(x + 0.2, [other.weights[k] for k in names], 0.4, label=changed)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(x, [k.replace("_", " ") for k in names], rotation=20, fontsize=8)
+    ax.set(ylabel="gold weight", title="One row changed: the world now dislikes a polite opener")
+    ax.legend()
     return fig
