@@ -25,6 +25,7 @@ import torch
 from rlhfbook_lab import world
 from rlhfbook_lab.equations.scaling import best_of_k, majority_at_k, pass_at_k_curve, pass_at_k_plugin
 from rlhfbook_lab.lm.generation import generate
+from rlhfbook_lab.lm.pool_scoring import gold_scorer, score_groups, verifier_scorer
 
 __all__ = ["Pool", "sample_pool", "scaling_table"]
 
@@ -56,12 +57,11 @@ class Pool:
         if len(sizes) != 1 or 0 in sizes:
             raise ValueError("replies must hold the same number (>= 1) of replies per problem; "
                              f"got sizes {sorted(sizes)}")
-        self.correct = np.array([[world.correctness_reward(p, r, allow_empty=True) == 1.0 for r in rs]
-                                 for p, rs in zip(self.problems, self.replies)])
+        # the same scorers best-of-n selects with (lm/pool_scoring.py), so a pool and a selection never disagree
+        self.correct = score_groups(self.problems, self.replies, verifier_scorer) == 1.0
         self.answers = [[world.extract_answer(p, r, allow_empty=True) for r in rs]
                         for p, rs in zip(self.problems, self.replies)]
-        self.gold = np.array([[world.gold_score(p, r, allow_empty=True) for r in rs]
-                              for p, rs in zip(self.problems, self.replies)])
+        self.gold = score_groups(self.problems, self.replies, gold_scorer)
 
     @property
     def n(self) -> int:
