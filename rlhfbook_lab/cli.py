@@ -44,6 +44,7 @@ from rlhfbook_lab.recipes.overoptimization import RECIPES as OVEROPT_RECIPES
 from rlhfbook_lab.recipes.overoptimization import OveroptConfig, run_overoptimization
 from rlhfbook_lab.recipes.overoptimization import write_report as write_overopt_report
 from rlhfbook_lab.recipes.pipeline import PipelineConfig, run_pipeline
+from rlhfbook_lab.recipes.rlvr_study import rlvr_study
 from rlhfbook_lab.trainers.dpo import FAST_SIZES, RECIPES, DPOConfig, dpo_config, dpo_from_sft
 from rlhfbook_lab.trainers.pretrain import PretrainConfig, heldout_loss, prefix_accuracy, pretrain
 from rlhfbook_lab.trainers.reward import RMConfig, rm_from_sft, shipped_rm_config
@@ -233,6 +234,21 @@ def _cmd_scaling(args) -> None:
     print(json.dumps({"out": str(out), "model": args.model, "problems": len(pool.problems), "n": pool.n,
                       "replies_per_second": round(pool.replies_per_second, 1),
                       **{c: {k: round(float(table[c][k - 1]), 4) for k in ks} for c in cols}}, indent=2))
+
+
+def _cmd_rlvr_study(args) -> None:
+    out = Path(args.out)
+    if out.is_dir() or (out.exists() and not args.overwrite):
+        raise ValueError(f"--out {out} {'is a folder' if out.is_dir() else 'exists'}: expected a new .json file "
+                         "(or --overwrite)")
+    log = rlvr_study(args.algo, steps=args.steps, seed=args.seed, policy=args.policy)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(log, separators=(",", ":")) + "\n")
+    h = log["history"]
+    print(json.dumps({"out": str(out), "bytes": out.stat().st_size, "cpu_seconds": log["cpu_seconds"],
+                      "correct_rate_first_last": [h["charts/correct_rate"][0], h["charts/correct_rate"][-1]],
+                      "eval_correct_first_last": [h["eval/correct_rate"][0], h["eval/correct_rate"][-1]],
+                      "length_first_last": [h["charts/response_length"][0], h["charts/response_length"][-1]]}))
 
 
 def _cmd_sample(args) -> None:
@@ -458,6 +474,16 @@ def _add_looking_commands(sub) -> None:
     p.add_argument("--seed", type=_non_negative_int, default=0)
     _out_flags(p, "default runs/scaling")
     p.set_defaults(func=_cmd_scaling)
+
+    p = sub.add_parser("rlvr-study", help="lesson 07's long RLVR run (verifier reward on addition, no KL) as a small "
+                                          "JSON log: lengths, rambling, accuracy and FLOPs per rollout")
+    p.add_argument("--algo", default="grpo", choices=ALGORITHMS, help="the preset (RLConfig.preset)")
+    p.add_argument("--steps", type=_positive_int, default=200, help="rollouts (lesson 07 §4 fast mode: 20)")
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--policy", default="sft-tiny", help="the model to start from (checkpoint name or folder)")
+    p.add_argument("--out", required=True, help="the .json file to write (e.g. data/reasoning/rlvr_grpo.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_cmd_rlvr_study)
 
     p = sub.add_parser("slides", help="build the lesson decks (self-contained HTML, and PDF with Chromium)")
     p.add_argument("--lesson", action="append", default=None, help="one lesson number (NN), repeatable; "
