@@ -5,8 +5,8 @@ on the shipped one, at fixed seeds):
 
 - ``"cached"`` (the default for Llama, Qwen2 and Qwen3 models, the presets among them): :func:`sample_cached`, a
   decode loop written out here. It runs each *distinct* prompt through the model once and copies its keys and
-  values into every member of the group (a GRPO group of 8 shares one prompt, so 7/8 of the prompt work is saved), preallocates the
-  cache for the whole completion instead of growing it by concatenation, multiplies by fused q|k|v and gate|up
+  values into every member of the group (a GRPO group of 8 shares one prompt, so 7/8 of the prompt work is
+  saved), preallocates the cache for the whole completion instead of growing it by concatenation, multiplies by fused q|k|v and gate|up
   weights (2 matrix products per layer instead of 5), and drops rows that have emitted EOS from the cache (each
   time a quarter of its rows have finished; ``model.generate`` keeps computing finished rows to the end). It
   still draws a token for every row at every step, as ``model.generate`` does, so the random stream and the
