@@ -4,15 +4,15 @@ Two engines draw the same samples (tests check token for token, and the log-prob
 on the shipped one, at fixed seeds):
 
 - ``"cached"`` (the default for Llama, Qwen2 and Qwen3 models, the presets among them): :func:`sample_cached`, a
-  decode loop written out here. It runs each *distinct* prompt through the model once and copies its keys and
-  values into every member of the group (a GRPO group of 8 shares one prompt, so 7/8 of the prompt work is
-  saved), preallocates the cache for the whole completion instead of growing it by concatenation, multiplies by fused q|k|v and gate|up
-  weights (2 matrix products per layer instead of 5), and drops rows that have emitted EOS from the cache (each
-  time a quarter of its rows have finished; ``model.generate`` keeps computing finished rows to the end). It
-  still draws a token for every row at every step, as ``model.generate`` does, so the random stream and the
-  samples stay the same.
-  On a 2-core CPU it samples a GRPO rollout (4 prompts × 8, ≤ 48 tokens) in 0.38 s where ``model.generate``
-  takes 0.58 s (``benchmarks/bench_grpo.py``, medians of 15 steps; both vary by a third with the machine).
+  decode loop written out here. It runs each *distinct* prompt through the model once and copies its keys and values
+  into every member of the group (a GRPO group of 8 shares one prompt, so 7/8 of the prompt work is saved),
+  preallocates the cache for the whole completion instead of growing it by concatenation, multiplies by fused q|k|v
+  and gate|up weights (2 matrix products per layer instead of 5), and drops rows that have emitted EOS from the cache
+  (each time a quarter of its rows have finished; ``model.generate`` keeps computing finished rows to the end). It
+  still draws a token for every row at every step, as ``model.generate`` does, so the random stream and the samples
+  stay the same. On a 2-core CPU it samples a GRPO rollout (4 prompts × 8, ≤ 48 tokens) in 0.38 s where
+  ``model.generate`` takes 0.58 s (``benchmarks/bench_grpo.py``, medians of 15 steps; both vary by a third with the
+  machine).
 - ``"hf"``: ``model.generate`` from ``transformers`` (any causal LM; the fallback for models the loop does not
   know, e.g. one named by ``RLHFBOOK_MODEL``).
 
