@@ -15,8 +15,11 @@ the leak by n-gram overlap; and RL with a *random* reward, the smoke test for co
    gain under a random reward is a warning sign. Here nothing is contaminated: GRPO from ``sft-tiny`` with
    scores drawn from U(0, 1) should not raise held-out gold beyond noise (the paired bootstrap interval).
 
-Measured once (one thread, ``run_contamination(contamination_config())``): see :data:`RECIPES`' note in the
-lesson (16, section 7), which prints the figures of the configuration it runs.
+Measured once (one thread, ``run_contamination(contamination_config())`` 43 CPU s, ``random_reward_rl`` 30 CPU s):
+benchmark gold start 0.68, clean 0.69, contaminated 0.98: inflation +0.30 [+0.21, +0.38] (paired 95 % interval);
+on the fresh set +0.07 [+0.01, +0.13] (training on held-out-split keys teaches a little about their neighbours);
+8-gram overlap 1.0 (leak) vs 0.0 (clean, and the shipped SFT data). GRPO with the random reward: gold 0.68 → 0.45,
+−0.23 [−0.32, −0.13], KL 3.3 nats: the random walk only costs. Fast mode (lesson 16): see the lesson's printout.
 """
 
 from __future__ import annotations
