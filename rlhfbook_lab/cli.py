@@ -18,9 +18,9 @@ from pathlib import Path
 
 from rlhfbook_lab import world
 from rlhfbook_lab.apps.browser import find_chromium
-from rlhfbook_lab.apps.chat import check_host, default_checkpoints, load_chat_app, make_server, parse_model_specs
+from rlhfbook_lab.apps.chat_server import CHAT_HELP, add_chat_arguments, serve
 from rlhfbook_lab.apps.slides import build_decks
-from rlhfbook_lab.checks import check_choice
+from rlhfbook_lab.checks import OneLineParser, check_choice, one_line
 from rlhfbook_lab.config import add_config_arguments, build, override, overrides_from_args
 from rlhfbook_lab.lm import distributed
 from rlhfbook_lab.lm.evaluation import evaluate_chat, sample_groups
@@ -50,13 +50,6 @@ from rlhfbook_lab.trainers.pretrain import PretrainConfig, heldout_loss, prefix_
 from rlhfbook_lab.trainers.reward import RMConfig, rm_from_sft, shipped_rm_config
 from rlhfbook_lab.trainers.rl import ALGORITHMS, RLConfig, rl_from_sft, summarize
 from rlhfbook_lab.trainers.sft import SHIPPED_QUALITY, SFTConfig, sft_from_base
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``rlhfbook-lab rl: error: ...``) and exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -319,32 +312,15 @@ def _cmd_site(args) -> None:
 
 
 def _cmd_chat(args) -> None:
-    check_host(args.host, args.allow_remote)  # before loading anything
-    checkpoints = {**default_checkpoints(args.pipeline_out), **parse_model_specs(args.model)}
-    imports = time.process_time()
-    app = load_chat_app(checkpoints, args.reward_model)
-    try:
-        server = make_server(app, args.host, args.port, allow_remote=args.allow_remote, quiet=args.quiet)
-    except OSError as e:
-        raise ValueError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e}); --port 0 picks a free "
-                         "port") from None
-    ready = time.process_time()
-    print(f"rlhfbook-lab chat: {', '.join(checkpoints)} (reward model {args.reward_model}), ready after "
-          f"{ready:.1f} CPU-s (imports {imports:.1f}, models {ready - imports:.1f})\n"
-          f"  open {server.url}   (Ctrl-C stops it)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve(args)  # apps/chat_server.py: listen at once, load the models in the background
 
 
 # --- the parser ---------------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rlhfbook-lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="rlhfbook-lab", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_pipeline_and_data_commands(sub)
     _add_training_commands(sub)
@@ -500,21 +476,8 @@ def _add_looking_commands(sub) -> None:
                                                               "pytest); a missing one is an error")
     p.set_defaults(func=_cmd_site)
 
-    p = sub.add_parser("chat", help="a local web page: one prompt answered side by side by base, SFT, DPO and RL "
-                                    "checkpoints, with reward, gold score and per-token log-probs")
-    p.add_argument("--port", type=_non_negative_int, default=8765, help="port to listen on (default 8765; 0 picks "
-                                                                        "a free one)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; a non-loopback "
-                                                       "address needs --allow-remote)")
-    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host: anyone who reaches "
-                                                               "it can run the models (not recommended)")
-    p.add_argument("--model", action="append", default=None, metavar="NAME=PATH",
-                   help="a checkpoint to add (repeatable): a shipped name or a folder written by save_model")
-    p.add_argument("--pipeline-out", default="pipeline-out", help="where `rlhfbook-lab pipeline` wrote its "
-                   "results: its checkpoints/dpo and checkpoints/rl are shown when they exist (default "
-                   "./pipeline-out)")
-    p.add_argument("--reward-model", default="rm-tiny", help="the reward model scoring every reply (default rm-tiny)")
-    p.add_argument("--quiet", action="store_true", help="do not log each request")
+    p = sub.add_parser("chat", help=CHAT_HELP)
+    add_chat_arguments(p)
     p.set_defaults(func=_cmd_chat)
 
 
@@ -531,8 +494,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
         args.func(args)
     except (ValueError, OSError) as e:  # bad input: one line, not a traceback (OSError: files, folders, models)
-        message = " ".join(str(e).split()) or type(e).__name__
-        parser.exit(2, f"rlhfbook-lab {args.command}: error: {message}\n")
+        parser.exit(2, f"rlhfbook-lab {args.command}: error: {one_line(e)}\n")
     except KeyboardInterrupt:
         parser.exit(130, f"rlhfbook-lab {args.command}: interrupted\n")
 
