@@ -103,8 +103,8 @@ print(pd.Series(mix, name="held-out on-policy accuracy").rename_axis("off-policy
 # %% [markdown]
 # ## Exercise 2 · A noisier annotator vs symmetric flips
 #
-# Relabel the training pairs with a gold-taste annotator four times noisier (τ = 0.4), then find the flip rate ε whose
-# noisy-label ceiling is the same, and compare both heads on the *gold*-labelled held-out pairs.
+# Relabel the training pairs with a gold-taste annotator four times noisier (noise scale s = 0.4), then find the flip
+# rate ε whose noisy-label ceiling is the same, and compare both heads on the *gold*-labelled held-out pairs.
 
 # %%
 noisy_judge = world.Annotator("noisy", tau=0.4)
@@ -114,12 +114,12 @@ clean_ceiling = pairs_bayes_ceiling(on_train)
 eps = 0.5 * (1 - (tau_ceiling - 0.5) / (clean_ceiling - 0.5))  # 0.5 + (1 − 2ε)(c − 0.5) = tau_ceiling
 flip_accs = [accuracy(fit_head(flip_labels(on_train, eps, seed=s)[0]), on_test) for s in range(10)]
 tau_accs = [accuracy(fit_head(relabel(on_train, noisy_judge, seed=s)), on_test) for s in range(10)]
-print(f"ceiling of the training labels: gold τ = 0.1 {clean_ceiling:.3f}; τ = 0.4 {tau_ceiling:.3f}; "
+print(f"ceiling of the training labels: gold s = 0.1 {clean_ceiling:.3f}; s = 0.4 {tau_ceiling:.3f}; "
       f"flips with ε = {eps:.2f} give the same")
-print(f"held-out accuracy (gold labels): τ = 0.4 labels {np.mean(tau_accs):.3f} ± {np.std(tau_accs):.3f}, "
+print(f"held-out accuracy (gold labels): s = 0.4 labels {np.mean(tau_accs):.3f} ± {np.std(tau_accs):.3f}, "
       f"symmetric flips {np.mean(flip_accs):.3f} ± {np.std(flip_accs):.3f}, clean {base_accuracy:.3f}")
 
-# What you should see: τ = 0.4 takes the ceiling of the training labels from 0.90 to about 0.71, the same as flipping
+# What you should see: s = 0.4 takes the ceiling of the training labels from 0.90 to about 0.71, the same as flipping
 # ε ≈ 0.24 of them, and the two heads end up about equally good (0.62 ± 0.04 vs 0.63 ± 0.02 here, against 0.65 with
 # clean labels). The errors fall in different places — a noisier Bradley-Terry annotator errs mostly on close pairs,
 # symmetric flips hit clear pairs as often — but for this head, at this size, the cost is about the same: a couple of
