@@ -46,7 +46,7 @@ from rlhfbook_lab.recipes.overoptimization import write_report as write_overopt_
 from rlhfbook_lab.recipes.pipeline import PipelineConfig, run_pipeline
 from rlhfbook_lab.trainers.dpo import FAST_SIZES, RECIPES, DPOConfig, dpo_config, dpo_from_sft
 from rlhfbook_lab.trainers.pretrain import PretrainConfig, heldout_loss, prefix_accuracy, pretrain
-from rlhfbook_lab.trainers.reward import RMConfig, rm_from_sft, shipped_rm_config
+from rlhfbook_lab.trainers.reward import RM_RECIPES, RMConfig, rm_from_sft
 from rlhfbook_lab.trainers.rl import ALGORITHMS, RLConfig, rl_from_sft, summarize
 from rlhfbook_lab.trainers.sft import SHIPPED_QUALITY, SFTConfig, sft_from_base
 
@@ -179,13 +179,15 @@ def _cmd_rl(args) -> None:
 
 
 def _cmd_rm(args) -> None:
-    base = shipped_rm_config()
+    recipe, default_out, save_dtype = RM_RECIPES[args.recipe]
+    base = recipe()
     cfg = _configured(override(base, {"train.steps": 30}) if args.fast else base, args)
-    out = Path(args.out) if args.out else (None if args.fast else CHECKPOINTS / "rm-tiny")
+    out = Path(args.out) if args.out else (None if args.fast else CHECKPOINTS / default_out)
     t0 = time.perf_counter()
     rm, tok, history, ev = rm_from_sft(cfg, policy=args.policy, out=out, overwrite=args.overwrite,
                                        normalize=args.normalize, data_dir=args.data,
-                                       num_eval_pairs=400 if args.fast else None)
+                                       num_eval_pairs=400 if args.fast else None,
+                                       save_dtype=save_dtype)
     print(json.dumps({
         "out": str(out) if out else None, "steps": cfg.train.steps, "pairs_per_step": cfg.batch_size,
         "train_pairs": history["data/num_pairs"][0], "train_cpu_seconds": round(history["charts/cpu_seconds"][0], 1),
@@ -415,13 +417,17 @@ def _add_training_commands(sub) -> None:
 
     p = sub.add_parser("rm", help="train the reward model on data/preferences; held-out accuracy vs the Bayes ceiling")
     p.add_argument("--fast", action="store_true", help="30 steps, evaluated on 400 held-out pairs")
+    p.add_argument("--recipe", default="shipped", choices=sorted(RM_RECIPES),
+                   help="shipped: rm-tiny's preference pairs only; check: preference pairs and counterfactual "
+                        "minimal pairs interleaved in every batch (rm-check-tiny, saved in float16)")
     p.add_argument("--normalize", action="store_true", help="normalise rewards to mean 0, std 1 on samples of the "
                                                             "reference policy (as the shipped rm-tiny is)")
     p.add_argument("--policy", default="sft-tiny", help="the backbone and reference policy")
     p.add_argument("--data", default=None, help="folder with train.jsonl and heldout.jsonl (default "
                                                 "data/preferences)")
-    _out_flags(p, "default data/checkpoints/rm-tiny; with --fast nothing is saved unless --out is given")
-    add_config_arguments(p, RMConfig)
+    _out_flags(p, "default data/checkpoints/rm-tiny (--recipe check: rm-check-tiny); with --fast nothing is saved "
+                  "unless --out is given")
+    add_config_arguments(p, RMConfig, skip=("mix",))
     p.set_defaults(func=_cmd_rm)
 
     p = sub.add_parser("dpo", help="direct alignment from the SFT model on preference pairs; gold score and KL")

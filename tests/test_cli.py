@@ -61,6 +61,8 @@ CASES = [
     ("rm --data {d}/a_file --fast", "is a file"),
     ("rm --data {d}/a_folder --fast", "no preference data"),
     ("rm --steps -5", "steps must be an int >= 1"),
+    ("rm --recipe checks --fast", "invalid choice: 'checks'"),
+    ("rm --recipe check --data {d}/missing_folder --fast", "no preference data"),
     ("sft --data {d}/a_file --out {d}/o11", "is a file"),
     ("sft --base nosuchmodel --out {d}/o12", "unknown model"),
     ("sft --examples 0", "--examples: expected an int >= 1"),

@@ -376,6 +376,32 @@ def test_length_grouped_order_is_a_permutation_with_less_padding():
     assert all(any(set(grouped[i:i + 32]) <= m for m in megas) for i in range(0, 1000, 32))
 
 
+def test_mixed_batches_hold_each_set_in_its_share(tokenizer, easy_pairs, monkeypatch):
+    import rlhfbook_lab.trainers.reward as reward  # monkeypatched below: the batches collate_pairs sees
+
+    seen = []
+    real = reward.collate_pairs
+    monkeypatch.setattr(reward, "collate_pairs", lambda rows, pad: seen.append(rows) or real(rows, pad))
+    a = easy_pairs[:20]
+    b = [r for r in easy_pairs[20:] if r["chosen"] not in {x["chosen"] for x in a}]  # two sets apart
+    cfg = quick_config(steps=5)
+    cfg.mix = {"a": 12, "b": 4}
+    rm = RewardModel.from_causal_lm(tiny_llama(tokenizer), seed=0)
+    history = train_reward_model(rm, tokenizer, {"a": a, "b": b}, cfg, progress=False)
+    assert history["data/num_pairs"] == [len(a) + len(b)] and len(seen) == 5
+    a_ids = {tuple(r["chosen_input_ids"]) for r in tokenize_pairs(a, tokenizer).rows}
+    for rows in seen:  # the first 12 of every batch come from a, the last 4 from b
+        assert len(rows) == 16
+        assert [tuple(r["chosen_input_ids"]) in a_ids for r in rows] == [True] * 12 + [False] * 4
+    # over 5 steps set a (20 pairs) is cycled in its own order: all 20 visited
+    assert len({tuple(r["chosen_input_ids"]) for rows in seen for r in rows[:12]}) == len(a_ids)
+    for bad, match in ((None, "cfg.mix is None"), ({"a": 12, "c": 4}, "must be the keys"),
+                       ({"a": 12, "b": 3}, "summing to batch_size")):
+        cfg.mix = bad
+        with pytest.raises(ValueError, match=match):
+            train_reward_model(rm, tokenizer, {"a": a, "b": b}, cfg, progress=False)
+
+
 def test_train_refuses_a_normalized_model_and_an_empty_set(tokenizer, easy_pairs):
     rm = RewardModel.from_causal_lm(tiny_llama(tokenizer))
     rm.set_normalization(1.0, 2.0)
