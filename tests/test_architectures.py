@@ -158,14 +158,48 @@ def test_sampler_log_probs_are_the_models(arch, tokenizer):
     assert_numerically_equal(g.logprobs[mask], logps[mask], what=name)
 
 
-@pytest.mark.parametrize("name", ["llama-gqa", "llama-untied"])
+def _perturbed(model, seed: int = 7):
+    """The model with every bias and norm weight moved off its initial value (zeros, ones), so that a sampler
+    that skipped a bias or a q/k norm would draw other tokens: the agreement test below can fail."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(0.5 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def llama_biased(tokenizer):
+    """A Llama with attention and MLP biases (``attention_bias``, ``mlp_bias``: q, k, v, o, gate, up, down)."""
+    model = tiny_llama(tokenizer, seed=0, layers=2)
+    cfg = model.config
+    cfg.attention_bias = cfg.mlp_bias = True
+    torch.manual_seed(2)
+    return _ready(type(model)(cfg), tokenizer)
+
+
+@pytest.mark.parametrize("name", ["llama-gqa", "llama-untied", "llama-biased", "qwen2", "qwen3"])
 def test_cached_engine_draws_what_generate_draws(name, tokenizer):
-    """Llama-family variants take the cached sampler, which draws the same tokens as ``model.generate``."""
-    model = BUILDERS[name](tokenizer)
+    """The Llama family (grouped-query, untied, with biases), Qwen2 (q/k/v biases) and Qwen3 (per-head q/k RMSNorm)
+    take the cached sampler, which draws the same tokens as ``model.generate`` (numerical kind: tokens up to each
+    row's first near-tie, log-probs within the dtype's tolerance; ``assert_same_samples``). Biases and norm weights
+    are perturbed first, so a sampler that ignored one would fail."""
+    model = _perturbed(llama_biased(tokenizer) if name == "llama-biased" else BUILDERS[name](tokenizer))
     assert supports_cached_sampling(model)
     kw = dict(prompts=PROMPTS, max_new_tokens=12, num_return_sequences=2, seed=5)
     assert_same_samples(generate(model, tokenizer, engine="cached", **kw),
                         generate(model, tokenizer, engine="hf", **kw))
+
+
+def test_what_the_cached_engine_does_not_know_goes_to_generate(tokenizer):
+    """GPT-2 (LayerNorm, GELU) and a Qwen2 with a sliding window are not the cached engine's: ``engine='auto'``
+    samples them with ``model.generate`` and ``engine='cached'`` refuses with the list of what it knows."""
+    sliding = qwen2(tokenizer)
+    sliding.config.layer_types = ["sliding_attention"] * sliding.config.num_hidden_layers
+    for model in (gpt2(tokenizer), sliding):
+        assert not supports_cached_sampling(model)
+        with pytest.raises(ValueError, match="Qwen3ForCausalLM"):
+            generate(model, tokenizer, PROMPTS[:1], max_new_tokens=2, engine="cached")
 
 
 @pytest.mark.parametrize("pad", ["eos", None])

@@ -3,16 +3,16 @@
 Two engines draw the same samples (tests check token for token, and the log-probs to 1e-6 on a small model and 1e-5
 on the shipped one, at fixed seeds):
 
-- ``"cached"`` (the default for Llama-style models, the presets): :func:`sample_cached`, a decode loop written
-  out here. It runs each *distinct* prompt through the model once and copies its keys and values into every
-  member of the group (a GRPO group of 8 shares one prompt, so 7/8 of the prompt work is saved), preallocates the
-  cache for the whole completion instead of growing it by concatenation, multiplies by fused q|k|v and gate|up
-  weights (2 matrix products per layer instead of 5), and drops rows that have emitted EOS from the cache (each
-  time a quarter of its rows have finished; ``model.generate`` keeps computing finished rows to the end). It
-  still draws a token for every row at every step, as ``model.generate`` does, so the random stream and the
-  samples stay the same.
-  On a 2-core CPU it samples a GRPO rollout (4 prompts × 8, ≤ 48 tokens) in 0.38 s where ``model.generate``
-  takes 0.58 s (``benchmarks/bench_grpo.py``, medians of 15 steps; both vary by a third with the machine).
+- ``"cached"`` (the default for Llama, Qwen2 and Qwen3 models, the presets among them): :func:`sample_cached`, a
+  decode loop written out here. It runs each *distinct* prompt through the model once and copies its keys and values
+  into every member of the group (a GRPO group of 8 shares one prompt, so 7/8 of the prompt work is saved),
+  preallocates the cache for the whole completion instead of growing it by concatenation, multiplies by fused q|k|v
+  and gate|up weights (2 matrix products per layer instead of 5), and drops rows that have emitted EOS from the cache
+  (each time a quarter of its rows have finished; ``model.generate`` keeps computing finished rows to the end). It
+  still draws a token for every row at every step, as ``model.generate`` does, so the random stream and the samples
+  stay the same. On a 2-core CPU it samples a GRPO rollout (4 prompts × 8, ≤ 48 tokens) in 0.38 s where
+  ``model.generate`` takes 0.58 s (``benchmarks/bench_grpo.py``, medians of 15 steps; both vary by a third with the
+  machine).
 - ``"hf"``: ``model.generate`` from ``transformers`` (any causal LM; the fallback for models the loop does not
   know, e.g. one named by ``RLHFBOOK_MODEL``).
 
@@ -36,8 +36,8 @@ from rlhfbook_lab.lm.forward import eval_mode
 from rlhfbook_lab.world.calculator import run_tool_call
 from rlhfbook_lab.world.tool_use import pending_call, result_text
 
-__all__ = ["Generation", "ToolRunner", "encode_prompts", "generate", "sample_cached", "sample_cached_tools",
-           "supports_cached_sampling"]
+__all__ = ["CACHED_ARCHITECTURES", "Generation", "ToolRunner", "encode_prompts", "generate", "sample_cached",
+           "sample_cached_tools", "supports_cached_sampling"]
 
 
 @dataclass
@@ -90,14 +90,21 @@ def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
+CACHED_ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
+"""The model classes :func:`sample_cached` knows (their decoder layers differ only in projection biases and Qwen3's
+per-head q/k RMSNorm, both handled by :class:`_Decoder`)."""
+
+
 def supports_cached_sampling(model) -> bool:
-    """True for the models :func:`sample_cached` knows: ``LlamaForCausalLM`` without projection biases, with a
-    SiLU MLP (the presets, and Llama-architecture checkpoints), and no output-changing forward hook on a decoder
-    layer (a hook function with ``changes_output = True``, as ``steering.steering`` registers: the cached sampler
-    reads the layers' weights itself and would skip it; transformers' own output-recording hooks do not count)."""
+    """True for the models :func:`sample_cached` knows: a Llama (the presets, Llama-architecture checkpoints, with
+    or without projection biases), Qwen2 (q/k/v biases) or Qwen3 (q/k RMSNorm) with a SiLU MLP and full attention
+    in every layer (no sliding window), and no output-changing forward hook on a decoder layer (a hook function with
+    ``changes_output = True``, as ``steering.steering`` registers: the cached sampler reads the layers' weights
+    itself and would skip it; transformers' own output-recording hooks do not count). Other models (GPT-2, ...)
+    sample with ``model.generate``."""
     cfg = getattr(model, "config", None)
-    ok = (type(model).__name__ == "LlamaForCausalLM" and cfg is not None and cfg.hidden_act == "silu"
-          and not getattr(cfg, "attention_bias", False) and not getattr(cfg, "mlp_bias", False))
+    ok = (type(model).__name__ in CACHED_ARCHITECTURES and cfg is not None and cfg.hidden_act == "silu"
+          and all(kind == "full_attention" for kind in (getattr(cfg, "layer_types", None) or ["full_attention"])))
     return ok and not any(getattr(hook, "changes_output", False) for m in model.model.layers.modules()
                           for hook in (*m._forward_hooks.values(), *m._forward_pre_hooks.values()))
 
@@ -133,6 +140,14 @@ def _process_scores(logits: torch.Tensor, temperature: float, top_p: float) -> t
     return logits
 
 
+def _fused_bias(*linears) -> torch.Tensor | None:
+    """The biases of linears whose weights are fused side by side (zeros for one without), or None when none has."""
+    if all(lin.bias is None for lin in linears):
+        return None
+    return torch.cat([lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.weight.shape[0])
+                      for lin in linears])
+
+
 class _Decoder:
     """The model's weights arranged for the decode loop, and its key/value cache.
 
@@ -150,6 +165,13 @@ class _Decoder:
                                           layer.self_attn.v_proj.weight]).t(),
                         torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]).t(),
                         layer.self_attn.o_proj.weight.t(), layer.mlp.down_proj.weight.t()) for layer in inner.layers]
+        # Optional parts (None where absent, so a plain Llama runs exactly the operations it always ran): projection
+        # biases (Qwen2's q/k/v; a Llama's with attention_bias / mlp_bias) fused like their weights, and Qwen3's
+        # per-head RMSNorm of q and k (applied before the rotation, as Qwen3Attention does).
+        self.extras = [(_fused_bias(layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj),
+                        _fused_bias(layer.mlp.gate_proj, layer.mlp.up_proj), layer.self_attn.o_proj.bias,
+                        layer.mlp.down_proj.bias, getattr(layer.self_attn, "q_norm", None),
+                        getattr(layer.self_attn, "k_norm", None)) for layer in inner.layers]
         device = inner.embed_tokens.weight.device
         cos_all, sin_all = inner.rotary_emb(inner.embed_tokens.weight[:1, None], torch.arange(L, device=device)[None])
         self.cos_all, self.sin_all = cos_all[0], sin_all[0]  # (L, hd)
@@ -171,7 +193,15 @@ class _Decoder:
         rows, n = x.shape[:2]
         end = start + n
         for i, (layer, w_qkv, w_gu, w_o, w_down) in enumerate(self.layers):
-            qkv = (_rms_norm(x, layer.input_layernorm.weight, eps) @ w_qkv).view(rows, n, H + 2 * H_kv, hd)
+            b_qkv, b_gu, b_o, b_down, q_norm, k_norm = self.extras[i]
+            qkv = _rms_norm(x, layer.input_layernorm.weight, eps) @ w_qkv
+            if b_qkv is not None:
+                qkv = qkv + b_qkv
+            qkv = qkv.view(rows, n, H + 2 * H_kv, hd)
+            if q_norm is not None:  # Qwen3: RMSNorm over each head's dims, q and k with their own weights
+                qkv = torch.cat([_rms_norm(qkv[:, :, :H], q_norm.weight, q_norm.variance_epsilon),
+                                 _rms_norm(qkv[:, :, H:H + H_kv], k_norm.weight, k_norm.variance_epsilon),
+                                 qkv[:, :, H + H_kv:]], dim=2)
             qk, v = qkv.transpose(1, 2).split([H + H_kv, H_kv], dim=1)
             q, k = _rotate(qk, cos, sin).split([H, H_kv], dim=1)  # q and k rotated in one pass
             if start == 0:  # the prompt pass: attend within the distinct prompts, then copy into each group row
@@ -185,9 +215,12 @@ class _Decoder:
                 self.v_cache[i][:, :, start:end] = v
                 o = F.scaled_dot_product_attention(q, self.k_cache[i][:, :, :end], self.v_cache[i][:, :, :end],
                                                    attn_mask=mask, scale=hd ** -0.5, enable_gqa=H != H_kv)
-            x = x + o.transpose(1, 2).reshape(rows, n, H * hd) @ w_o
-            gate, up = (_rms_norm(x, layer.post_attention_layernorm.weight, eps) @ w_gu).chunk(2, dim=-1)
-            x = x + (F.silu(gate) * up) @ w_down
+            attn = o.transpose(1, 2).reshape(rows, n, H * hd) @ w_o
+            x = x + (attn if b_o is None else attn + b_o)
+            gu = _rms_norm(x, layer.post_attention_layernorm.weight, eps) @ w_gu
+            gate, up = (gu if b_gu is None else gu + b_gu).chunk(2, dim=-1)
+            mlp = (F.silu(gate) * up) @ w_down
+            x = x + (mlp if b_down is None else mlp + b_down)
         return self.model.lm_head(_rms_norm(x[:, -1], self.inner.norm.weight, eps)).float()  # (rows, V)
 
 
@@ -420,7 +453,8 @@ def generate(
     if engine not in ("auto", "cached", "hf"):
         raise ValueError(f"engine must be 'auto', 'cached' or 'hf'; got {engine!r}")
     if engine == "cached" and not supports_cached_sampling(model):
-        raise ValueError(f"engine='cached' supports LlamaForCausalLM without biases; got {type(model).__name__}")
+        raise ValueError(f"engine='cached' supports {', '.join(CACHED_ARCHITECTURES)} (SiLU, full attention); "
+                         f"got {type(model).__name__}")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
     if num_return_sequences < 1:
@@ -438,7 +472,8 @@ def generate(
     prompt_mask = prompt_mask.repeat_interleave(num_return_sequences, 0)
     if tool is not None:
         if not supports_cached_sampling(model) or engine == "hf":
-            raise ValueError("tool= needs the cached engine (a LlamaForCausalLM without biases)")
+            raise ValueError(f"tool= needs the cached engine ({', '.join(CACHED_ARCHITECTURES)}); got "
+                             f"{type(model).__name__}")
         runner = ToolRunner(tokenizer, tool, max_calls)
         seeds = torch.randint(2**62, (prompt_ids.shape[0],)).tolist()
         with eval_mode(model):
