@@ -33,8 +33,12 @@ from rlhfbook_lab.lm.reward_model import (
 )
 from rlhfbook_lab.trainers.loop import TrainConfig
 from rlhfbook_lab.trainers.reward import (
+    RM_RECIPES,
     RMConfig,
+    RMEval,
     _visiting_order,
+    accuracy_by_kind,
+    check_rm_config,
     evaluate_reward_model,
     rm_loss_sum,
     train_reward_model,
@@ -400,6 +404,33 @@ def test_mixed_batches_hold_each_set_in_its_share(tokenizer, easy_pairs, monkeyp
         cfg.mix = bad
         with pytest.raises(ValueError, match=match):
             train_reward_model(rm, tokenizer, {"a": a, "b": b}, cfg, progress=False)
+
+
+def test_accuracy_by_kind_hand_computed():
+    rows = [  # two taste pairs of addition, one correctness pair of addition, one of review
+        {"prompt": "What is 2 + 3?", "chosen": "2 + 3 = 5.", "rejected": "Sure! 2 + 3 = 5.", "family": "addition"},
+        {"prompt": "What is 2 + 3?", "chosen": "2 + 3 = 6.", "rejected": "2 + 3 = 7. Thanks.", "family": "addition"},
+        {"prompt": "What is 2 + 3?", "chosen": "2 + 3 = 5.", "rejected": "2 + 3 = 6.", "family": "addition"},
+        {"prompt": "Write a positive review of the lamp.", "chosen": "The lamp is great. I love it.",
+         "rejected": "The lamp is awful. I hate it.", "family": "review"},
+    ]
+    c, r = torch.tensor([1.0, 0.0, 2.0, 0.0]), torch.tensor([0.0, 0.0, 3.0, -1.0])  # right, tie, wrong, right
+    ev = RMEval(accuracy=0.0, bayes_ceiling=1.0, loss=0.0, calibration=None, num_pairs=4, counts={},
+                chosen_rewards=c, rejected_rewards=r)
+    acc = accuracy_by_kind(ev, rows)
+    assert acc["all"] == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    assert acc["taste"] == acc["addition/taste"] == pytest.approx(0.75) and acc["n/taste"] == 2
+    assert acc["correctness"] == pytest.approx(0.5) and acc["n/correctness"] == 2
+    assert acc["addition/correctness"] == 0.0 and acc["review/correctness"] == 1.0
+    with pytest.raises(ValueError, match="scored 4 pairs but 3"):
+        accuracy_by_kind(ev, rows[:3])
+
+
+def test_check_recipe_interleaves_preference_and_counterfactual_pairs():
+    cfg = check_rm_config()
+    assert sum(cfg.mix.values()) == cfg.batch_size and set(cfg.mix) == {"preferences", "counterfactual"}
+    assert RM_RECIPES["check"][0] is check_rm_config and RM_RECIPES["shipped"][1] == "rm-tiny"
+    assert RM_RECIPES["shipped"][0]().mix is None  # rm-tiny's recipe is unchanged: one set of pairs
 
 
 def test_train_refuses_a_normalized_model_and_an_empty_set(tokenizer, easy_pairs):
