@@ -365,8 +365,12 @@ def shipped_rm_config() -> RMConfig:
 def check_rm_config() -> RMConfig:
     """The recipe of ``rm-check-tiny`` (``rlhfbook-lab rm --recipe check``): every batch of 16 pairs holds 6 shipped
     preference pairs and 10 counterfactual minimal pairs of the shipped training replies
-    (``preference_data.counterfactual_pairs``), so taste and the check are learned side by side; see
-    :data:`CHECK_QUALITY`."""
+    (``preference_data.counterfactual_pairs``), so taste and the check are learned side by side.
+
+    Not yet run to completion, so no ``rm-check-tiny`` ships and no quality is stated. The one measurement so far
+    is a pilot of a neighbouring mix (batches of 32 = 12 preference + 20 counterfactual pairs, lr 1e-3, embeddings
+    and the lower 2 layers frozen): at step 100, on a fixed 300-pair held-out sample, accuracy 0.713, taste pairs
+    0.869, correctness pairs 0.515. The check had not appeared yet at that step."""
     return RMConfig(train=TrainConfig(steps=400, lr=1e-3, warmup_steps=20, bf16=False), batch_size=16,
                     mix={"preferences": 6, "counterfactual": 10})
 
