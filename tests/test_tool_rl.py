@@ -71,3 +71,21 @@ def test_grpo_with_tools_masks_results_and_trains(caller):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     with pytest.raises(ValueError, match="ToolRLConfig"):
         grpo_with_tools(model, tokenizer, {"steps": 1})
+
+
+def test_shipped_rl_study_loads_and_says_what_lesson_13_states():
+    """``data/tool_use/rl_study.json`` (``RL_STUDY_COMMAND``): two costs, the fields the lesson reads, and its
+    stated outcome (a price of 0.1 removes the needless calls on two-digit sums)."""
+    import json
+
+    from rlhfbook_lab.paths import DATA_DIR
+    from rlhfbook_lab.recipes.tool_use import RL_STUDY_COMMAND
+
+    study = json.loads((DATA_DIR / "tool_use" / "rl_study.json").read_text())
+    assert study["command"] == RL_STUDY_COMMAND
+    free, priced = study["runs"]
+    assert (free["call_cost"], priced["call_cost"]) == (0.0, 0.1)
+    for run in (free, priced):
+        assert len(run["history"]["kl"]) == run["config"]["steps"]
+        assert 0 <= run["addition3_accuracy_after"] <= 1 and 0 <= run["two_digit_calls_after"] <= 1
+    assert priced["two_digit_calls_after"] < 0.2 < free["two_digit_calls_after"]

@@ -14,8 +14,12 @@ out of ``completion_mask``, so out of the policy's log-probs, the ratio and the 
 
 from __future__ import annotations
 
+import copy
+import json
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -33,7 +37,12 @@ from rlhfbook_lab.trainers.sft import SFTConfig, sft
 from rlhfbook_lab.world import tool_use
 from rlhfbook_lab.world.calculator import run_tool_call
 
-__all__ = ["ToolRLConfig", "grpo_with_tools", "tool_problems", "train_tool_caller"]
+__all__ = ["RL_STUDY_COMMAND", "ToolRLConfig", "grpo_with_tools", "tool_problems", "tool_rl_study",
+           "train_tool_caller"]
+
+RL_STUDY_COMMAND = ("python -c \"from rlhfbook_lab.recipes.tool_use import tool_rl_study; "
+                    "tool_rl_study(out='data/tool_use/rl_study.json')\"")
+"""The command that wrote the shipped ``data/tool_use/rl_study.json`` (lesson 13, section 7)."""
 
 
 def train_tool_caller(steps: int = 60, batch_size: int = 16, lr: float = 1e-3, num_examples: int = 1000,
@@ -187,3 +196,35 @@ def grpo_with_tools(policy, tokenizer, cfg: ToolRLConfig, eval_problems: int = 1
         _evaluate(policy, tokenizer, eval_sets, history, cfg.max_new_tokens)
     policy.eval()
     return policy, history
+
+
+def tool_rl_study(costs: tuple[float, ...] = (0.0, 0.1), sft: dict | None = None, steps: int = 20,
+                  lr: float = 5e-5, eval_problems: int = 100, seed: int = 0, out: str | Path | None = None) -> dict:
+    """RL with tools from one tool caller, once per call cost: does GRPO raise accuracy, and what does a price
+    per call do to the calls on two-digit sums (which the model could answer alone)?
+
+    Trains the caller with :func:`train_tool_caller` (``sft``: its keywords; default lesson 13's fast-mode run,
+    50 steps × 8 at lr 2e-3), then for each cost runs :func:`grpo_with_tools` from a copy of it (``steps``
+    rollouts of 8 prompts × 8, half of them two-digit sums, at ``lr``) and records greedy held-out accuracy and
+    call share on ``addition3`` and on two-digit sums before and after, the last rollouts' KL and CPU time.
+    Writes the result as JSON to ``out`` when given (:data:`RL_STUDY_COMMAND` wrote the shipped one)."""
+    sft = dict(steps=50, batch_size=8, lr=2e-3) if sft is None else sft
+    t0 = time.process_time()
+    caller, tokenizer, _ = train_tool_caller(seed=seed, **sft)
+    result = {"command": RL_STUDY_COMMAND, "sft": sft, "runs": []}
+    for cost in costs:
+        cfg = ToolRLConfig(steps=steps, lr=lr, call_cost=cost, seed=seed)
+        t1 = time.process_time()
+        _, h = grpo_with_tools(copy.deepcopy(caller), tokenizer, cfg, eval_problems=eval_problems)
+        tail = h["kl"][-5:]
+        result["runs"].append({
+            "call_cost": cost, "config": asdict(cfg), "cpu_seconds": round(time.process_time() - t1, 1),
+            **{f"{k.removeprefix('eval/').replace('/', '_')}_{when}": h[k][i]
+               for k in h if k.startswith("eval/") for i, when in ((0, "before"), (-1, "after"))},
+            "kl_last": sum(tail) / len(tail), "reward_first": h["reward"][0], "reward_last": h["reward"][-1],
+            "history": {k: [round(v, 4) for v in h[k]] for k in h if not k.startswith("eval/")}})
+    result["cpu_seconds"] = round(time.process_time() - t0, 1)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    return result
