@@ -42,11 +42,12 @@ from rlhfbook_lab.lm.data import token_roles as roles_of
 from rlhfbook_lab.lm.data import tokenize_conversation
 from rlhfbook_lab.lm.generation import encode_prompts, generate
 from rlhfbook_lab.lm.models import load_model
-from rlhfbook_lab.lm.preference_data import flip_labels, pairs_bayes_ceiling
+from rlhfbook_lab.lm.preference_data import flip_labels, pairs_bayes_ceiling, subsample_pairs
 from rlhfbook_lab.lm.shipped_data import load_preference_file
 from rlhfbook_lab.lm.tokenizer import load_tokenizer
 from rlhfbook_lab.lm.tools import tokenize_tool_conversation
 from rlhfbook_lab.paths import CHECKPOINTS, DATA_DIR
+from rlhfbook_lab.recipes.synthetic_data import CONSTITUTION, annotator_judge, constitution_judge, judge_biases
 
 hf_logging.disable_progress_bar()  # loading a shipped model must not print progress bars into the build log
 
@@ -642,4 +643,23 @@ def spec_change(changed: str = "no_openers"):
     ax.set_xticks(x, [k.replace("_", " ") for k in names], rotation=20, fontsize=8)
     ax.set(ylabel="gold weight", title="One row changed: the world now dislikes a polite opener")
     ax.legend()
+    return fig
+
+
+@figure("principle_agreement")
+def principle_agreement(pairs: str = "256"):
+    """Agreement with held-out gold labels of a judge applying one principle of the constitution, the whole
+    constitution (one principle drawn per pair) and the gold annotator, beside the Bayes ceiling (lesson 12)."""
+    rows = subsample_pairs(load_preference_file("heldout"), int(pairs), seed=0)
+    judges = {name: constitution_judge({name: text}) for name, text in CONSTITUTION.items()}
+    judges.update({"constitution": constitution_judge(), "gold annotator": annotator_judge("gold", seed=1)})
+    out = {name: judge_biases(j, rows) for name, j in judges.items()}
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.bar(range(len(out)), [o["agreement"] for o in out.values()], color=[COLORS[0]] * 5 + [COLORS[1], COLORS[2]])
+    ax.axhline(out["constitution"]["bayes_ceiling"], color="k", ls="--", lw=1, label="Bayes ceiling")
+    ax.axhline(0.5, color="grey", lw=0.8, label="chance")
+    ax.set_xticks(range(len(out)), [n.replace("_", " ") for n in out], rotation=15, fontsize=8)
+    ax.set(ylim=(0.3, 1.0), ylabel="agreement with gold labels",
+           title="One principle at a time loses the weights; the constitution mixes them")
+    ax.legend(loc="upper left", fontsize=8)
     return fig
