@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
 
-__all__ = ["check_choice", "check_int", "check_number"]
+__all__ = ["OneLineParser", "check_choice", "check_int", "check_number", "one_line"]
 
 
 def check_number(name: str, value, minimum: float | None = None, maximum: float | None = None,
@@ -44,3 +45,17 @@ def check_choice(name: str, value, choices) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``choices``."""
     if value not in tuple(choices):
         raise ValueError(f"{name} must be one of {tuple(choices)}; got {value!r}")
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (whitespace collapsed; the exception's type when it has no message): what
+    every front door prints for bad input, after ``rlhfbook-lab <command>: error:``."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``rlhfbook-lab rl: error: ...``) and exit code 2: the parser of every
+    front door (``rlhfbook_lab.cli``, and ``rlhfbook_lab.apps.chat_server.main`` for the chat page's quick start)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

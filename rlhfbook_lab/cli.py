@@ -18,11 +18,12 @@ from pathlib import Path
 
 from rlhfbook_lab import world
 from rlhfbook_lab.apps.browser import find_chromium
-from rlhfbook_lab.apps.chat import check_host, default_checkpoints, load_chat_app, make_server, parse_model_specs
+from rlhfbook_lab.apps.chat_server import CHAT_HELP, add_chat_arguments, serve
 from rlhfbook_lab.apps.slides import build_decks
-from rlhfbook_lab.checks import check_choice
+from rlhfbook_lab.checks import OneLineParser, check_choice, one_line
 from rlhfbook_lab.config import add_config_arguments, build, override, overrides_from_args
 from rlhfbook_lab.lm import distributed
+from rlhfbook_lab.lm.data import read_pairs
 from rlhfbook_lab.lm.evaluation import evaluate_chat, sample_groups
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import check_output_folder, load_model
@@ -35,6 +36,7 @@ from rlhfbook_lab.lm.shipped_data import (
     SFT_TRAIN_SIZE,
     build_instruction_files,
     build_preference_files,
+    load_preference_file,
 )
 from rlhfbook_lab.lm.tokenizer import build_and_save, load_tokenizer
 from rlhfbook_lab.paths import CHECKPOINTS
@@ -44,18 +46,15 @@ from rlhfbook_lab.recipes.overoptimization import RECIPES as OVEROPT_RECIPES
 from rlhfbook_lab.recipes.overoptimization import OveroptConfig, run_overoptimization
 from rlhfbook_lab.recipes.overoptimization import write_report as write_overopt_report
 from rlhfbook_lab.recipes.pipeline import PipelineConfig, run_pipeline
+from rlhfbook_lab.recipes.rlvr_study import rlvr_study
+from rlhfbook_lab.recipes.spec_change import relabel_pairs
 from rlhfbook_lab.trainers.dpo import FAST_SIZES, RECIPES, DPOConfig, dpo_config, dpo_from_sft
 from rlhfbook_lab.trainers.pretrain import PretrainConfig, heldout_loss, prefix_accuracy, pretrain
 from rlhfbook_lab.trainers.reward import RMConfig, rm_from_sft, shipped_rm_config
 from rlhfbook_lab.trainers.rl import ALGORITHMS, RLConfig, rl_from_sft, summarize
 from rlhfbook_lab.trainers.sft import SHIPPED_QUALITY, SFTConfig, sft_from_base
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``rlhfbook-lab rl: error: ...``) and exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+SPEC_HELP = "a model spec: a shipped name (" + ", ".join(world.spec_names()) + ") or a path to a spec JSON file"
 
 
 def _positive_int(text: str) -> int:
@@ -201,9 +200,14 @@ def _cmd_rm(args) -> None:
 def _cmd_dpo(args) -> None:
     cfg = _configured(dpo_config(args.loss, fast=args.fast), args)
     out = Path(args.out) if args.out else Path("runs") / f"dpo-{args.loss}"
-    run = dpo_from_sft(cfg, policy=args.policy, pairs=args.pairs, out=out, overwrite=args.overwrite,
+    pairs = args.pairs
+    if args.spec is not None:  # relabel the pairs by the spec's gold annotator (recipes.spec_change)
+        spec = world.load_spec(args.spec)  # a bad spec fails before any data is read
+        rows = read_pairs(args.pairs) if args.pairs else load_preference_file("train", origin="on_policy")
+        pairs = relabel_pairs(rows, spec, seed=cfg.train.seed).rows
+    run = dpo_from_sft(cfg, policy=args.policy, pairs=pairs, out=out, overwrite=args.overwrite,
                        **(FAST_SIZES if args.fast else {}))
-    print(json.dumps({"out": str(out), **_rounded(run.report)}, indent=2))
+    print(json.dumps({"out": str(out), "spec": args.spec or "as labelled", **_rounded(run.report)}, indent=2))
 
 
 def _cmd_scaling(args) -> None:
@@ -233,6 +237,21 @@ def _cmd_scaling(args) -> None:
     print(json.dumps({"out": str(out), "model": args.model, "problems": len(pool.problems), "n": pool.n,
                       "replies_per_second": round(pool.replies_per_second, 1),
                       **{c: {k: round(float(table[c][k - 1]), 4) for k in ks} for c in cols}}, indent=2))
+
+
+def _cmd_rlvr_study(args) -> None:
+    out = Path(args.out)
+    if out.is_dir() or (out.exists() and not args.overwrite):
+        raise ValueError(f"--out {out} {'is a folder' if out.is_dir() else 'exists'}: expected a new .json file "
+                         "(or --overwrite)")
+    log = rlvr_study(args.algo, steps=args.steps, seed=args.seed, policy=args.policy)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(log, separators=(",", ":")) + "\n")
+    h = log["history"]
+    print(json.dumps({"out": str(out), "bytes": out.stat().st_size, "cpu_seconds": log["cpu_seconds"],
+                      "correct_rate_first_last": [h["charts/correct_rate"][0], h["charts/correct_rate"][-1]],
+                      "eval_correct_first_last": [h["eval/correct_rate"][0], h["eval/correct_rate"][-1]],
+                      "length_first_last": [h["charts/response_length"][0], h["charts/response_length"][-1]]}))
 
 
 def _cmd_sample(args) -> None:
@@ -271,7 +290,7 @@ def _cmd_pipeline(args) -> None:
 def _cmd_eval(args) -> None:
     check_output_folder(args.out, args.overwrite)  # a bad --out fails before any model answers
     results = evaluate_players(args.models, n_prompts=args.prompts, n_battles=args.battles,
-                               n_resamples=args.resamples, judge_model=args.judge, seed=args.seed)
+                               n_resamples=args.resamples, judge_model=args.judge, seed=args.seed, spec=args.spec)
     out = write_eval_report(results, args.out, overwrite=args.overwrite)
     print((out / "report.md").read_text() + "\n" + (out / "arena.md").read_text())
 
@@ -303,32 +322,15 @@ def _cmd_site(args) -> None:
 
 
 def _cmd_chat(args) -> None:
-    check_host(args.host, args.allow_remote)  # before loading anything
-    checkpoints = {**default_checkpoints(args.pipeline_out), **parse_model_specs(args.model)}
-    imports = time.process_time()
-    app = load_chat_app(checkpoints, args.reward_model)
-    try:
-        server = make_server(app, args.host, args.port, allow_remote=args.allow_remote, quiet=args.quiet)
-    except OSError as e:
-        raise ValueError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e}); --port 0 picks a free "
-                         "port") from None
-    ready = time.process_time()
-    print(f"rlhfbook-lab chat: {', '.join(checkpoints)} (reward model {args.reward_model}), ready after "
-          f"{ready:.1f} CPU-s (imports {imports:.1f}, models {ready - imports:.1f})\n"
-          f"  open {server.url}   (Ctrl-C stops it)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve(args)  # apps/chat_server.py: listen at once, load the models in the background
 
 
 # --- the parser ---------------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rlhfbook-lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="rlhfbook-lab", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_pipeline_and_data_commands(sub)
     _add_training_commands(sub)
@@ -357,6 +359,7 @@ def _add_pipeline_and_data_commands(sub) -> None:
     p.add_argument("--resamples", type=_positive_int, default=1000, help="bootstrap resamples")
     p.add_argument("--judge", default="rm-tiny", help="the reward model used as the AI judge (default rm-tiny)")
     p.add_argument("--seed", type=int, default=0, help="seed of prompts, sampling, battles and bootstrap")
+    p.add_argument("--spec", default="default", help=SPEC_HELP + " (the truth and the gold annotator read it)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("overopt", help="reward-model over-optimization (ch 14): proxies of 4+ data sizes, best-of-n "
@@ -430,6 +433,8 @@ def _add_training_commands(sub) -> None:
     p.add_argument("--policy", default="sft-tiny", help="the model to start from, also the reference")
     p.add_argument("--pairs", default=None, help="a jsonl of pairs (default: the on-policy pairs of "
                                                  "data/preferences/train.jsonl)")
+    p.add_argument("--spec", default=None, help=SPEC_HELP + ": relabel the pairs by its gold annotator first "
+                                                            "(default: keep their labels)")
     _out_flags(p, "default runs/dpo-<loss>")
     add_config_arguments(p, DPOConfig, skip=("loss",))
     p.set_defaults(func=_cmd_dpo)
@@ -459,6 +464,16 @@ def _add_looking_commands(sub) -> None:
     _out_flags(p, "default runs/scaling")
     p.set_defaults(func=_cmd_scaling)
 
+    p = sub.add_parser("rlvr-study", help="lesson 07's long RLVR run (verifier reward on addition, no KL) as a small "
+                                          "JSON log: lengths, rambling, accuracy and FLOPs per rollout")
+    p.add_argument("--algo", default="grpo", choices=ALGORITHMS, help="the preset (RLConfig.preset)")
+    p.add_argument("--steps", type=_positive_int, default=200, help="rollouts (lesson 07 §4 fast mode: 20)")
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--policy", default="sft-tiny", help="the model to start from (checkpoint name or folder)")
+    p.add_argument("--out", required=True, help="the .json file to write (e.g. data/reasoning/rlvr_grpo.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_cmd_rlvr_study)
+
     p = sub.add_parser("slides", help="build the lesson decks (self-contained HTML, and PDF with Chromium)")
     p.add_argument("--lesson", action="append", default=None, help="one lesson number (NN), repeatable; "
                                                                    "default: every deck in slides/")
@@ -474,21 +489,8 @@ def _add_looking_commands(sub) -> None:
                                                               "pytest); a missing one is an error")
     p.set_defaults(func=_cmd_site)
 
-    p = sub.add_parser("chat", help="a local web page: one prompt answered side by side by base, SFT, DPO and RL "
-                                    "checkpoints, with reward, gold score and per-token log-probs")
-    p.add_argument("--port", type=_non_negative_int, default=8765, help="port to listen on (default 8765; 0 picks "
-                                                                        "a free one)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; a non-loopback "
-                                                       "address needs --allow-remote)")
-    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host: anyone who reaches "
-                                                               "it can run the models (not recommended)")
-    p.add_argument("--model", action="append", default=None, metavar="NAME=PATH",
-                   help="a checkpoint to add (repeatable): a shipped name or a folder written by save_model")
-    p.add_argument("--pipeline-out", default="pipeline-out", help="where `rlhfbook-lab pipeline` wrote its "
-                   "results: its checkpoints/dpo and checkpoints/rl are shown when they exist (default "
-                   "./pipeline-out)")
-    p.add_argument("--reward-model", default="rm-tiny", help="the reward model scoring every reply (default rm-tiny)")
-    p.add_argument("--quiet", action="store_true", help="do not log each request")
+    p = sub.add_parser("chat", help=CHAT_HELP)
+    add_chat_arguments(p)
     p.set_defaults(func=_cmd_chat)
 
 
@@ -505,8 +507,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
         args.func(args)
     except (ValueError, OSError) as e:  # bad input: one line, not a traceback (OSError: files, folders, models)
-        message = " ".join(str(e).split()) or type(e).__name__
-        parser.exit(2, f"rlhfbook-lab {args.command}: error: {message}\n")
+        parser.exit(2, f"rlhfbook-lab {args.command}: error: {one_line(e)}\n")
     except KeyboardInterrupt:
         parser.exit(130, f"rlhfbook-lab {args.command}: interrupted\n")
 

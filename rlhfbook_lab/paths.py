@@ -29,3 +29,9 @@ def atomic_folder(out: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def resolve(name_or_path: str | Path) -> Path | str:
+    """A shipped checkpoint name (``"base-tiny"``) → its folder under ``data/checkpoints``; else as given."""
+    p = CHECKPOINTS / str(name_or_path)
+    return p if p.exists() else name_or_path

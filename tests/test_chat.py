@@ -28,7 +28,8 @@ import torch
 
 from rlhfbook_lab import world
 from rlhfbook_lab.apps.browser import Browser, find_chromium, loopback_origin
-from rlhfbook_lab.apps.chat import ChatConfig, check_host, parse_model_specs, token_pieces
+from rlhfbook_lab.apps.chat import token_pieces
+from rlhfbook_lab.apps.chat_server import ChatConfig, check_host, make_server, parse_model_specs
 from rlhfbook_lab.cli import main
 from rlhfbook_lab.equations.numerics import assert_numerically_equal
 from rlhfbook_lab.lm.reward_model import load_reward_model, score_replies
@@ -38,7 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "build" / "screenshots"
 MODELS = ["base-tiny", "sft-tiny", "dpo", "rl"]
 FIGURES: dict[str, object] = {}
-START_BOUND_CPU_S = 15.0  # generous: measured 5.7 CPU-s on a 2-core VM; the issue's target is 5 s
+PAGE_BOUND_CPU_S = 2.0  # the page is served before torch loads: measured ≈ 0.1 CPU-s (the issue's target: 5 s)
+START_BOUND_CPU_S = 15.0  # the models ready: measured 6.5 CPU-s on a 2-core VM, most of it importing torch
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +57,26 @@ def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("chat-log") / "stderr.txt"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     t0 = time.perf_counter()
-    with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "rlhfbook_lab.cli", "chat", "--port", "0", "--quiet",
+    with open(log, "w") as err:  # `python -m rlhfbook_lab` is the installed `rlhfbook-lab` command
+        proc = subprocess.Popen([sys.executable, "-m", "rlhfbook_lab", "chat", "--port", "0", "--quiet",
                                  "--pipeline-out", str(pipeline_out)], stdout=subprocess.PIPE, stderr=err,
                                 text=True, env=env, cwd=REPO)
     try:
         first = proc.stdout.readline()
         second = proc.stdout.readline()
-        wall = time.perf_counter() - t0
+        page_wall = time.perf_counter() - t0
         found = re.search(r"open (http://127\.0\.0\.1:\d+/)", second)
         assert found, f"no URL printed: {first!r} {second!r}; stderr: {log.read_text()[-2000:]}"
-        cpu = float(re.search(r"ready after ([\d.]+) CPU-s", first).group(1))
-        FIGURES["start"] = {"wall_s": round(wall, 2), "cpu_s": cpu, "line": first.strip()}
+        page_cpu = float(re.search(r"page served after ([\d.]+) CPU-s", first).group(1))
+        status, headers, body = call(found.group(1), "GET", "/api/models")  # before the models: 503, retry
+        early = {"status": status, "retry_after": headers.get("Retry-After"), "error": body.get("error")}
+        third = proc.stdout.readline()
+        ready_wall = time.perf_counter() - t0
+        ready = re.search(r"models ready after ([\d.]+) CPU-s", third)
+        assert ready, f"the models did not load: {third!r}; stderr: {log.read_text()[-2000:]}"
+        FIGURES["start"] = {"page_wall_s": round(page_wall, 2), "page_cpu_s": page_cpu,
+                            "models_wall_s": round(ready_wall, 2), "models_cpu_s": float(ready.group(1)),
+                            "early_models_request": early, "lines": [first.strip(), third.strip()]}
         yield found.group(1), log
     finally:
         proc.terminate()
@@ -89,16 +99,43 @@ def call(url: str, method: str = "POST", path: str = "/api/generate", body=None,
     return response.status, dict(response.getheaders()), json.loads(payload) if is_json else payload
 
 
+def test_a_server_without_its_models_serves_the_page_and_asks_to_retry():
+    """While the models load, the page is served and both API routes answer 503 with ``Retry-After`` (the page
+    polls ``/api/models`` until it answers); the server module itself imports no torch (its quick start)."""
+    server = make_server(None, port=0, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = server.url
+        assert call(url, "GET", "/")[0] == 200
+        for method, path, body in (("GET", "/api/models", None), ("POST", "/api/generate", {"prompt": "hi"})):
+            status, headers, answer = call(url, method, path, body)
+            assert status == 503 and headers["Retry-After"] == "1" and "loading" in answer["error"], answer
+    finally:
+        server.shutdown()
+        server.server_close()
+    code = "import sys, rlhfbook_lab.__main__; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, check=True).stdout
+    assert out.strip() == "[]", out
+
+
 def still_up(url: str) -> None:
     status, _, info = call(url, "GET", "/api/models")
     assert status == 200 and [m["name"] for m in info["models"]] == MODELS
 
 
 def test_start_and_models(server):
-    """The command prints its URL after loading every model; the start costs under the bound."""
+    """The command serves the page within the start bound (its URL printed before torch is imported) and answers
+    503 with ``Retry-After`` until the models have loaded in the background; then the models are listed."""
     url, _ = server
-    assert FIGURES["start"]["cpu_s"] <= START_BOUND_CPU_S, FIGURES["start"]
-    assert FIGURES["start"]["wall_s"] <= 60, FIGURES["start"]  # a hang, not a slow machine
+    start = FIGURES["start"]
+    assert start["page_cpu_s"] <= PAGE_BOUND_CPU_S and start["page_wall_s"] <= 30, start  # 30: a hang, not load
+    assert start["models_cpu_s"] <= START_BOUND_CPU_S and start["models_wall_s"] <= 90, start
+    early = start["early_models_request"]
+    assert early["status"] in (200, 503), early  # 200 only if the models won the race with this request
+    if early["status"] == 503:
+        assert early["retry_after"] == "1" and "loading" in early["error"], early
     status, headers, info = call(url, "GET", "/api/models")
     assert status == 200 and [m["name"] for m in info["models"]] == MODELS
     assert info["context"] == 256 and info["reward_model"]["name"] == "rm-tiny"

@@ -6,7 +6,7 @@ within a floor, never up; trainers never import each other; the ground floor sta
     2  lm/         language models and their data
     3  trainers/   the shared loop (loop.py) and one module or subpackage per algorithm
     4  recipes/    experiments that chain trainers (the pipeline, ...)
-    5  cli.py, lesson.py, apps/    front doors
+    5  cli.py, lesson.py, apps/, __main__.py    front doors
 
 A newcomer adding a chapter puts its equations in ``equations/``, anything about the world in ``world/``, a new
 trainer in ``trainers/``, a study that runs several trainers in ``recipes/``.
@@ -19,7 +19,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "rlhfbook_lab"
 FLOORS = {"paths": 0, "checks": 0, "config": 0, "__init__": 0, "equations": 1, "world": 1, "lm": 2, "trainers": 3,
-          "recipes": 4, "cli": 5, "lesson": 5, "apps": 5}
+          "recipes": 4, "cli": 5, "lesson": 5, "apps": 5, "__main__": 5}
 SHARED_TRAINER = "loop"  # the one trainer module every trainer may import
 MODEL_LIBRARIES = ("transformers", "datasets", "tokenizers", "safetensors", "accelerate")
 NUMERIC_LIBRARIES = ("torch", "numpy", "scipy", "pandas")

@@ -109,3 +109,47 @@ assert lc["lc"]["sft@1+pad"] < lc["raw"]["sft@1+pad"], "LC should take the fille
 # liking of length, and what is left at equal length is still the friendly taste: it forgives wrong answers and
 # loves the openers sampling produces, so sft@1 can stay above sft@0.7 although gold says otherwise. LC controls
 # length, not taste.
+
+# %% [markdown]
+# ## Exercise 4 · The detector's n
+#
+# Clean data: the shipped SFT conversations (training split) against the benchmark. A verbatim leak: the benchmark's
+# own prompt + reply. A paraphrased leak: the benchmark's keys asked in another template, with the same reply.
+
+# %%
+from rlhfbook_lab.lm.shipped_data import load_instruction_file  # noqa: E402  (a cell of its own)
+
+bench = world.heldout_prompts(pick(64, 200), seed=0)
+bench_texts = [f"{p.prompt} {p.reference}" for p in bench]
+clean = [f"{r['prompt']} {r['messages'][-1]['content']}" for r in load_instruction_file("train")]
+paraphrased = [world.make_problem(p.family, p.key, template=(i % 2) + 1) for i, p in enumerate(bench)]
+paraphrased = [f"{q.prompt} {q.reference}" for q, p in zip(paraphrased, bench) if q.prompt != p.prompt]
+shares = {}
+for n in range(2, 11):
+    shares[n] = {"clean": ev.ngram_overlap(clean, bench_texts, n)["share"],
+                 "verbatim": ev.ngram_overlap(bench_texts, bench_texts, n)["share"],
+                 "paraphrased": ev.ngram_overlap(paraphrased, bench_texts, n)["share"]}
+    print(f"n = {n:2d}: " + ", ".join(f"{k} {v:.2f}" for k, v in shares[n].items()))
+assert shares[2]["clean"] > 0.5 and shares[8]["clean"] == 0.0, "short n-grams flag clean data, n = 8 does not"
+assert all(s["verbatim"] == 1.0 for s in shares.values())
+assert shares[10]["paraphrased"] < shares[3]["paraphrased"], "a paraphrase escapes the long n-grams first"
+# What you should see: every clean item shares a short n-gram with the training data (the templates are shared:
+# "write a negative review of"), so a small n flags everything; by n = 8 clean data is no longer flagged. A verbatim
+# leak is caught at every n. A paraphrase keeps the reply (the answer, "17 + 25 = 42.") and changes the question, so
+# it survives only as short n-grams in the reply: the longer n, the more of it slips through. Real detectors face the
+# same trade and add embedding similarity or "guess the next words" tests for paraphrased leaks.
+
+# %% [markdown]
+# ## Exercise 5 · Self-preference on samples only
+
+# %%
+rm_s = ev.rm_scores(rm, rm_tok, problems, players)
+for subset in (list(players), ["sft@0.7", "sft@1", "base"]):
+    reps = [r for n in subset for r in players[n]]
+    fam = {m: ev.reply_logprobs(*loaded[m], problems * len(subset), reps) for m in ("sft-tiny", "base-tiny")}
+    c = ev.self_preference(np.concatenate([rm_s[n] for n in subset]), np.concatenate([gold[n] for n in subset]), fam)
+    print(f"{subset}: " + ", ".join(f"c[{m}] {v:+.3f}" for m, v in c.items()))
+# What you should see: the coefficients move with the player set, by more than their difference. Familiarity under
+# either model is strongly tied to form (a reply the base model writes is unlikely under sft-tiny and vice versa), and
+# gold measures form too, so the regressors are collinear and c shifts with whichever replies are in the fit. A
+# self-preference claim needs replies of equal quality from two sources, judged by judges of both backbones.

@@ -23,7 +23,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from rlhfbook_lab.lm import distributed
-from rlhfbook_lab.paths import CHECKPOINTS, atomic_folder
+from rlhfbook_lab.paths import CHECKPOINTS, atomic_folder, resolve
 
 __all__ = [
     "MAX_LENGTH",
@@ -95,12 +95,6 @@ def init_model(preset: str, tokenizer, seed: int = 0) -> LlamaForCausalLM:
 def num_parameters(model: torch.nn.Module) -> int:
     """Trainable parameters, tied embeddings counted once."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
-
-
-def resolve(name_or_path: str | Path) -> Path | str:
-    """A shipped checkpoint name (``"base-tiny"``) → its folder under ``data/checkpoints``; else as given."""
-    p = CHECKPOINTS / str(name_or_path)
-    return p if p.exists() else name_or_path
 
 
 def shipped_checkpoints() -> list[str]:
