@@ -26,11 +26,12 @@ import torch
 from rlhfbook_lab import world
 from rlhfbook_lab.checks import check_int, check_number
 from rlhfbook_lab.equations.logprobs import masked_sum
+from rlhfbook_lab.equations.toolformer import toolformer_keep
 from rlhfbook_lab.lm.data import build_sft_dataset
 from rlhfbook_lab.lm.forward import disable_dropout, make_reference_model
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import load_model
-from rlhfbook_lab.lm.tools import tool_accuracy, tool_sft_dataset
+from rlhfbook_lab.lm.tools import tool_accuracy, tool_sft_dataset, toolformer_losses
 from rlhfbook_lab.trainers.loop import TrainConfig, make_optimizer, optimizer_step
 from rlhfbook_lab.trainers.rl import RLConfig, compute_advantages, rl_loss, score_tokens
 from rlhfbook_lab.trainers.sft import SFTConfig, sft
@@ -38,7 +39,7 @@ from rlhfbook_lab.world import tool_use
 from rlhfbook_lab.world.calculator import run_tool_call
 
 __all__ = ["RL_STUDY_COMMAND", "ToolRLConfig", "grpo_with_tools", "tool_problems", "tool_rl_study",
-           "train_tool_caller"]
+           "toolformer_conversations", "toolformer_scores", "train_tool_caller"]
 
 RL_STUDY_COMMAND = ("python -c \"from rlhfbook_lab.recipes.tool_use import tool_rl_study; "
                     "tool_rl_study(out='data/tool_use/rl_study.json')\"")
@@ -228,3 +229,31 @@ def tool_rl_study(costs: tuple[float, ...] = (0.0, 0.1), sft: dict | None = None
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+# --- Toolformer's filter as a data builder ------------------------------------------------------------------
+def _call_reply(p) -> str:
+    a, b = p.key
+    return f"[calculator({a}+{b}) -> {a + b}] The answer is {a + b}."
+
+
+def toolformer_scores(judge, tokenizer, problems) -> torch.Tensor:
+    """(N, 3) losses ``(L⁺, L(ε), L(e(c, ε)))`` of each problem's candidate call reply ``[calculator(a+b) -> s] The
+    answer is s.`` under ``judge`` (``lm.tools.toolformer_losses``), for :func:`toolformer_conversations`."""
+    if not problems:
+        raise ValueError("problems is empty")
+    return torch.tensor([toolformer_losses(judge, tokenizer, p, _call_reply(p)) for p in problems])
+
+
+def toolformer_conversations(problems, losses: torch.Tensor, tau: float) -> tuple[list[dict], torch.Tensor]:
+    """Toolformer's step 2 in miniature: keep a problem's candidate call iff L⁻ − L⁺ ≥ ``tau``
+    (``equations.toolformer.toolformer_keep`` on :func:`toolformer_scores`' ``losses``), else train on the answer
+    alone, ``The answer is s.``. Returns the conversations (``{"messages": [user, assistant]}``) and the (N,) bool
+    tensor of calls kept; ``tau = -inf`` keeps every call."""
+    if losses.shape != (len(problems), 3):
+        raise ValueError(f"losses must have shape ({len(problems)}, 3); got {tuple(losses.shape)}")
+    keep = toolformer_keep(losses[:, 0], losses[:, 1], losses[:, 2], tau)
+    conversations = [{"messages": [{"role": "user", "content": p.prompt}, {"role": "assistant", "content":
+                                   _call_reply(p) if k else f"The answer is {sum(p.key)}."}]}
+                     for p, k in zip(problems, keep.tolist())]
+    return conversations, keep
