@@ -23,6 +23,7 @@ from rlhfbook_lab.apps.slides import build_decks
 from rlhfbook_lab.checks import OneLineParser, check_choice, one_line
 from rlhfbook_lab.config import add_config_arguments, build, override, overrides_from_args
 from rlhfbook_lab.lm import distributed
+from rlhfbook_lab.lm.data import read_pairs
 from rlhfbook_lab.lm.evaluation import evaluate_chat, sample_groups
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import check_output_folder, load_model
@@ -35,6 +36,7 @@ from rlhfbook_lab.lm.shipped_data import (
     SFT_TRAIN_SIZE,
     build_instruction_files,
     build_preference_files,
+    load_preference_file,
 )
 from rlhfbook_lab.lm.tokenizer import build_and_save, load_tokenizer
 from rlhfbook_lab.paths import CHECKPOINTS
@@ -47,11 +49,15 @@ from rlhfbook_lab.recipes.pipeline import PipelineConfig, run_pipeline
 from rlhfbook_lab.recipes.rejection_sampling import RECIPES as RS_RECIPES
 from rlhfbook_lab.recipes.rejection_sampling import RSConfig, check_config, run_against_control
 from rlhfbook_lab.recipes.rejection_sampling import write_report as write_rs_report
+from rlhfbook_lab.recipes.rlvr_study import rlvr_study
+from rlhfbook_lab.recipes.spec_change import relabel_pairs
 from rlhfbook_lab.trainers.dpo import FAST_SIZES, RECIPES, DPOConfig, dpo_config, dpo_from_sft
 from rlhfbook_lab.trainers.pretrain import PretrainConfig, heldout_loss, prefix_accuracy, pretrain
 from rlhfbook_lab.trainers.reward import RMConfig, rm_from_sft, shipped_rm_config
 from rlhfbook_lab.trainers.rl import ALGORITHMS, RLConfig, rl_from_sft, summarize
 from rlhfbook_lab.trainers.sft import SHIPPED_QUALITY, SFTConfig, sft_from_base
+
+SPEC_HELP = "a model spec: a shipped name (" + ", ".join(world.spec_names()) + ") or a path to a spec JSON file"
 
 
 def _positive_int(text: str) -> int:
@@ -197,9 +203,14 @@ def _cmd_rm(args) -> None:
 def _cmd_dpo(args) -> None:
     cfg = _configured(dpo_config(args.loss, fast=args.fast), args)
     out = Path(args.out) if args.out else Path("runs") / f"dpo-{args.loss}"
-    run = dpo_from_sft(cfg, policy=args.policy, pairs=args.pairs, out=out, overwrite=args.overwrite,
+    pairs = args.pairs
+    if args.spec is not None:  # relabel the pairs by the spec's gold annotator (recipes.spec_change)
+        spec = world.load_spec(args.spec)  # a bad spec fails before any data is read
+        rows = read_pairs(args.pairs) if args.pairs else load_preference_file("train", origin="on_policy")
+        pairs = relabel_pairs(rows, spec, seed=cfg.train.seed).rows
+    run = dpo_from_sft(cfg, policy=args.policy, pairs=pairs, out=out, overwrite=args.overwrite,
                        **(FAST_SIZES if args.fast else {}))
-    print(json.dumps({"out": str(out), **_rounded(run.report)}, indent=2))
+    print(json.dumps({"out": str(out), "spec": args.spec or "as labelled", **_rounded(run.report)}, indent=2))
 
 
 def _cmd_scaling(args) -> None:
@@ -229,6 +240,21 @@ def _cmd_scaling(args) -> None:
     print(json.dumps({"out": str(out), "model": args.model, "problems": len(pool.problems), "n": pool.n,
                       "replies_per_second": round(pool.replies_per_second, 1),
                       **{c: {k: round(float(table[c][k - 1]), 4) for k in ks} for c in cols}}, indent=2))
+
+
+def _cmd_rlvr_study(args) -> None:
+    out = Path(args.out)
+    if out.is_dir() or (out.exists() and not args.overwrite):
+        raise ValueError(f"--out {out} {'is a folder' if out.is_dir() else 'exists'}: expected a new .json file "
+                         "(or --overwrite)")
+    log = rlvr_study(args.algo, steps=args.steps, seed=args.seed, policy=args.policy)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(log, separators=(",", ":")) + "\n")
+    h = log["history"]
+    print(json.dumps({"out": str(out), "bytes": out.stat().st_size, "cpu_seconds": log["cpu_seconds"],
+                      "correct_rate_first_last": [h["charts/correct_rate"][0], h["charts/correct_rate"][-1]],
+                      "eval_correct_first_last": [h["eval/correct_rate"][0], h["eval/correct_rate"][-1]],
+                      "length_first_last": [h["charts/response_length"][0], h["charts/response_length"][-1]]}))
 
 
 def _cmd_sample(args) -> None:
@@ -267,7 +293,7 @@ def _cmd_pipeline(args) -> None:
 def _cmd_eval(args) -> None:
     check_output_folder(args.out, args.overwrite)  # a bad --out fails before any model answers
     results = evaluate_players(args.models, n_prompts=args.prompts, n_battles=args.battles,
-                               n_resamples=args.resamples, judge_model=args.judge, seed=args.seed)
+                               n_resamples=args.resamples, judge_model=args.judge, seed=args.seed, spec=args.spec)
     out = write_eval_report(results, args.out, overwrite=args.overwrite)
     print((out / "report.md").read_text() + "\n" + (out / "arena.md").read_text())
 
@@ -346,6 +372,7 @@ def _add_pipeline_and_data_commands(sub) -> None:
     p.add_argument("--resamples", type=_positive_int, default=1000, help="bootstrap resamples")
     p.add_argument("--judge", default="rm-tiny", help="the reward model used as the AI judge (default rm-tiny)")
     p.add_argument("--seed", type=int, default=0, help="seed of prompts, sampling, battles and bootstrap")
+    p.add_argument("--spec", default="default", help=SPEC_HELP + " (the truth and the gold annotator read it)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("rs", help="rejection-sampling fine-tuning (ch 9) selected by gold or the verifier beside its "
@@ -428,6 +455,8 @@ def _add_training_commands(sub) -> None:
     p.add_argument("--policy", default="sft-tiny", help="the model to start from, also the reference")
     p.add_argument("--pairs", default=None, help="a jsonl of pairs (default: the on-policy pairs of "
                                                  "data/preferences/train.jsonl)")
+    p.add_argument("--spec", default=None, help=SPEC_HELP + ": relabel the pairs by its gold annotator first "
+                                                            "(default: keep their labels)")
     _out_flags(p, "default runs/dpo-<loss>")
     add_config_arguments(p, DPOConfig, skip=("loss",))
     p.set_defaults(func=_cmd_dpo)
@@ -456,6 +485,16 @@ def _add_looking_commands(sub) -> None:
     p.add_argument("--seed", type=_non_negative_int, default=0)
     _out_flags(p, "default runs/scaling")
     p.set_defaults(func=_cmd_scaling)
+
+    p = sub.add_parser("rlvr-study", help="lesson 07's long RLVR run (verifier reward on addition, no KL) as a small "
+                                          "JSON log: lengths, rambling, accuracy and FLOPs per rollout")
+    p.add_argument("--algo", default="grpo", choices=ALGORITHMS, help="the preset (RLConfig.preset)")
+    p.add_argument("--steps", type=_positive_int, default=200, help="rollouts (lesson 07 §4 fast mode: 20)")
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--policy", default="sft-tiny", help="the model to start from (checkpoint name or folder)")
+    p.add_argument("--out", required=True, help="the .json file to write (e.g. data/reasoning/rlvr_grpo.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_cmd_rlvr_study)
 
     p = sub.add_parser("slides", help="build the lesson decks (self-contained HTML, and PDF with Chromium)")
     p.add_argument("--lesson", action="append", default=None, help="one lesson number (NN), repeatable; "

@@ -2,6 +2,7 @@
 where a file belongs and a file where a folder belongs, unknown names, out-of-range numbers. Each case runs
 ``main`` in-process (fast); a few run the installed ``rlhfbook-lab`` in a subprocess, as a user would."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -25,6 +26,12 @@ def files(tmp_path_factory):
     (d / "a_file").write_text("not a folder")
     (d / "a_folder").mkdir()
     (d / "empty_model").mkdir()
+    weights = {"correct": 1.0, "polite_opener": "high", "polite_excess": -0.25, "extra_words": -0.03,
+               "unclean_end": -0.3, "repetition": -0.1}
+    (d / "bad_spec.json").write_text(json.dumps({"name": "bad", "weights": weights}))
+    (d / "unknown_feature.json").write_text(json.dumps({"name": "x", "weights": {**weights, "polite_opener": 0.2,
+                                                                                  "charm": 0.5}}))
+    (d / "not_json.json").write_text('{"name": "x", "weights": ')
     return d
 
 
@@ -80,16 +87,26 @@ CASES = [
     ("eval --models base-tiny sft-tiny --out {d}/a_file", "is a file"),
     ("eval --models base-tiny sft-tiny --judge nosuchrm --out {d}/o20", "nosuchrm"),
     ("eval --prompts 0", "--prompts: expected an int >= 1"),
+    ("eval --spec nosuchspec --out {d}/o25", "unknown spec 'nosuchspec'"),
+    ("eval --spec {d}/bad_spec.json --out {d}/o26", "weights.polite_opener must be a finite number"),
+    ("eval --spec {d}/unknown_feature.json --out {d}/o27", "unknown feature(s) ['charm']"),
+    ("eval --spec {d}/missing.json --out {d}/o28", "does not exist"),
+    ("dpo --spec {d}/not_json.json --out {d}/o29", "is not valid JSON"),
+    ("dpo --spec nosuchspec --out {d}/o30", "unknown spec 'nosuchspec'"),
     ("scaling --model nosuchmodel --out {d}/o37", "unknown model 'nosuchmodel'"),
     ("scaling --out {d}/a_file", "is a file"),
     ("scaling --n 0", "--n: expected an int >= 1"),
     ("scaling --families chess --out {d}/o38", "families must be one of"),
     ("scaling --temperature 0", "--temperature: expected a finite number > 0"),
     ("rs --out {d}/a_file --fast", "is a file"),
-    ("rs --out {d}/o25 --rule top_k", "rule must be one of"),
-    ("rs --out {d}/o26 --selector random", "selector must be 'gold' or 'verifier'"),
-    ("rs --out {d}/o27 --n 0", "n must be an int >= 1"),
-    ("rs --out {d}/o28 --policy nosuchmodel --fast", "unknown model"),
+    ("rs --out {d}/o51 --rule top_k", "rule must be one of"),
+    ("rs --out {d}/o52 --selector random", "selector must be 'gold' or 'verifier'"),
+    ("rs --out {d}/o53 --n 0", "n must be an int >= 1"),
+    ("rs --out {d}/o54 --policy nosuchmodel --fast", "unknown model"),
+    ("rlvr-study --out {d}/a_file", "exists: expected a new .json file"),
+    ("rlvr-study --out {d}", "is a folder"),
+    ("rlvr-study --steps 0 --out {d}/r.json", "--steps: expected an int >= 1"),
+    ("rlvr-study --policy nosuchmodel --steps 1 --out {d}/r.json", "unknown model 'nosuchmodel'"),
     ("overopt --out {d}/a_file --fast", "is a file"),
     ("overopt --out {d}/o21 --pool-size 0", "pool_size must be an int >= 1"),
     ("overopt --out {d}/o22 --proxy-sizes 1", "proxy_sizes must be"),

@@ -21,10 +21,12 @@ from rlhfbook_lab.recipes.evaluation import (
     ngram_overlap,
     parse_player,
     position_biased,
+    reply_logprobs,
     report_card,
     restyle,
     run_battles,
     score_judge,
+    self_preference,
     write_report,
 )
 
@@ -131,3 +133,42 @@ def test_ngram_overlap_finds_a_planted_leak():
     assert leaked["flags"] == [t in heldout[:20] for t in heldout]  # the leaked items (and their repeats), only
     shares = [ngram_overlap(train, heldout, n)["share"] for n in (3, 5, 8)]  # longer n-grams: fewer matches
     assert shares == sorted(shares, reverse=True) and shares[0] > 0.5
+
+
+def test_self_preference_recovers_a_planted_familiarity_bonus():
+    rng = np.random.default_rng(0)
+    g, own, other = rng.normal(size=(3, 400))
+    scores = 0.5 * g + 0.3 * (own - own.mean()) / own.std()  # pays 0.3 per sd of its own backbone's familiarity
+    c = self_preference(scores, g, {"own": own, "other": other})
+    assert abs(c["own"] - 0.3) < 1e-9 and abs(c["other"]) < 0.05
+    # a second implementation: the residual of the score on gold, regressed on the residual of z on gold
+    z = (own - own.mean()) / own.std()
+    X = np.c_[np.ones_like(g), g]
+    res = lambda y: y - X @ np.linalg.lstsq(X, y, rcond=None)[0]  # noqa: E731
+    assert abs(c["own"] - res(scores) @ res(z) / (res(z) @ res(z))) < 1e-9
+    with pytest.raises(ValueError, match="familiarity"):
+        self_preference(scores, g, {"flat": np.ones(400)})
+
+
+def test_reply_logprobs_knows_the_reference_from_garbage():
+    from rlhfbook_lab.lm.models import load_model
+
+    model, tok = load_model("sft-tiny")
+    probs = PROBLEMS[:8]
+    good = reply_logprobs(model, tok, probs, [p.reference for p in probs])
+    bad = reply_logprobs(model, tok, probs, ["zq xv kk qq zz." for _ in probs])
+    assert good.shape == (8,) and (good > bad).all() and (good <= 0).all()
+    assert np.allclose(reply_logprobs(model, tok, probs, [p.reference for p in probs], batch_size=3), good,
+                       atol=1e-5)
+
+
+def test_the_truth_reads_the_spec():
+    players = _players()
+    default = report_card(PROBLEMS, players, n_resamples=50)["players"]
+    changed = report_card(PROBLEMS, players, n_resamples=50, spec="no_openers")["players"]
+    assert abs(default["opener"]["gold"] - default["ref"]["gold"] - 0.2) < 1e-9  # "Sure!" is worth +0.20 ...
+    assert abs(changed["opener"]["gold"] - changed["ref"]["gold"] + 0.2) < 1e-9  # ... and costs 0.20 under it
+    truth = arena(PROBLEMS, players, {}, spec="no_openers")["truth"]
+    assert truth["ref"] > truth["opener"]
+    with pytest.raises(ValueError, match="unknown spec"):
+        report_card(PROBLEMS, players, spec="nosuchspec")

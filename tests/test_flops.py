@@ -6,7 +6,7 @@ import torch
 from _models import tiny_llama
 from torch.utils.flop_counter import FlopCounterMode
 
-from rlhfbook_lab.equations.flops import forward_flops_per_token, mfu, training_flops_per_token
+from rlhfbook_lab.equations.flops import forward_flops_per_token, mfu, rl_rollout_flops, training_flops_per_token
 
 
 def test_hand_values():
@@ -55,3 +55,20 @@ def test_properties():
 def test_bad_input_names_the_field(call, field):
     with pytest.raises(ValueError, match=field):
         call()
+
+
+def test_rl_rollout_flops_hand_value_components_and_linearity():
+
+    # hand value: 10 tokens · (2·1000 + 4·2·8·4 = 2256) · (sample + reference + 3 for one training pass = 5)
+    assert rl_rollout_flops(10, 1000, 2, 8, 4) == 112_800
+    # second implementation: the sum of its parts, each counted by the existing functions
+    for passes in (0, 1, 2):
+        fwd, train = forward_flops_per_token(5000, 3, 20, 16), training_flops_per_token(5000, 3, 20, 16)
+        parts = 2 * 37 * fwd + passes * 37 * train
+        assert rl_rollout_flops(37, 5000, 3, 20, 16, train_passes=passes) == parts
+    # properties: additive in tokens (two half rollouts cost one whole), zero tokens cost nothing
+    assert rl_rollout_flops(30, 700, 2, 9, 8) + rl_rollout_flops(12, 700, 2, 9, 8) == rl_rollout_flops(42, 700, 2, 9, 8)
+    assert rl_rollout_flops(0, 700, 2, 9, 8) == 0
+    for bad in (dict(n_tokens=-1), dict(n_tokens=1.5), dict(train_passes=-1)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            rl_rollout_flops(**{**dict(n_tokens=1, n_matmul_params=1, n_layers=1, seq_len=1, attn_width=1), **bad})

@@ -17,6 +17,7 @@ from rlhfbook_lab.equations.policy_gradient import (
     gae_advantages,
     grpo_advantages,
     gspo_policy_loss,
+    informative_groups,
     maxrl_advantages,
     policy_gradient_loss,
     ppo_policy_loss,
@@ -312,6 +313,38 @@ def test_sequence_advantages_bad_input():
         sequence_advantages(REWARDS, "ppo", group_size=4)
     with pytest.raises(ValueError, match="group_size is required"):
         sequence_advantages(REWARDS, "rloo")
+
+
+def test_informative_groups_hand_computed():
+    # groups of 3: all right, mixed, all wrong, equal non-binary, tiny difference
+    r = torch.tensor([1.0, 1, 1, 0, 1, 0, 0, 0, 0, 0.5, 0.5, 0.5, 2.0, 2.0, 2.0 + 1e-6])
+    assert informative_groups(r, 3).tolist() == [False, True, False, False, True]
+
+
+def test_informative_groups_is_a_nonzero_advantage_and_a_nonzero_std():
+    """Second implementations: a group is kept exactly when its sample std is > 0, and exactly when some
+    GRPO/Dr. GRPO advantage in it is non-zero (a dropped group is one that adds no gradient)."""
+    gen = torch.Generator().manual_seed(0)
+    for G in (2, 4, 8):
+        r = torch.randint(0, 2, (12 * G,), generator=gen).float()  # 0/1 verifier rewards: many unanimous groups
+        keep = informative_groups(r, G)
+        assert keep.tolist() == [bool(g.std() > 0) for g in r.view(-1, G)]
+        for adv in (grpo_advantages(r, G), dr_grpo_advantages(r, G)):
+            assert keep.tolist() == (adv.view(-1, G) != 0).any(dim=1).tolist()
+
+
+def test_informative_groups_properties_and_bad_input():
+    r = torch.tensor([0.0, 1.0, 3.0, 3.0, 2.0, 7.0, 5.0, 5.0])
+    keep = informative_groups(r, 2)
+    assert torch.equal(informative_groups(2.5 * r - 1.0, 2), keep)  # invariant to a positive affine map
+    assert torch.equal(informative_groups(r.view(-1, 2).flip(1).reshape(-1), 2), keep)  # order within a group
+    assert torch.equal(informative_groups(r.view(-1, 2).flip(0).reshape(-1), 2), keep.flip(0))  # groups permute
+    with pytest.raises(ValueError, match="multiple of group_size"):
+        informative_groups(r[:7], 2)
+    with pytest.raises(ValueError, match="group_size"):
+        informative_groups(r, 1)
+    with pytest.raises(ValueError, match="finite"):
+        informative_groups(torch.tensor([0.0, math.nan]), 2)
 
 
 # ---------------------------------------------------------------------------------------------------------

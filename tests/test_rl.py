@@ -22,7 +22,7 @@ from rlhfbook_lab import world
 from rlhfbook_lab.cli import main
 from rlhfbook_lab.equations.logprobs import per_token_logprobs
 from rlhfbook_lab.equations.numerics import assert_numerically_equal, numerical_tolerance
-from rlhfbook_lab.equations.policy_gradient import grpo_advantages, rloo_advantages
+from rlhfbook_lab.equations.policy_gradient import grpo_advantages, informative_groups, rloo_advantages
 from rlhfbook_lab.lm.forward import forward_logits
 from rlhfbook_lab.lm.generation import encode_prompts, generate
 from rlhfbook_lab.lm.models import load_model, save_model
@@ -69,7 +69,7 @@ def test_presets_differ_only_in_the_fields_they_should():
         "dr_grpo": {"algo", "advantage", "kl_estimator", "loss_agg"},
         "ppo": {"algo", "advantage", "kl_penalty", "kl_estimator", "loss_agg", "whiten_advantages", "ppo_epochs",
                 "num_minibatches", "lam", "value_lr", "train.lr"},
-        "dapo": {"algo", "beta", "clip_eps_high", "loss_agg"},
+        "dapo": {"algo", "beta", "clip_eps_high", "loss_agg", "dynamic_sampling"},
         "gspo": {"algo", "beta", "policy_loss", "clip_eps_low", "clip_eps_high", "num_minibatches"},
         "cispo": {"algo", "beta", "policy_loss", "clip_eps_low", "clip_eps_high", "loss_agg", "num_minibatches"},
     }
@@ -233,6 +233,8 @@ def test_gae_with_lambda_one_is_monte_carlo_returns_minus_values():
     (dict(families=("chess",)), "families"), (dict(temperature=0.0), "temperature"), (dict(lam=1.5), "lam"),
     (dict(steps=0), "steps"), (dict(kl_target=-1.0), "kl_target"), (dict(sft_coef=-1.0), "sft_coef"),
     (dict(policy_loss="trpo"), "policy_loss"), (dict(clip_eps_low=-0.1), "clip_eps_low"),
+    (dict(eval_families=("chess",)), "eval_families"), (dict(eval_families=()), "eval_families"),
+    (dict(max_sampling_rounds=0), "max_sampling_rounds"),
 ])
 def test_bad_config_is_a_value_error_naming_the_field(kw, field):
     with pytest.raises(ValueError, match=field):
@@ -389,7 +391,7 @@ def test_the_same_seed_gives_the_same_run(tokenizer):
         return {k: v for k, v in h.items() if not k.startswith("time/")}, model.state_dict()
 
     (h1, w1), (h2, w2), (h3, w3) = run(0), run(0), run(1)
-    assert h1 == h2
+    assert json.dumps(h1) == json.dumps(h2)  # the same numbers, NaN included (a rollout with no right reply)
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
     assert h1["losses/total"] != h3["losses/total"] and not all(torch.equal(w1[k], w3[k]) for k in w1)
     assert h1["eval/step"] == [0, 2]
@@ -400,6 +402,87 @@ def test_summarize_reads_the_history(policy, tokenizer):
     s = rl.summarize(h)
     assert s["gold_gain"] == pytest.approx(h["eval/gold_score"][-1] - h["eval/gold_score"][0])
     assert s["rollouts"] == 2 and s["seconds_generation"] > 0
+
+
+def test_length_dynamics_are_logged_and_add_up(policy, tokenizer):
+    """Right and wrong replies' mean lengths, weighted by the correct rate, are the mean length; the rollout's
+    tokens are at least its completion tokens; rambling and repetition are the gold judge's features."""
+    cfg = small("grpo", steps=2, max_new_tokens=12, eval_prompts=4, eval_families=("addition",))
+    _, h = train_rl(policy, tokenizer, cfg, progress=False)
+    for i in range(2):
+        c, lc, lw = h["charts/correct_rate"][i], h["charts/length_correct"][i], h["charts/length_wrong"][i]
+        mixed = c * (lc if c > 0 else 0.0) + (1 - c) * (lw if c < 1 else 0.0)
+        assert mixed == pytest.approx(h["charts/response_length"][i])
+        assert h["charts/rollout_tokens"][i] >= 16 * h["charts/response_length"][i]
+        assert 0 <= h["charts/extra_words"][i] <= world.judge.EXTRA_WORDS_CAP
+        assert 0 <= h["charts/repetition"][i] <= world.judge.REPETITION_CAP
+        assert math.isnan(lc) == (c == 0) and math.isnan(lw) == (c == 1)  # NaN exactly when there is none
+    assert h["eval/step"] == [0, 2]
+
+
+# --- DAPO's dynamic sampling -----------------------------------------------------------------------------
+
+
+def test_cat_rollouts_keeps_every_row_as_it_was(policy, tokenizer):
+    """Two rollouts of different prompt and completion widths: in the concatenation every row's completion
+    tokens, log-probs, masks and scores are the same numbers, moved, and every completion starts at one column."""
+    a = rollout_for(policy, tokenizer, small("grpo", prompts_per_step=2, max_new_tokens=5), seed=0)
+    torch.manual_seed(1)
+    b, _ = collect_rollout(policy, tokenizer, ["Write a positive review of the lamp.", "Add 7 and 12."],
+                           small("grpo", prompts_per_step=2, max_new_tokens=9), copy.deepcopy(policy).eval())
+    assert a.prompt_length != b.prompt_length or a.input_ids.shape != b.input_ids.shape
+    c = rl.cat_rollouts([a, b], tokenizer.pad_token_id)
+    assert c.prompts == a.prompts + b.prompts and c.texts == a.texts + b.texts
+    assert torch.equal(c.scores, torch.cat([a.scores, b.scores]))
+    P = c.prompt_length
+    assert not c.completion_mask[:, :P].any() and bool(c.completion_mask[:, P].all())
+    for part, rows in ((a, range(0, 8)), (b, range(8, 16))):
+        for i, r in enumerate(rows):
+            for name in ("input_ids", "old_logps", "ref_logps"):
+                orig, new = getattr(part, name)[i], getattr(c, name)[r]
+                assert torch.equal(orig[part.completion_mask[i].bool()], new[c.completion_mask[r].bool()])
+            real = part.input_ids[i][part.attention_mask[i].bool()]
+            assert torch.equal(real, c.input_ids[r][c.attention_mask[r].bool()])
+    with pytest.raises(ValueError, match="parts is empty"):
+        rl.cat_rollouts([], tokenizer.pad_token_id)
+
+
+def _half_right(unanimous):
+    """A reward: rows whose prompt ``unanimous(prompt)`` accepts all 0, the others 0, 1, 0, 1, ... in each group."""
+    def reward(prompts, texts):
+        return torch.tensor([0.0 if unanimous(p) else float(i % 2) for i, p in enumerate(prompts)])
+    return reward
+
+
+@pytest.mark.parametrize("rounds, sampled, dropped, unanimous_kept", [(3, 8, 4, 0), (1, 4, 0, 1)])
+def test_dynamic_sampling_drops_unanimous_groups_and_refills(policy, tokenizer, rounds, sampled, dropped,
+                                                             unanimous_kept):
+    cfg = small("dapo", max_new_tokens=4, max_sampling_rounds=rounds)
+    torch.manual_seed(0)
+    ro, times = rl.collect_dynamic(policy, tokenizer, lambda: list(PROMPTS), cfg, copy.deepcopy(policy).eval(),
+                                   _half_right(lambda p: p == PROMPTS[0]))
+    assert ro.completion_mask.shape[0] == 16 and times["groups_sampled"] == sampled
+    assert times["groups_dropped"] == dropped
+    groups = [ro.prompts[g * 4:(g + 1) * 4] for g in range(4)]
+    assert all(len(set(g)) == 1 for g in groups)  # whole groups, contiguous
+    assert sum(g[0] == PROMPTS[0] for g in groups) == unanimous_kept  # only when the rounds ran out
+    keep = informative_groups(ro.scores, 4)
+    assert int((~keep).sum()) == unanimous_kept
+
+
+def test_dapo_trains_with_dynamic_sampling(policy, tokenizer):
+    cfg = small("dapo", steps=2, max_new_tokens=4, max_sampling_rounds=2)
+    addition = _half_right(lambda p: world.parse_prompt(p).family == "addition")  # 1 prompt in 4: families in turn
+    _, h = train_rl(policy, tokenizer, cfg, reward_fn=addition, progress=False)
+    assert h["charts/groups_sampled"] == [8.0, 8.0] and h["charts/groups_dropped"] == [4.0, 4.0]
+    assert h["charts/zero_adv_share"] == [0.0, 0.0]  # no unanimous group reached the update
+
+
+def test_eval_families_picks_the_evaluation_prompts(policy, tokenizer):
+    run = rl_loop._Run(policy, tokenizer, small("grpo", eval_prompts=6, eval_families=("addition",)), None, None)
+    assert {p.family for p in run.eval_problems} == {"addition"}
+    run = rl_loop._Run(policy, tokenizer, small("grpo", eval_prompts=8), None, None)
+    assert {p.family for p in run.eval_problems} == set(world.FAMILIES)
 
 
 # --- the command line ---------------------------------------------------------------------------------------

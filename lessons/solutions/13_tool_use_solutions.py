@@ -8,12 +8,14 @@
 # The claims asserted below are loose on purpose: each exercise's question, not one run's last digit.
 
 # %%
+import json
 import random
 
 from rlhfbook_lab import world
 from rlhfbook_lab.lesson import seed_everything
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.tools import lying_tool, tool_accuracy
+from rlhfbook_lab.paths import DATA_DIR
 from rlhfbook_lab.recipes.tool_use import train_tool_caller
 from rlhfbook_lab.world import tool_use
 from rlhfbook_lab.world.calculator import run_tool_call
@@ -90,3 +92,21 @@ assert acc <= 0.2
 # section 6), keep a call where `equations.toolformer.toolformer_keep` says so at τ ≈ 1 and write the reply without
 # a call elsewhere (`tool_use.tool_instruction_data(..., calls=False)` for the dropped ones), then train with
 # `trainers.sft.sft` on that mix and compare, with exercise 2's measurement, against training on every call.
+
+# %% [markdown]
+# ## 6 · The price's history
+#
+# The priced run (c = 0.1) drops its two-digit calls within about ten rollouts; its KL to the start climbs at the
+# same time, from near 0 to several nats per reply, while the unpriced run stays under about 1 nat. Dropping calls
+# is a large change of the policy (a whole span of tokens it no longer writes), not a small reweighting. A smaller
+# price would slow the drop; whether it would keep the needed three-digit calls is the question a run answers
+# (`tool_rl_study(costs=(0.0, 0.02))`, a few minutes of CPU).
+
+# %%
+study = json.loads((DATA_DIR / "tool_use" / "rl_study.json").read_text())
+free, priced = study["runs"]
+calls = priced["history"]["calls_two_digit"]
+gone = next(i for i, c in enumerate(calls) if c == 0.0) + 1
+print(f"two-digit calls reach 0 at rollout {gone}; KL there {priced['history']['kl'][gone - 1]:.1f} nats "
+      f"(unpriced run: {free['history']['kl'][gone - 1]:.1f})")
+assert gone <= 12 and priced["history"]["kl"][gone - 1] > 2 * max(free["history"]["kl"][:gone])

@@ -138,3 +138,18 @@ assert shares[10]["paraphrased"] < shares[3]["paraphrased"], "a paraphrase escap
 # leak is caught at every n. A paraphrase keeps the reply (the answer, "17 + 25 = 42.") and changes the question, so
 # it survives only as short n-grams in the reply: the longer n, the more of it slips through. Real detectors face the
 # same trade and add embedding similarity or "guess the next words" tests for paraphrased leaks.
+
+# %% [markdown]
+# ## Exercise 5 · Self-preference on samples only
+
+# %%
+rm_s = ev.rm_scores(rm, rm_tok, problems, players)
+for subset in (list(players), ["sft@0.7", "sft@1", "base"]):
+    reps = [r for n in subset for r in players[n]]
+    fam = {m: ev.reply_logprobs(*loaded[m], problems * len(subset), reps) for m in ("sft-tiny", "base-tiny")}
+    c = ev.self_preference(np.concatenate([rm_s[n] for n in subset]), np.concatenate([gold[n] for n in subset]), fam)
+    print(f"{subset}: " + ", ".join(f"c[{m}] {v:+.3f}" for m, v in c.items()))
+# What you should see: the coefficients move with the player set, by more than their difference. Familiarity under
+# either model is strongly tied to form (a reply the base model writes is unlikely under sft-tiny and vice versa), and
+# gold measures form too, so the regressors are collinear and c shifts with whichever replies are in the fit. A
+# self-preference claim needs replies of equal quality from two sources, judged by judges of both backbones.

@@ -38,6 +38,7 @@ __all__ = [
     "gae_advantages",
     "grpo_advantages",
     "gspo_policy_loss",
+    "informative_groups",
     "maxrl_advantages",
     "policy_gradient_loss",
     "ppo_policy_loss",
@@ -174,6 +175,28 @@ def _zero_constant_groups(advantages: torch.Tensor, grouped: torch.Tensor) -> to
     """An all-equal group carries no signal: make its advantages exactly 0 (not rounding noise / eps)."""
     constant = grouped.amax(dim=1, keepdim=True) == grouped.amin(dim=1, keepdim=True)
     return torch.where(constant, torch.zeros_like(advantages), advantages).reshape(-1)
+
+
+def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """DAPO's dynamic-sampling filter (Yu et al. 2025): which groups carry a learning signal.
+
+    .. math::  \\mathrm{keep}_g = \\big[\\max_{i \\in g} r_i > \\min_{i \\in g} r_i\\big]
+               \\;\\;(\\Leftrightarrow \\mathrm{std}(r_g) > 0)
+
+    A group whose G rewards are all equal — every reply right, or every one wrong, under a 0/1 verifier — gets
+    zero advantage under every group baseline (RLOO, GRPO, Dr. GRPO, MaxRL): it adds no gradient and only dilutes
+    a token mean. DAPO drops such groups and refills the batch from fresh prompts (``trainers.rl``'s
+    ``dynamic_sampling``).
+
+    Args:
+        rewards: Shape (B,), B = num_prompts · G, each prompt's G completions contiguous; finite.
+        group_size: G >= 2.
+
+    Returns:
+        keep: Shape (B // G,), bool.
+    """
+    grouped = _grouped(rewards, group_size)  # (B/G, G)
+    return grouped.amax(dim=1) > grouped.amin(dim=1)
 
 
 def reinforce_advantages(rewards: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,8 @@ Everything below takes ``players``: ``{name: [reply per problem]}`` on one list 
   :func:`score_judge`); Bradley-Terry Elo with bootstrap intervals (``evaluation_stats.arena_elo``), and each
   judge's ranking scored against the true skill (mean gold) by Kendall's τ.
 - :func:`judge_traps`: position bias (the same battle asked in both orders), verbosity bias (how often the judge
-  picks the longer reply, against how often the truth does), self-preference (the judge's Elo of each player
-  minus the gold annotator's).
+  picks the longer reply, against how often the truth does); :func:`self_preference`: does the judge reward
+  what its own backbone finds likely (:func:`reply_logprobs`), at equal gold?
 - :func:`lc_vs_raw`: every player against a baseline, judge verdicts turned into raw and length-controlled win
   rates, both rankings against gold.
 - :func:`evaluate_players` / :func:`write_report`: all of it for ``rlhfbook-lab eval``.
@@ -44,7 +44,9 @@ from rlhfbook_lab.equations.evaluation_stats import (
     prompts_needed,
     swap_consistency,
 )
+from rlhfbook_lab.lm.data import collate_sft, conversation, tokenize_conversation
 from rlhfbook_lab.lm.evaluation import evaluate_chat
+from rlhfbook_lab.lm.forward import eval_mode, sequence_logps
 from rlhfbook_lab.lm.models import check_output_folder, load_model
 from rlhfbook_lab.lm.reward_model import load_reward_model, score_replies
 from rlhfbook_lab.paths import atomic_folder
@@ -52,8 +54,8 @@ from rlhfbook_lab.world.judge import FILLERS
 from rlhfbook_lab.world.tasks import ATTRIBUTES
 
 __all__ = ["CHANCE", "VERBOSE_JUDGE", "annotator_judge", "arena", "evaluate_players", "judge_traps", "lc_vs_raw",
-           "ngram_overlap", "parse_player", "player_replies", "position_biased", "report_card", "restyle",
-           "rm_scores", "run_battles", "sampling_spread", "score_judge", "write_report"]
+           "ngram_overlap", "parse_player", "player_replies", "position_biased", "reply_logprobs", "report_card",
+           "restyle", "rm_scores", "run_battles", "sampling_spread", "score_judge", "self_preference", "write_report"]
 
 CHANCE: dict[str, float] = {
     "addition": 0.0,
@@ -129,8 +131,8 @@ def _check_players(problems, players: dict[str, list[str]]) -> list[str]:
     return list(players)
 
 
-def _gold(problems, replies) -> np.ndarray:
-    return np.array([world.gold_score(p, r, allow_empty=True) for p, r in zip(problems, replies)])
+def _gold(problems, replies, spec=None) -> np.ndarray:
+    return np.array([world.gold_score(p, r, allow_empty=True, spec=spec) for p, r in zip(problems, replies)])
 
 
 def _words(replies) -> np.ndarray:
@@ -141,16 +143,17 @@ def _words(replies) -> np.ndarray:
 
 
 def report_card(problems: list[world.Problem], players: dict[str, list[str]], baseline: str | None = None,
-                n_resamples: int = 1000, effect: float = 0.02, seed: int = 0) -> dict:
+                n_resamples: int = 1000, effect: float = 0.02, seed: int = 0, spec=None) -> dict:
     """Per player: gold with a bootstrap 95 % interval, overall and per family; accuracy and centred accuracy per
     family; the paired gold difference to ``baseline`` (default: the first player) with its interval, and the
-    prompts a paired test would need to detect a gain of ``effect`` at that per-prompt spread."""
+    prompts a paired test would need to detect a gain of ``effect`` at that per-prompt spread. ``spec``: the
+    model spec gold reads (``world.load_spec``; ``None``: the world as built)."""
     names = _check_players(problems, players)
     base = names[0] if baseline is None else baseline
     if base not in players:
         raise ValueError(f"baseline {base!r} is not one of the players {names}")
     families = list(dict.fromkeys(p.family for p in problems))
-    gold = {n: _gold(problems, players[n]) for n in names}
+    gold = {n: _gold(problems, players[n], spec) for n in names}
     card: dict = {"baseline": base, "n_prompts": len(problems), "players": {}}
     for n in names:
         correct = np.array([world.is_correct(p, r) for p, r in zip(problems, players[n])], dtype=np.float64)
@@ -262,12 +265,12 @@ def _comparisons(rows, names):
 
 
 def arena(problems, players: dict[str, list[str]], judges: dict, n_battles: int = 1000, n_resamples: int = 1000,
-          seed: int = 0) -> dict:
+          seed: int = 0, spec=None) -> dict:
     """Battles judged by each judge in ``judges`` ({name: judge}), Elo with bootstrap intervals, and each
     judge's ranking against the true skill (mean gold): ``{"truth": {player: gold}, judge: {"elo", "lo", "hi",
     "tau_vs_truth"}}``."""
     names = _check_players(problems, players)
-    truth = {n: float(_gold(problems, players[n]).mean()) for n in names}
+    truth = {n: float(_gold(problems, players[n], spec).mean()) for n in names}
     out: dict = {"truth": truth, "judges": {}}
     for jname, judge in judges.items():
         rows = run_battles(problems, players, judge, n_battles, seed)
@@ -283,7 +286,8 @@ def arena(problems, players: dict[str, list[str]], judges: dict, n_battles: int 
 # --- judge traps --------------------------------------------------------------------------------------------
 
 
-def judge_traps(problems, players: dict[str, list[str]], judge, n_battles: int = 1000, seed: int = 0) -> dict:
+def judge_traps(problems, players: dict[str, list[str]], judge, n_battles: int = 1000, seed: int = 0,
+                spec=None) -> dict:
     """A judge's biases, measured against the truth on the same battles, each asked in both orders.
 
     - ``position``: :func:`~rlhfbook_lab.equations.evaluation_stats.swap_consistency` (consistency, first_rate);
@@ -295,7 +299,7 @@ def judge_traps(problems, players: dict[str, list[str]], judge, n_battles: int =
     if not decided:
         raise ValueError("every battle had identical replies; the players do not differ")
     position = swap_consistency([r["verdict"] for r in decided], [r["verdict_swapped"] for r in decided])
-    gold = {n: _gold(problems, rs) for n, rs in players.items()}
+    gold = {n: _gold(problems, rs, spec) for n, rs in players.items()}
     words = {n: _words(rs) for n, rs in players.items()}
     judge_longer, gold_longer = [], []
     for r in decided:
@@ -342,6 +346,46 @@ def lc_vs_raw(problems, players: dict[str, list[str]], judge, baseline: str, see
             "tau_raw": kendall_tau(fit["raw_win_rate"], truth), "tau_lc": kendall_tau(fit["lc_win_rate"], truth)}
 
 
+def reply_logprobs(model, tokenizer, problems, replies: list[str], batch_size: int = 128) -> np.ndarray:
+    """Mean per-token log-probability of each reply under ``model`` (its end-of-turn token included; an empty
+    reply is read as ``"."``): how *familiar* the reply is to that model. Shape (N,)."""
+    if len(problems) != len(replies) or not replies:
+        raise ValueError(f"need one reply per problem, at least one; got {len(replies)} for {len(problems)}")
+    rows = [tokenize_conversation(tokenizer, conversation(p.prompt, r if r.strip() else ".")) for p, r in
+            zip(problems, replies)]
+    out = []
+    with torch.no_grad(), eval_mode(model):
+        for i in range(0, len(rows), batch_size):
+            b = collate_sft(rows[i:i + batch_size], tokenizer.pad_token_id)
+            logps, _ = sequence_logps(model, b["input_ids"], b["attention_mask"], b["completion_mask"].float(),
+                                      reduction="mean")
+            out.append(logps.numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+def self_preference(judge_scores, gold, familiarity: dict[str, np.ndarray]) -> dict[str, float]:
+    """Does a judge favour what its own backbone finds likely, beyond the truth? The least-squares fit
+
+    .. math::  s_i = a + b\\,g_i + c_m\\,z_m(\\ell_i) \\qquad (\\text{one fit per backbone } m)
+
+    of the judge's score s on the gold score g and the standardised familiarity z(ℓ) (:func:`reply_logprobs`
+    under model m). ``c_m`` is the judge's score per standard deviation of m's familiarity at equal gold: a judge
+    whose backbone is m and which prefers its own kind of text has c_m > 0, and above the c of a backbone it
+    does not share (the self-preference of LLM judges, which Wataoka et al. 2024 tie to low perplexity).
+    All arrays shape (N,); returns ``{m: c_m}``."""
+    s, g = np.asarray(judge_scores, dtype=np.float64), np.asarray(gold, dtype=np.float64)
+    if s.shape != g.shape or s.ndim != 1 or len(s) < 3:
+        raise ValueError(f"judge_scores and gold must be 1-D of one length >= 3; got {s.shape} and {g.shape}")
+    out = {}
+    for m, lp in familiarity.items():
+        lp = np.asarray(lp, dtype=np.float64)
+        if lp.shape != s.shape or not np.isfinite(lp).all() or lp.std() == 0:
+            raise ValueError(f"familiarity[{m!r}] must be {s.shape} finite values that vary")
+        X = np.c_[np.ones_like(g), g, (lp - lp.mean()) / lp.std()]
+        out[m] = float(np.linalg.lstsq(X, s, rcond=None)[0][2])
+    return out
+
+
 # --- contamination ------------------------------------------------------------------------------------------
 
 _WORD = re.compile(r"[a-z0-9']+")
@@ -373,9 +417,11 @@ def ngram_overlap(train_texts: list[str], eval_texts: list[str], n: int = 8) -> 
 
 
 def evaluate_players(specs: list[str], n_prompts: int = 200, n_battles: int = 1000, n_resamples: int = 1000,
-                     judge_model: str = "rm-tiny", seed: int = 0, log=print) -> dict:
+                     judge_model: str = "rm-tiny", seed: int = 0, log=print, spec="default") -> dict:
     """Report card, arena (gold annotator and the reward-model judge) and the judge's traps for checkpoints
-    ``specs`` (:func:`parse_player`) on ``n_prompts`` held-out prompts."""
+    ``specs`` (:func:`parse_player`) on ``n_prompts`` held-out prompts, the truth and the gold annotator read
+    from the model spec ``spec`` (a shipped name or a JSON file, ``world.load_spec``; checked first)."""
+    model_spec = world.load_spec(spec)
     if len(specs) < 2 or len(set(specs)) != len(specs):
         raise ValueError(f"models must name at least two different players; got {specs}")
     check_int("n_prompts", n_prompts, minimum=4)
@@ -388,20 +434,23 @@ def evaluate_players(specs: list[str], n_prompts: int = 200, n_battles: int = 10
         log(f"answering {n_prompts} held-out prompts: {spec}")
         players[spec] = player_replies(spec, problems, seed=seed, loaded=loaded)
     ai = score_judge(rm_scores(rm, rm_tok, problems, players))
-    gold = annotator_judge(world.ANNOTATORS["gold"], problems, players)
+    gold = annotator_judge(world.spec_annotators(model_spec)["gold"], problems, players)
     results = {"models": specs, "n_prompts": n_prompts, "seed": seed, "judge_model": judge_model,
-               "report_card": report_card(problems, players, n_resamples=n_resamples, seed=seed),
+               "spec": model_spec.name,
+               "report_card": report_card(problems, players, n_resamples=n_resamples, seed=seed, spec=model_spec),
                "arena": arena(problems, players, {"gold annotator": gold, f"AI judge ({judge_model})": ai},
-                              n_battles, n_resamples, seed),
-               "judge_traps": {"gold annotator": judge_traps(problems, players, gold, n_battles, seed),
-                               f"AI judge ({judge_model})": judge_traps(problems, players, ai, n_battles, seed)}}
+                              n_battles, n_resamples, seed, spec=model_spec),
+               "judge_traps": {"gold annotator": judge_traps(problems, players, gold, n_battles, seed, model_spec),
+                               f"AI judge ({judge_model})": judge_traps(problems, players, ai, n_battles, seed,
+                                                                        model_spec)}}
     return results
 
 
 def _card_markdown(results: dict) -> str:
     card = results["report_card"]
     fams = list(next(iter(card["players"].values()))["families"])
-    lines = ["# Report card", "", f"{card['n_prompts']} held-out prompts, seed {results['seed']}; gold score "
+    lines = ["# Report card", "", f"{card['n_prompts']} held-out prompts, seed {results['seed']}, model spec "
+             f"{results.get('spec', 'default')!r}; gold score "
              "with bootstrap 95 % intervals over prompts; accuracy centred as (acc − chance)/(1 − chance); paired "
              f"gold difference to {card['baseline']} with its interval, and the prompts a paired test needs to "
              "detect a 0.02 gain.", "",

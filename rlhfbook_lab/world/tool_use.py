@@ -215,3 +215,23 @@ def tool_instruction_data(n: int, seed: int = 0, calls: bool = True) -> list[dic
     return [{"messages": [{"role": "user", "content": p.prompt},
                           {"role": "assistant", "content": tool_reply(p) if calls else p.reference}]}
             for p in sample_problems(n, "train", seed)]
+
+
+# --- the reward of RL with tools ----------------------------------------------------------------------------
+def count_calls(reply: str) -> int:
+    """How many tool results the reply holds: the calls the tool answered (a call cut off before its result,
+    at the token budget, is not counted)."""
+    return sum(is_tool for _, is_tool in reply_segments(reply))
+
+
+def tool_reward(problem: Problem, reply: str, call_cost: float = 0.0) -> float:
+    """The verifier's reward for RL with tools, with a price per call:
+
+    .. math::  r = \\mathbb 1[\\text{final answer} = a + b] - c \\cdot n_{calls}
+
+    ``call_cost`` c >= 0 (``ValueError`` otherwise); with c = 0 it is the plain verifier (1 right, 0 wrong). A
+    cost below 1 keeps a right answer through the tool worth more than a wrong one without it, while a right
+    answer *without* a call is worth the most: where the model can answer alone, calling is a loss."""
+    if not call_cost >= 0:  # also refuses NaN
+        raise ValueError(f"call_cost must be >= 0; got {call_cost!r}")
+    return float(is_correct(problem, reply)) - call_cost * count_calls(reply)

@@ -89,7 +89,7 @@ from rlhfbook_lab.trainers.rl.forward import (
     shared_prompt_hidden,
 )
 from rlhfbook_lab.trainers.rl.loop import compute_advantages, rl_from_sft, rl_loss, summarize, train_rl
-from rlhfbook_lab.trainers.rl.rollout import Rollout, collect_rollout
+from rlhfbook_lab.trainers.rl.rollout import Rollout, cat_rollouts, collect_dynamic, collect_rollout
 
 __all__ = [
     "ALGORITHMS",
@@ -97,6 +97,8 @@ __all__ = [
     "FAST",
     "PRESETS",
     "REWARD_SOURCES",
+    "cat_rollouts",
+    "collect_dynamic",
     "collect_rollout",
     "compute_advantages",
     "forward_with_values",

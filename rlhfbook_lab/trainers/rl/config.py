@@ -43,6 +43,13 @@ class RLConfig:
     recomputed untempered (the policy trained is π itself; the tempered samples make the batch off-policy)."""
     families: tuple[str, ...] = world.FAMILIES
     """Task families the training prompts are drawn from (e.g. ``("addition",)`` for RLVR)."""
+    dynamic_sampling: bool = False
+    """DAPO's dynamic sampling: drop groups whose rewards are all equal (no gradient:
+    ``policy_gradient.informative_groups``) and refill the rollout with groups of fresh prompts, sampling at most
+    ``max_sampling_rounds`` batches of ``prompts_per_step`` prompts; slots still empty then take dropped groups
+    (zero advantage), so the rollout always has ``prompts_per_step`` groups. Needs ``group_size >= 2``."""
+    max_sampling_rounds: int = 3
+    """With ``dynamic_sampling``: most batches of prompts sampled per rollout (1: drop nothing)."""
     # --- reward --------------------------------------------------------------------------------------------
     reward: str = "gold"
     """Reward source: ``"gold"`` (the world's judge), ``"verifier"`` (correct 1 / wrong 0) or ``"rm"``."""
@@ -113,9 +120,13 @@ class RLConfig:
     ``eval_every`` rollouts, and after; 0 skips evaluation."""
     eval_every: int = 0
     """Evaluate every this many rollouts (0: only before and after)."""
+    eval_families: tuple[str, ...] | None = None
+    """Families of the held-out evaluation prompts (``None``: all of them, in turn)."""
 
     def __post_init__(self):
         self.families = tuple(self.families)
+        if self.eval_families is not None:
+            self.eval_families = tuple(self.eval_families)
         check_config(self)
 
     @classmethod
@@ -157,9 +168,10 @@ PRESETS: dict[str, dict] = {
     "ppo": dict(advantage="gae", kl_penalty="reward", kl_estimator="k1", loss_agg="token_mean",
                 whiten_advantages=True, ppo_epochs=2, num_minibatches=2, lam=1.0, value_lr=1e-3, **{"train.lr": 5e-5}),
     # DAPO (Yu et al. 2025): clip-higher (ε_high 0.28 > ε_low 0.2: low-probability tokens may grow), the
-    # token-level mean, no KL. (Dynamic sampling, dropping and refilling unanimous groups, is not implemented:
-    # unanimous groups get zero advantage and only dilute the token mean.)
-    "dapo": dict(advantage="grpo", beta=0.0, clip_eps_low=0.2, clip_eps_high=0.28, loss_agg="token_mean"),
+    # token-level mean, no KL, and dynamic sampling (unanimous groups, which get zero advantage and only dilute
+    # the token mean, are dropped and refilled from fresh prompts).
+    "dapo": dict(advantage="grpo", beta=0.0, clip_eps_low=0.2, clip_eps_high=0.28, loss_agg="token_mean",
+                 dynamic_sampling=True),
     # GSPO (Zheng et al. 2025): one importance ratio per sequence, clipped per sequence in a tiny range, two
     # minibatches so that the second one is off-policy and the ratio matters.
     "gspo": dict(advantage="grpo", beta=0.0, policy_loss="gspo", clip_eps_low=3e-4, clip_eps_high=4e-4,
@@ -187,13 +199,16 @@ def check_config(cfg: RLConfig) -> None:
             raise ValueError(f"{name} must be {expected}; got {getattr(cfg, name)!r}")
 
     for name in ("prompts_per_step", "group_size", "max_new_tokens", "ppo_epochs", "num_minibatches",
-                 "sft_batch_size"):
+                 "sft_batch_size", "max_sampling_rounds"):
         check_int(name, getattr(cfg, name), minimum=1)
     check_int("eval_prompts", cfg.eval_prompts, minimum=0)
     check_int("eval_every", cfg.eval_every, minimum=0)
     check_number("temperature", cfg.temperature, minimum=0, strict=True)
     need(len(cfg.families) > 0 and all(f in world.FAMILIES for f in cfg.families), "families",
          f"a non-empty tuple of {world.FAMILIES}")
+    need(cfg.eval_families is None or (len(cfg.eval_families) > 0 and all(f in world.FAMILIES
+                                                                         for f in cfg.eval_families)),
+         "eval_families", f"None or a non-empty tuple of {world.FAMILIES}")
     need(cfg.reward in REWARD_SOURCES, "reward", f"one of {REWARD_SOURCES}")
     check_number("beta", cfg.beta, minimum=0)
     need(cfg.kl_penalty in KL_PENALTIES, "kl_penalty", f"one of {KL_PENALTIES}")
@@ -204,6 +219,8 @@ def check_config(cfg: RLConfig) -> None:
     need(cfg.advantage in ADVANTAGES, "advantage", f"one of {ADVANTAGES}")
     need(cfg.advantage in ("reinforce", "gae") or cfg.group_size >= 2, "group_size",
          f">= 2 for advantage={cfg.advantage!r} (a group of one has no baseline)")
+    need(not cfg.dynamic_sampling or cfg.group_size >= 2, "group_size",
+         ">= 2 with dynamic_sampling (a group of one is always unanimous)")
     need(cfg.advantage != "reinforce" or cfg.prompts_per_step * cfg.group_size >= 2, "prompts_per_step",
          "such that prompts_per_step * group_size >= 2 (REINFORCE's batch-mean baseline)")
     check_number("gamma", cfg.gamma, minimum=0, maximum=1)

@@ -60,7 +60,7 @@ from rlhfbook_lab.lm.shipped_data import load_instruction_file
 from rlhfbook_lab.trainers.loop import autocast_context, lr_at, make_optimizer, optimizer_step
 from rlhfbook_lab.trainers.rl.config import RLConfig, check_config
 from rlhfbook_lab.trainers.rl.forward import ValueHead, forward_with_values
-from rlhfbook_lab.trainers.rl.rollout import Rollout, collect_rollout, reward_source
+from rlhfbook_lab.trainers.rl.rollout import Rollout, collect_dynamic, collect_rollout, reward_source
 
 
 class Advantages(NamedTuple):
@@ -236,10 +236,16 @@ def train_rl(policy, tokenizer, cfg: RLConfig, ref_model=None, reward_fn=None,
         ``history``, one value per rollout under ``"step"`` (1, 2, ...) and: ``rewards/score`` (mean score of the
         reward source), ``rewards/score_std``, ``charts/gold_score`` (mean gold score of the rollout's samples),
         ``charts/correct_rate``, ``kl/seq`` (mean over sequences of Σ_t k1 = log π_old − log π_ref: KL to the
-        reference in nats per sequence), ``kl/seq_k3``, ``charts/beta``, ``charts/response_length``,
+        reference in nats per sequence), ``kl/seq_k3``, ``charts/beta``, ``charts/response_length`` (completion
+        tokens), ``charts/length_correct`` and ``charts/length_wrong`` (the same over right and over wrong replies;
+        NaN when there is none), ``charts/extra_words`` and ``charts/repetition`` (the gold judge's rambling and
+        repetition features, mean over non-empty replies), ``charts/rollout_tokens`` (prompt + completion tokens
+        of the rollout, this process's share: the FLOPs count),
         ``charts/eos_rate``, ``charts/zero_adv_share`` (share of rows whose advantage is exactly 0: unanimous
-        groups), and the minibatch means of :func:`rl_loss`'s metrics (``losses/policy``, ``losses/kl``,
-        ``losses/value``, ``losses/total``, ``charts/clipfrac``, ``kl/approx_kl``, ``charts/ratio_mean``,
+        groups), with ``cfg.dynamic_sampling`` ``charts/groups_sampled`` and ``charts/groups_dropped`` (groups
+        drawn for the rollout, and left out of it), and the minibatch means of :func:`rl_loss`'s metrics
+        (``losses/policy``, ``losses/kl``, ``losses/value``, ``losses/total``, ``charts/clipfrac``,
+        ``kl/approx_kl``, ``charts/ratio_mean``,
         ``charts/entropy``, ``charts/vf_clipfrac``), ``losses/sft`` (PPO-ptx), ``charts/explained_variance``
         (PPO), ``charts/grad_norm``, and wall-clock ``time/generation``, ``time/scoring``, ``time/training``.
         With ``cfg.eval_prompts``: ``eval/step`` (0 = before training), ``eval/gold_score``,
@@ -259,8 +265,13 @@ def train_rl(policy, tokenizer, cfg: RLConfig, ref_model=None, reward_fn=None,
     for step in bar:
         beta = run.kl_ctl.value
         # 1. collect: sample, score, reference (and value) log-probs
-        prompts = distributed.shard(run.draw_prompts())  # this process's whole groups (all of them on one)
-        rollout, times = collect_rollout(policy, tokenizer, prompts, cfg, run.ref_model, run.reward, run.value_head)
+        if cfg.dynamic_sampling:  # DAPO: only groups with unequal rewards, refilled from fresh prompts
+            rollout, times = collect_dynamic(policy, tokenizer, lambda: distributed.shard(run.draw_prompts()), cfg,
+                                             run.ref_model, run.reward, run.value_head)
+        else:
+            prompts = distributed.shard(run.draw_prompts())  # this process's whole groups (all of them on one)
+            rollout, times = collect_rollout(policy, tokenizer, prompts, cfg, run.ref_model, run.reward,
+                                             run.value_head)
         # 2. advantages
         adv = compute_advantages(rollout.scores, rollout.old_logps, rollout.ref_logps, rollout.completion_mask,
                                  cfg, rollout.group_size, rollout.old_values, beta)
@@ -308,7 +319,9 @@ class _Run:
         self.draw_prompts = training_prompts(cfg)
         self.sft_stream = sft_batches(tokenizer, cfg, device) if cfg.sft_coef > 0 else None
         self.mb_gen = torch.Generator().manual_seed(cfg.train.seed)
-        self.eval_problems = world.heldout_prompts(cfg.eval_prompts, seed=0) if cfg.eval_prompts else None
+        families = cfg.eval_families or world.FAMILIES
+        self.eval_problems = world.heldout_prompts(cfg.eval_prompts, seed=0, families=families) if cfg.eval_prompts \
+            else None
 
     def update(self, rollout: Rollout, beta: float, index: int) -> dict[str, float]:
         """``ppo_epochs`` passes over rollout number ``index`` (from 0) in ``num_minibatches`` shuffled minibatches,
@@ -371,12 +384,22 @@ def _log_rollout(history: dict[str, list], step: int, rollout: Rollout, beta: fl
     log("rewards/score", rollout.scores.mean())
     log("rewards/score_std", rollout.scores.std() if B > 1 else 0.0)
     log("charts/gold_score", rollout.gold.mean())
-    log("charts/correct_rate", sum(world.is_correct(world.parse_prompt(p), t)
-                                   for p, t in zip(rollout.prompts, rollout.texts)) / B)
+    problems = [world.parse_prompt(p) for p in rollout.prompts]
+    correct = torch.tensor([world.is_correct(q, t) for q, t in zip(problems, rollout.texts)])
+    lengths = mask.sum(dim=1).float().cpu()  # (B,) completion tokens
+    log("charts/correct_rate", correct.float().mean())
     log("kl/seq", k1.mean())
     log("kl/seq_k3", k3.mean())
     log("charts/beta", beta)
-    log("charts/response_length", mask.sum(dim=1).float().mean())
+    log("charts/response_length", lengths.mean())
+    # Length dynamics (Liu et al. 2025): the lengths of right and wrong replies apart (NaN when there is none)
+    # and the gold judge's rambling and repetition features, averaged over the non-empty replies.
+    log("charts/length_correct", lengths[correct].mean() if correct.any() else float("nan"))
+    log("charts/length_wrong", lengths[~correct].mean() if not correct.all() else float("nan"))
+    feats = [world.taste_features(q, t) for q, t in zip(problems, rollout.texts) if t.strip()]
+    for name in ("extra_words", "repetition"):
+        log(f"charts/{name}", sum(f[name] for f in feats) / len(feats) if feats else float("nan"))
+    log("charts/rollout_tokens", rollout.attention_mask.sum())  # prompt + completion tokens (FLOPs)
     log("charts/eos_rate", rollout.finished.float().mean())
     log("charts/zero_adv_share", (rollout.advantages.abs().sum(dim=1) == 0).float().mean())
     for k, v in metrics.items():
@@ -385,6 +408,9 @@ def _log_rollout(history: dict[str, list], step: int, rollout: Rollout, beta: fl
         log("charts/explained_variance", explained_variance(rollout.old_values, rollout.returns, mask))
     for k in ("generation", "scoring", "training"):
         log(f"time/{k}", times[k])
+    for k in ("groups_sampled", "groups_dropped"):  # dynamic sampling
+        if k in times:
+            log(f"charts/{k}", times[k])
     if distributed.world_size() > 1:  # this rollout's numbers: the mean over processes (equal shares of rows)
         keys = sorted(k for k in history if k != "step" and k in logged)
         means = distributed.all_reduce_sum([history[k][-1] / distributed.world_size() for k in keys])

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from rlhfbook_lab import world
+from rlhfbook_lab.equations.policy_gradient import informative_groups
 from rlhfbook_lab.lm.forward import eval_mode
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import autocast_dtype, resolve
@@ -17,6 +19,10 @@ from rlhfbook_lab.lm.reward_model import RewardModel, load_reward_model
 from rlhfbook_lab.trainers.loop import autocast_context
 from rlhfbook_lab.trainers.rl.config import RLConfig
 from rlhfbook_lab.trainers.rl.forward import ValueHead, score_tokens, trim_columns
+
+TENSORS = ("input_ids", "attention_mask", "completion_mask", "old_logps", "ref_logps", "old_values", "advantages",
+           "returns")
+"""The (B, P + T) tensors of a :class:`Rollout`, in generate's layout."""
 
 
 @dataclass
@@ -61,6 +67,11 @@ class Rollout:
                        ref_logps=take(self.ref_logps), scores=take(self.scores), gold=take(self.gold),
                        finished=take(self.finished), group_size=self.group_size, old_values=take(self.old_values),
                        advantages=take(self.advantages), returns=take(self.returns))
+
+    @property
+    def prompt_length(self) -> int:
+        """P: the column where every row's completion starts (its first token is always a completion token)."""
+        return int(self.completion_mask.any(dim=0).long().argmax())
 
     def minibatch(self, rows: torch.Tensor) -> dict:
         """The tensors of ``rows`` as a dict, unused columns trimmed."""
@@ -180,3 +191,63 @@ def collect_rollout(policy, tokenizer, prompts: list[str], cfg: RLConfig, ref_mo
         old_values=None if old_values is None else torch.where(mask.bool(), old_values, zero),
     )
     return rollout, {"generation": t1 - t0, "scoring": time.perf_counter() - t1}
+
+
+def cat_rollouts(parts: list[Rollout], pad_token_id: int) -> Rollout:
+    """One rollout of the rows of ``parts`` (same group size), in order. Each part's prompt columns are
+    left-padded and its completion columns right-padded to the widest part's, so every row keeps generate's
+    layout (the completion starts at one column P); padding is ``pad_token_id`` in ``input_ids`` and 0 (masked)
+    elsewhere, so no log-prob, score or mask of any row changes."""
+    if not parts:
+        raise ValueError("parts is empty; expected at least one Rollout")
+    if len({r.group_size for r in parts}) != 1:
+        raise ValueError(f"parts must share one group_size; got {sorted({r.group_size for r in parts})}")
+    P = [r.prompt_length for r in parts]
+    T = [r.input_ids.shape[1] - p for r, p in zip(parts, P)]
+
+    def cat(name):
+        if getattr(parts[0], name) is None:
+            return None
+        return torch.cat([F.pad(getattr(r, name), (max(P) - p, max(T) - t),
+                                value=pad_token_id if name == "input_ids" else 0) for r, p, t in zip(parts, P, T)])
+    return Rollout(prompts=[p for r in parts for p in r.prompts], texts=[t for r in parts for t in r.texts],
+                   scores=torch.cat([r.scores for r in parts]), gold=torch.cat([r.gold for r in parts]),
+                   finished=torch.cat([r.finished for r in parts]), group_size=parts[0].group_size,
+                   **{name: cat(name) for name in TENSORS})
+
+
+def collect_dynamic(policy, tokenizer, draw_prompts, cfg: RLConfig, ref_model, reward_fn=None,
+                    value_head: ValueHead | None = None) -> tuple[Rollout, dict[str, float]]:
+    """DAPO's dynamic sampling (Yu et al. 2025): collect rollouts of fresh prompts (``draw_prompts()``, one batch
+    per round) and keep only the groups with unequal rewards (``informative_groups``) until ``len(first batch)``
+    groups are kept or ``cfg.max_sampling_rounds`` batches are spent; empty slots then take dropped groups, so
+    the rollout always has as many groups as one batch. Returns (the rollout, times as :func:`collect_rollout`'s
+    plus ``"groups_sampled"`` and ``"groups_dropped"``: how many groups were drawn, and how many of them the
+    rollout leaves out)."""
+    G = cfg.group_size
+    kept: list[Rollout] = []
+    spare: list[Rollout] = []
+    times = {"generation": 0.0, "scoring": 0.0, "groups_sampled": 0.0, "groups_dropped": 0.0}
+    need = n_kept = None
+    for _ in range(cfg.max_sampling_rounds):
+        prompts = draw_prompts()
+        need = len(prompts) if need is None else need
+        ro, t = collect_rollout(policy, tokenizer, prompts, cfg, ref_model, reward_fn, value_head)
+        for k in ("generation", "scoring"):
+            times[k] += t[k]
+        times["groups_sampled"] += len(prompts)
+        keep = informative_groups(ro.scores.cpu(), G).tolist()
+        take = [g for g, ok in enumerate(keep) if ok][:need - (n_kept or 0)]
+        kept.append(ro.rows([g * G + j for g in take for j in range(G)]))
+        if not all(keep):
+            spare.append(ro.rows([g * G + j for g, ok in enumerate(keep) if not ok for j in range(G)]))
+        n_kept = (n_kept or 0) + len(take)
+        if n_kept == need:
+            break
+    fill = need - n_kept  # rounds spent: unanimous groups (zero advantage) fill the rest, the most recent first
+    if fill:
+        pool = cat_rollouts(spare[::-1], tokenizer.pad_token_id)
+        kept.append(pool.rows(list(range(fill * G))))
+    times["groups_dropped"] = times["groups_sampled"] - need
+    rollout = cat_rollouts([r for r in kept if r.scores.numel()], tokenizer.pad_token_id)
+    return rollout, times

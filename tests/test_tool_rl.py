@@ -1,0 +1,91 @@
+"""RL with tools (ch 13): the reward with a price per call, and GRPO over rollouts in which the sampler runs the
+calculator (result tokens out of the log-probs and the KL)."""
+
+import math
+
+import pytest
+import torch
+
+from rlhfbook_lab.recipes.tool_use import ToolRLConfig, grpo_with_tools, tool_problems, train_tool_caller
+from rlhfbook_lab.world import tool_use
+
+
+def test_count_calls_and_tool_reward_hand_values():
+    p = tool_use.make_problem((123, 456))
+    one = "[calculator(123+456) -> 579] The answer is 579."
+    two = "[calculator(123+4) -> 127] [calculator(123+456) -> 579] The answer is 579."
+    assert [tool_use.count_calls(r) for r in (one, two, "579", "[calculator(1+2) ->")] == [1, 2, 0, 0]
+    assert tool_use.tool_reward(p, one) == 1.0
+    assert tool_use.tool_reward(p, one, 0.1) == pytest.approx(0.9)
+    assert tool_use.tool_reward(p, two, 0.1) == pytest.approx(0.8)
+    assert tool_use.tool_reward(p, "123 + 456 = 579.", 0.1) == 1.0  # right without a call: the most
+    assert tool_use.tool_reward(p, "[calculator(1+2) -> 3] The answer is 3.", 0.1) == pytest.approx(-0.1)
+
+
+def test_tool_reward_property_and_refusals():
+    """Property: the reward falls linearly in the cost, by the number of calls; bad costs are refused."""
+    p = tool_use.make_problem((100, 200))
+    for reply in ("[calculator(100+200) -> 300] The answer is 300.", "300", "[calculator(1) -> 1] 7"):
+        r = [tool_use.tool_reward(p, reply, c) for c in (0.0, 0.25, 0.5)]
+        assert r[0] - r[1] == pytest.approx(0.25 * tool_use.count_calls(reply))
+        assert r[1] - r[2] == pytest.approx(r[0] - r[1])
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="call_cost"):
+            tool_use.tool_reward(p, "300", bad)
+
+
+def test_config_refuses_bad_fields_and_problem_mix():
+    with pytest.raises(ValueError, match="group_size"):
+        ToolRLConfig(group_size=1)
+    with pytest.raises(ValueError, match="two_digit_share"):
+        ToolRLConfig(two_digit_share=1.5)
+    with pytest.raises(ValueError, match="call_cost"):
+        ToolRLConfig(call_cost=-1)
+    import random
+    probs = tool_problems(400, 0.25, "train", random.Random(0))
+    share = sum(p.family == "addition" for p in probs) / len(probs)
+    assert 0.18 < share < 0.32 and {p.family for p in probs} == {"addition", "addition3"}
+    assert all(tool_use.split_of(p.key) == "train" for p in probs if p.family == "addition3")
+
+
+@pytest.fixture(scope="module")
+def caller():
+    """``sft-tiny`` after a very short tool SFT: it writes calls (most of its samples do), not all of them right."""
+    model, tokenizer, _ = train_tool_caller(steps=40, batch_size=8, lr=2e-3)
+    return model, tokenizer
+
+
+def test_grpo_with_tools_masks_results_and_trains(caller):
+    """One GRPO step over rollouts with tool calls: the first rollout's KL to the reference (a copy of the policy)
+    is 0 on the model's tokens (it would not be if tool tokens, whose sampler log-prob is 0, were counted), and
+    the step moves the policy."""
+    model, tokenizer = caller
+    before = [p.detach().clone() for p in model.parameters()]
+    cfg = ToolRLConfig(steps=1, prompts_per_step=3, group_size=6, two_digit_share=0.0, max_new_tokens=40,
+                       call_cost=0.5)  # replies with and without a call differ in reward: a non-zero advantage
+    _, history = grpo_with_tools(model, tokenizer, cfg, eval_problems=0)
+    assert history["tool_tokens"][0] > 1 and history["calls"][0] > 0.5  # the rollout did call the tool
+    assert abs(history["kl"][0]) < 1e-3, history["kl"]
+    assert math.isnan(history["calls_two_digit"][0])  # no two-digit prompt in it
+    assert set(history) == {"reward", "correct", "calls", "calls_two_digit", "kl", "tool_tokens"}
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    with pytest.raises(ValueError, match="ToolRLConfig"):
+        grpo_with_tools(model, tokenizer, {"steps": 1})
+
+
+def test_shipped_rl_study_loads_and_says_what_lesson_13_states():
+    """``data/tool_use/rl_study.json`` (``RL_STUDY_COMMAND``): two costs, the fields the lesson reads, and its
+    stated outcome (a price of 0.1 removes the needless calls on two-digit sums)."""
+    import json
+
+    from rlhfbook_lab.paths import DATA_DIR
+    from rlhfbook_lab.recipes.tool_use import RL_STUDY_COMMAND
+
+    study = json.loads((DATA_DIR / "tool_use" / "rl_study.json").read_text())
+    assert study["command"] == RL_STUDY_COMMAND
+    free, priced = study["runs"]
+    assert (free["call_cost"], priced["call_cost"]) == (0.0, 0.1)
+    for run in (free, priced):
+        assert len(run["history"]["kl"]) == run["config"]["steps"]
+        assert 0 <= run["addition3_accuracy_after"] <= 1 and 0 <= run["two_digit_calls_after"] <= 1
+    assert priced["two_digit_calls_after"] < 0.2 < free["two_digit_calls_after"]
