@@ -46,6 +46,9 @@ from rlhfbook_lab.recipes.overoptimization import RECIPES as OVEROPT_RECIPES
 from rlhfbook_lab.recipes.overoptimization import OveroptConfig, run_overoptimization
 from rlhfbook_lab.recipes.overoptimization import write_report as write_overopt_report
 from rlhfbook_lab.recipes.pipeline import PipelineConfig, run_pipeline
+from rlhfbook_lab.recipes.rejection_sampling import RECIPES as RS_RECIPES
+from rlhfbook_lab.recipes.rejection_sampling import RSConfig, check_config, run_against_control
+from rlhfbook_lab.recipes.rejection_sampling import write_report as write_rs_report
 from rlhfbook_lab.recipes.rlvr_study import rlvr_study
 from rlhfbook_lab.recipes.spec_change import relabel_pairs
 from rlhfbook_lab.trainers.dpo import FAST_SIZES, RECIPES, DPOConfig, dpo_config, dpo_from_sft
@@ -297,6 +300,16 @@ def _cmd_eval(args) -> None:
     print((out / "report.md").read_text() + "\n" + (out / "arena.md").read_text())
 
 
+def _cmd_rs(args) -> None:
+    cfg = _configured(build(RSConfig, RS_RECIPES, "fast" if args.fast else "full"), args)
+    check_config(cfg)
+    out = Path(args.out)
+    check_output_folder(out, args.overwrite)  # fail before the run, not after
+    result = run_against_control(cfg, policy=args.policy, log=lambda m: print(m, file=sys.stderr))
+    write_rs_report(result, out, overwrite=True)
+    print((out / "report.md").read_text())
+
+
 def _cmd_overopt(args) -> None:
     cfg = _configured(build(OveroptConfig, OVEROPT_RECIPES, "fast" if args.fast else "full"), args)
     out = Path(args.out)
@@ -363,6 +376,15 @@ def _add_pipeline_and_data_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of prompts, sampling, battles and bootstrap")
     p.add_argument("--spec", default="default", help=SPEC_HELP + " (the truth and the gold annotator read it)")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("rs", help="rejection-sampling fine-tuning (ch 9) selected by gold or the verifier beside its "
+                                  "random control; report.md (per round) and result.json")
+    p.add_argument("--out", required=True, help="folder for the report")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--fast", action="store_true", help="lesson 09's fast sizes")
+    p.add_argument("--policy", default="sft-tiny", help="the model to start from (a shipped name or a folder)")
+    add_config_arguments(p, RSConfig, skip=("families",))
+    p.set_defaults(func=_cmd_rs)
 
     p = sub.add_parser("overopt", help="reward-model over-optimization (ch 14): proxies of 4+ data sizes, best-of-n "
                                        "and RL against them, Gao's fits; curves.png, fits.json/md, samples.md")
