@@ -32,6 +32,7 @@ use_style()
 
 # %%
 texts = world.pretraining_corpus(20_000)
+single = {}
 for vocab in (512, 1024):
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -39,10 +40,13 @@ for vocab in (512, 1024):
     bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab, show_progress=False,
                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     n_single = sum(f"Ġ{n}" in bpe.get_vocab() for n in range(10, 100))
+    single[vocab] = n_single
     print(f"vocab {vocab}: {n_single} of the 90 two-digit numbers ' 10'…' 99' are single tokens")
     for s in ["17 + 25 = 42.", "3 + 48 = 51.", "40 + 8 = 48.", "The reverse of mirt is trim.",
               "The reverse of kettle is elttek."]:
         print(f"   {s!r:36} → {bpe.encode(s).tokens}")
+
+assert 0 < single[512] < single[1024] and single[1024] >= 70, single  # most two-digit numbers become one token
 
 # What you should see (vocab 512 / 1024): 39 / 82 of the 90 two-digit numbers are single tokens, and
 #   '17 + 25 = 42.'  → ['1','7','Ġ+','Ġ25','Ġ=','Ġ42','.']      /  ['17','Ġ+','Ġ25','Ġ=','Ġ42','.']
@@ -94,6 +98,9 @@ for T, a, h in zip(temps, acc, ent):
     print(f"T = {T:3.1f}: accuracy {a:6.1%}, mean entropy of the first digit {h:.2f} nats")
 collapse = next((T for T, a in zip(temps, acc) if a < greedy / 2), None)
 print(f"greedy accuracy {greedy:.1%}; accuracy first falls below half of it at T = {collapse}")
+assert greedy >= 0.9 and min(a for T, a in zip(temps, acc) if T <= 0.7) >= 0.85, "confident at low temperature"
+assert collapse is not None and 1.2 <= collapse <= 2.5 and acc[-1] < 0.2, "a steep collapse between T ≈ 1.4 and 2.5"
+assert all(h1 < h2 for h1, h2 in zip(ent, ent[1:])), "the first digit's entropy grows with T"
 
 fig, ax = plt.subplots()
 ax.plot(ent, [100 * a for a in acc], "o-")
@@ -132,6 +139,11 @@ print(f"{'reply':24} {'gold':>6} {'lenient':>8}")
 for name, reply in replies.items():
     print(f"{name:24} {world.gold_score(problem, reply):+6.2f} "
           f"{world.gold_score(problem, reply, weights=lenient):+8.2f}")
+gold = {name: world.gold_score(problem, reply) for name, reply in replies.items()}
+soft = {name: world.gold_score(problem, reply, weights=lenient) for name, reply in replies.items()}
+assert max(gold, key=gold.get) == "polite opener", "under the gold table the polite opener is best"
+assert gold["politeness piled up"] < gold["wrong but polite"], "piled-up politeness is punished below a wrong answer"
+assert soft["politeness piled up"] > soft["polite opener"], "the lenient table makes the short pile the best reply"
 
 # Under the gold table the polite opener (1.20) is best and piling up politeness is punished (0.18 for three
 # extra phrases — below even a wrong answer — and far below zero for the longer piles). Under the lenient table

@@ -34,10 +34,10 @@ on_policy = load_preference_file("train", origin="on_policy")
 
 
 def summary(run) -> dict:
-    r = run.report
-    return {"gold sampled": r["gold_sampled_after"], "gold greedy": r["gold_after"],
-            "correct greedy": r["correct_after"], "KL": r["kl"], "train accuracy": r["accuracy"],
-            "logps/chosen, first 5 steps": sum(run.history["logps/chosen"][:5]) / 5, "CPU s": r["train_cpu_seconds"]}
+    rep = run.report
+    return {"gold sampled": rep["gold_sampled_after"], "gold greedy": rep["gold_after"],
+            "correct greedy": rep["correct_after"], "KL": rep["kl"], "train accuracy": rep["accuracy"],
+            "logps/chosen, first 5 steps": sum(run.history["logps/chosen"][:5]) / 5, "CPU s": rep["train_cpu_seconds"]}
 
 
 def logps(model, prompts, replies_a, replies_b):

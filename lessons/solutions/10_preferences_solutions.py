@@ -44,6 +44,7 @@ gold_mean = np.array([np.mean([world.gold_score(p, (replies[s][k] if s in replie
 theta = fit_bradley_terry(comparisons, n, ties=ties)
 print(f"{len(comparisons)} battles between {n} systems; Kendall τ of the full fit with gold: "
       f"{kendall_tau(theta, gold_mean):.2f}")
+assert kendall_tau(theta, gold_mean) >= 0.9, "the full arena recovers the gold ordering (within a swap)"
 
 # %% [markdown]
 # ## Exercise 1 · How many battles does an arena need?
@@ -70,6 +71,8 @@ for size in sizes:
                         swaps[key] = swaps.get(key, 0) + 1
 curve = pd.DataFrame({s: {"mean τ": np.mean(v), "sd": np.std(v)} for s, v in taus.items()}).T
 print(curve.round(3))
+assert curve["mean τ"].iloc[-1] > curve["mean τ"].iloc[0] + 0.2, "more battles, a truer ordering"
+assert curve.loc[300, "mean τ"] > 0.8, "a few hundred battles order the systems almost perfectly"
 print("pairs most often swapped with 100 battles:", sorted(swaps.items(), key=lambda kv: -kv[1])[:4])
 fig, ax = plt.subplots()
 ax.errorbar(curve.index, curve["mean τ"], yerr=curve["sd"], fmt="o-", capsize=3)
@@ -101,8 +104,12 @@ ten_pass_4 = elo_ratings(comparisons[replay], n, ties=ties[replay], k_factor=4)
 elo_table = pd.DataFrame({"BT (Elo scale)": bt_elo, "K=32, mean over orders": avg32, "K=4, one pass": one_pass_4,
                           "K=4, ten passes": ten_pass_4}, index=systems).sort_values("BT (Elo scale)")
 print(elo_table.round(0))
-for col in elo_table.columns[1:]:
-    print(f"{col:24} max |Elo − BT| = {np.max(np.abs(elo_table[col] - elo_table['BT (Elo scale)'])):.0f} points")
+off_bt = {col: np.max(np.abs(elo_table[col] - elo_table["BT (Elo scale)"])) for col in elo_table.columns[1:]}
+for col, off in off_bt.items():
+    print(f"{col:24} max |Elo − BT| = {off:.0f} points")
+assert off_bt["K=32, mean over orders"] < 40 and off_bt["K=4, ten passes"] < 40, "averaging or replaying lands near BT"
+assert off_bt["K=4, one pass"] > 2 * max(off_bt["K=32, mean over orders"], off_bt["K=4, ten passes"]), \
+    "K = 4 on one pass has not travelled far enough from 1500"
 
 # What you should see: averaging K = 32 over orders lands within about 15 points of the fit (the order noise averages
 # out, a small bias remains); K = 4 on one pass is 92 points off at the extremes in full mode and 273 in fast mode (it
@@ -141,6 +148,10 @@ for problem in cycle_problems:
 print({k: f"{v / len(cycle_problems):.0%} of prompts" for k, v in count.items()})
 if margins:
     print(f"pooled-probability cycles of four: majorities of {min(margins):.3f}–{max(margins):.3f}")
+assert count["3 people, votes"] > 0.3 * len(cycle_problems), "the three people's votes cycle on many prompts"
+assert count["4 with gold, votes"] < count["3 people, votes"], "gold as a fourth voter breaks cycles (2–2 splits)"
+assert count["4 with gold, pooled P"] > count["3 people, pooled P"], "the aggregation rule changes which crowd cycles"
+assert margins and max(margins) < 0.55, "pooled-probability cycles have razor-thin majorities"
 
 # What you should see: the three people's votes cycle on about half the prompts (52 %); adding gold as a fourth voter
 # removes every cycle here. With four voters an edge of a cycle needs 3 of 4 votes, and gold sides with the
@@ -171,6 +182,10 @@ print(f"{len(tie_rows)} of {len(arena_ties.rows)} battles were ties; "
 print(pairs.value_counts().head(5))
 print(pd.DataFrame({"BT, no ties": theta, "BT, ties kept": theta_t}, index=systems).sort_values("BT, no ties").round(2))
 print(f"Kendall τ between the two rankings: {kendall_tau(theta, theta_t):.2f}")
+assert 0 < len(tie_rows) < 0.2 * len(arena_ties.rows), "about one battle in eleven is a tie"
+assert np.median(tie_gaps) < 0.5, "ties come from close replies"
+assert kendall_tau(theta, theta_t) >= 0.9, "keeping ties does not change the ranking"
+assert np.ptp(theta_t) < np.ptp(theta), "a tie counts half a win each way: the strengths shrink towards the middle"
 
 # What you should see: about one battle in eleven ends in a tie (588 of 6,449 in full mode), between replies a median
 # 0.2 gold points apart: Davidson's tie probability is a third for equal replies and fades as the gap grows, so the

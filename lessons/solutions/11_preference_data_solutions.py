@@ -81,6 +81,7 @@ def relabel(rows, annotator, seed=0):
 base_accuracy = accuracy(fit_head(on_train), on_test)
 print(f"{len(on_train)} on-policy and {len(off_train)} off-policy training pairs; the lesson's on-policy head scores "
       f"{base_accuracy:.3f} on held-out on-policy pairs")
+assert base_accuracy > 0.6, "the on-policy head ranks held-out on-policy pairs well above chance"
 
 # %% [markdown]
 # ## Exercise 1 · Mix the data
@@ -93,6 +94,7 @@ for share in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0):
     extra = subsample_pairs(off_train, min(len(off_train), int(share * len(on_train))), seed=0)
     mix[share] = accuracy(fit_head(on_train + extra), on_test)
 print(pd.Series(mix, name="held-out on-policy accuracy").rename_axis("off-policy pairs per on-policy pair").round(3))
+assert max(mix.values()) - min(mix.values()) < 0.06 and min(mix.values()) > 0.6, "no clear effect of mixing"
 
 # What you should see: no clear effect. Between none and four times as many off-policy pairs the accuracy moves
 # between 0.65 and 0.68, within the seed-to-seed noise of these sizes (a couple of points). Alone the off-policy pairs
@@ -103,8 +105,8 @@ print(pd.Series(mix, name="held-out on-policy accuracy").rename_axis("off-policy
 # %% [markdown]
 # ## Exercise 2 · A noisier annotator vs symmetric flips
 #
-# Relabel the training pairs with a gold-taste annotator four times noisier (τ = 0.4), then find the flip rate ε whose
-# noisy-label ceiling is the same, and compare both heads on the *gold*-labelled held-out pairs.
+# Relabel the training pairs with a gold-taste annotator four times noisier (noise scale s = 0.4), then find the flip
+# rate ε whose noisy-label ceiling is the same, and compare both heads on the *gold*-labelled held-out pairs.
 
 # %%
 noisy_judge = world.Annotator("noisy", tau=0.4)
@@ -114,12 +116,15 @@ clean_ceiling = pairs_bayes_ceiling(on_train)
 eps = 0.5 * (1 - (tau_ceiling - 0.5) / (clean_ceiling - 0.5))  # 0.5 + (1 − 2ε)(c − 0.5) = tau_ceiling
 flip_accs = [accuracy(fit_head(flip_labels(on_train, eps, seed=s)[0]), on_test) for s in range(10)]
 tau_accs = [accuracy(fit_head(relabel(on_train, noisy_judge, seed=s)), on_test) for s in range(10)]
-print(f"ceiling of the training labels: gold τ = 0.1 {clean_ceiling:.3f}; τ = 0.4 {tau_ceiling:.3f}; "
+print(f"ceiling of the training labels: gold s = 0.1 {clean_ceiling:.3f}; s = 0.4 {tau_ceiling:.3f}; "
       f"flips with ε = {eps:.2f} give the same")
-print(f"held-out accuracy (gold labels): τ = 0.4 labels {np.mean(tau_accs):.3f} ± {np.std(tau_accs):.3f}, "
+print(f"held-out accuracy (gold labels): s = 0.4 labels {np.mean(tau_accs):.3f} ± {np.std(tau_accs):.3f}, "
       f"symmetric flips {np.mean(flip_accs):.3f} ± {np.std(flip_accs):.3f}, clean {base_accuracy:.3f}")
+assert tau_ceiling < clean_ceiling and 0.1 < eps < 0.4, "a noisier annotator lowers the labels' ceiling"
+assert abs(np.mean(tau_accs) - np.mean(flip_accs)) < 0.05, "noise of either kind at one ceiling costs about the same"
+assert max(np.mean(tau_accs), np.mean(flip_accs)) < base_accuracy + 0.02, "and neither beats clean labels"
 
-# What you should see: τ = 0.4 takes the ceiling of the training labels from 0.90 to about 0.71, the same as flipping
+# What you should see: s = 0.4 takes the ceiling of the training labels from 0.90 to about 0.71, the same as flipping
 # ε ≈ 0.24 of them, and the two heads end up about equally good (0.62 ± 0.04 vs 0.63 ± 0.02 here, against 0.65 with
 # clean labels). The errors fall in different places — a noisier Bradley-Terry annotator errs mostly on close pairs,
 # symmetric flips hit clear pairs as often — but for this head, at this size, the cost is about the same: a couple of
@@ -142,6 +147,10 @@ for name in ("gold", "stickler", "friendly", "terse"):
                        [accuracy(fit_head(flip_labels(on_train, disagree, seed=s)[0]), on_test) for s in range(10)])}
 print(f"held-out accuracy on gold labels (clean gold labels: {base_accuracy:.3f}):")
 print(pd.DataFrame(taste).T.round(3).to_string())
+head, flips = "head trained on their labels", "gold labels, same share flipped at random"
+assert taste["friendly"][head] < taste["friendly"][flips] - 0.02, "systematic disagreement costs more than flips"
+assert all(abs(taste[name][head] - base_accuracy) < 0.03 for name in ("stickler", "terse")), "close-pair noise is cheap"
+assert taste["friendly"]["disagrees with the gold labels"] > taste["gold"]["disagrees with the gold labels"]
 
 # What you should see: the other annotators disagree with the gold labels on a fifth to over a quarter of the pairs
 # (gold itself, relabelling, on about a seventh: its own noise), yet the cost differs. The stickler's and the terse
@@ -165,6 +174,7 @@ budget = pd.DataFrame({
     "1 pair per prompt": {n: np.mean([accuracy(fit_head(subsample_pairs(wide.rows, n, s)), on_test) for s in range(5)])
                           for n in n_labels}})
 print(budget.round(3))
+assert budget["1 pair per prompt"].iloc[-1] > budget["6 pairs per prompt"].iloc[-1], "spread labels over prompts"
 fig, ax = plt.subplots()
 for col in budget:
     ax.plot(budget.index, budget[col], "o-", label=col)
