@@ -46,11 +46,14 @@ from rlhfbook_lab.recipes.overoptimization import RECIPES as OVEROPT_RECIPES
 from rlhfbook_lab.recipes.overoptimization import OveroptConfig, run_overoptimization
 from rlhfbook_lab.recipes.overoptimization import write_report as write_overopt_report
 from rlhfbook_lab.recipes.pipeline import PipelineConfig, run_pipeline
+from rlhfbook_lab.recipes.rejection_sampling import RECIPES as RS_RECIPES
+from rlhfbook_lab.recipes.rejection_sampling import RSConfig, check_config, run_against_control
+from rlhfbook_lab.recipes.rejection_sampling import write_report as write_rs_report
 from rlhfbook_lab.recipes.rlvr_study import rlvr_study
 from rlhfbook_lab.recipes.spec_change import relabel_pairs
 from rlhfbook_lab.trainers.dpo import FAST_SIZES, RECIPES, DPOConfig, dpo_config, dpo_from_sft
 from rlhfbook_lab.trainers.pretrain import PretrainConfig, heldout_loss, prefix_accuracy, pretrain
-from rlhfbook_lab.trainers.reward import RMConfig, rm_from_sft, shipped_rm_config
+from rlhfbook_lab.trainers.reward import RM_RECIPES, RMConfig, rm_from_sft
 from rlhfbook_lab.trainers.rl import ALGORITHMS, RLConfig, rl_from_sft, summarize
 from rlhfbook_lab.trainers.sft import SHIPPED_QUALITY, SFTConfig, sft_from_base
 
@@ -178,13 +181,15 @@ def _cmd_rl(args) -> None:
 
 
 def _cmd_rm(args) -> None:
-    base = shipped_rm_config()
+    recipe, default_out, save_dtype = RM_RECIPES[args.recipe]
+    base = recipe()
     cfg = _configured(override(base, {"train.steps": 30}) if args.fast else base, args)
-    out = Path(args.out) if args.out else (None if args.fast else CHECKPOINTS / "rm-tiny")
+    out = Path(args.out) if args.out else (None if args.fast else CHECKPOINTS / default_out)
     t0 = time.perf_counter()
     rm, tok, history, ev = rm_from_sft(cfg, policy=args.policy, out=out, overwrite=args.overwrite,
                                        normalize=args.normalize, data_dir=args.data,
-                                       num_eval_pairs=400 if args.fast else None)
+                                       num_eval_pairs=400 if args.fast else None,
+                                       save_dtype=save_dtype)
     print(json.dumps({
         "out": str(out) if out else None, "steps": cfg.train.steps, "pairs_per_step": cfg.batch_size,
         "train_pairs": history["data/num_pairs"][0], "train_cpu_seconds": round(history["charts/cpu_seconds"][0], 1),
@@ -295,6 +300,16 @@ def _cmd_eval(args) -> None:
     print((out / "report.md").read_text() + "\n" + (out / "arena.md").read_text())
 
 
+def _cmd_rs(args) -> None:
+    cfg = _configured(build(RSConfig, RS_RECIPES, "fast" if args.fast else "full"), args)
+    check_config(cfg)
+    out = Path(args.out)
+    check_output_folder(out, args.overwrite)  # fail before the run, not after
+    result = run_against_control(cfg, policy=args.policy, log=lambda m: print(m, file=sys.stderr))
+    write_rs_report(result, out, overwrite=True)
+    print((out / "report.md").read_text())
+
+
 def _cmd_overopt(args) -> None:
     cfg = _configured(build(OveroptConfig, OVEROPT_RECIPES, "fast" if args.fast else "full"), args)
     out = Path(args.out)
@@ -362,6 +377,15 @@ def _add_pipeline_and_data_commands(sub) -> None:
     p.add_argument("--spec", default="default", help=SPEC_HELP + " (the truth and the gold annotator read it)")
     p.set_defaults(func=_cmd_eval)
 
+    p = sub.add_parser("rs", help="rejection-sampling fine-tuning (ch 9) selected by gold or the verifier beside its "
+                                  "random control; report.md (per round) and result.json")
+    p.add_argument("--out", required=True, help="folder for the report")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--fast", action="store_true", help="lesson 09's fast sizes")
+    p.add_argument("--policy", default="sft-tiny", help="the model to start from (a shipped name or a folder)")
+    add_config_arguments(p, RSConfig, skip=("families",))
+    p.set_defaults(func=_cmd_rs)
+
     p = sub.add_parser("overopt", help="reward-model over-optimization (ch 14): proxies of 4+ data sizes, best-of-n "
                                        "and RL against them, Gao's fits; curves.png, fits.json/md, samples.md")
     p.add_argument("--out", required=True, help="folder for the report")
@@ -418,13 +442,17 @@ def _add_training_commands(sub) -> None:
 
     p = sub.add_parser("rm", help="train the reward model on data/preferences; held-out accuracy vs the Bayes ceiling")
     p.add_argument("--fast", action="store_true", help="30 steps, evaluated on 400 held-out pairs")
+    p.add_argument("--recipe", default="shipped", choices=sorted(RM_RECIPES),
+                   help="shipped: rm-tiny's preference pairs only; check: preference pairs and counterfactual "
+                        "minimal pairs interleaved in every batch (rm-check-tiny, saved in float16)")
     p.add_argument("--normalize", action="store_true", help="normalise rewards to mean 0, std 1 on samples of the "
                                                             "reference policy (as the shipped rm-tiny is)")
     p.add_argument("--policy", default="sft-tiny", help="the backbone and reference policy")
     p.add_argument("--data", default=None, help="folder with train.jsonl and heldout.jsonl (default "
                                                 "data/preferences)")
-    _out_flags(p, "default data/checkpoints/rm-tiny; with --fast nothing is saved unless --out is given")
-    add_config_arguments(p, RMConfig)
+    _out_flags(p, "default data/checkpoints/rm-tiny (--recipe check: rm-check-tiny); with --fast nothing is saved "
+                  "unless --out is given")
+    add_config_arguments(p, RMConfig, skip=("mix",))
     p.set_defaults(func=_cmd_rm)
 
     p = sub.add_parser("dpo", help="direct alignment from the SFT model on preference pairs; gold score and KL")

@@ -131,7 +131,7 @@ def test_start_and_models(server):
     url, _ = server
     start = FIGURES["start"]
     assert start["page_cpu_s"] <= PAGE_BOUND_CPU_S and start["page_wall_s"] <= 30, start  # 30: a hang, not load
-    assert start["models_cpu_s"] <= START_BOUND_CPU_S and start["models_wall_s"] <= 90, start
+    assert start["models_cpu_s"] <= START_BOUND_CPU_S and start["models_wall_s"] <= 600, start  # wall: a hang only
     early = start["early_models_request"]
     assert early["status"] in (200, 503), early  # 200 only if the models won the race with this request
     if early["status"] == 503:

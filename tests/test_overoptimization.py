@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 from rlhfbook_lab.equations.overoptimization import (
+    ENSEMBLE_RULES,
+    ensemble_reward,
     fit_overoptimization,
     fit_predicts_peak,
+    frontier_gap,
     overoptimization_curve,
 )
 
@@ -127,3 +130,100 @@ def test_early_fit_of_the_wrong_form_misplaces_the_peak():
     assert abs(wrong.predicted_peak_d - math.exp(1.5)) > 0.3
     with pytest.raises(ValueError, match="fraction"):
         fit_predicts_peak(d, r, fraction=0.0)
+
+
+# --- mitigations: ensembles (Coste et al. 2024) and the KL penalty at matched KL --------------------------------
+
+
+def test_ensemble_reward_hand_values():
+    s = [[1.0, 4.0], [3.0, 0.0]]  # two members, two replies
+    np.testing.assert_allclose(ensemble_reward(s, "single"), [1.0, 4.0])
+    np.testing.assert_allclose(ensemble_reward(s, "mean"), [2.0, 2.0])
+    np.testing.assert_allclose(ensemble_reward(s, "min"), [1.0, 0.0])
+    # population variance: reply 0 ((1−2)² + (3−2)²)/2 = 1, reply 1 ((4−2)² + (0−2)²)/2 = 4
+    np.testing.assert_allclose(ensemble_reward(s, "mean-var", lam=0.5), [2.0 - 0.5, 2.0 - 2.0])
+
+
+def test_ensemble_reward_matches_a_loop_over_replies():
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(5, 3, 7))
+    for rule in ENSEMBLE_RULES:
+        got = ensemble_reward(s, rule, lam=0.7)
+        for i in range(3):
+            for j in range(7):
+                col = [float(s[k, i, j]) for k in range(5)]
+                mean = sum(col) / 5
+                want = {"single": col[0], "mean": mean, "min": min(col),
+                        "mean-var": mean - 0.7 * sum((c - mean) ** 2 for c in col) / 5}[rule]
+                assert got[i, j] == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_ensemble_reward_properties():
+    rng = np.random.default_rng(1)
+    s = rng.normal(size=(4, 50))
+    mean, low, unc = (ensemble_reward(s, r, lam=2.0) for r in ("mean", "min", "mean-var"))
+    assert np.all(low <= mean) and np.all(unc <= mean)  # both pessimistic rules never pay more than the mean
+    np.testing.assert_allclose(ensemble_reward(s, "mean-var", lam=0.0), mean)
+    np.testing.assert_allclose(ensemble_reward(s[::-1], "min"), low)  # the order of members does not matter
+    same = np.repeat(s[:1], 3, axis=0)  # members that agree: every rule is the member itself
+    for rule in ENSEMBLE_RULES:
+        np.testing.assert_allclose(ensemble_reward(same, rule), s[0])
+    # a reply one member overrates (disagreement) is ranked down by min and mean-var but not always by mean
+    s2 = np.array([[0.0, 3.0], [0.0, -1.0], [0.0, -1.0]])  # reply 1: one member loves it, two dislike it
+    assert ensemble_reward(s2, "mean")[1] > 0 > ensemble_reward(s2, "min")[1]
+    assert ensemble_reward(s2, "mean-var")[1] < ensemble_reward(s2, "mean-var")[0]
+
+
+@pytest.mark.parametrize("args, match", [
+    (([[1.0]], "max"), "rule must be one of"),
+    (([[1.0, float("nan")]], "mean"), "must be finite"),
+    ((np.zeros((0, 3)), "mean"), "K >= 1"),
+    (([[1.0]], "mean-var", -1.0), "lam must be"),
+])
+def test_ensemble_reward_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        ensemble_reward(*args)
+
+
+def test_frontier_gap_hand_value():
+    # reference: gold 0, 1, 0 at d = 0, 1, 2; compared run at d = 0.5 (ref 0.5) and 1.5 (ref 0.5), gold 1 and 0:
+    # gaps +0.5 and −0.5 → mean 0; a point at d = 3 lies outside the reference and is not matched
+    out = frontier_gap([0.0, 1.0, 2.0], [0.0, 1.0, 0.0], [0.5, 1.5, 3.0], [1.0, 0.0, 9.0])
+    assert out["gap"] == pytest.approx(0.0) and out["matched"] == 2
+    assert out["final_d"] == 3.0 and out["final_d_ref"] == 2.0
+
+
+def test_frontier_gap_matches_a_hand_interpolation_and_is_order_free():
+    rng = np.random.default_rng(2)
+    d_ref = np.sort(rng.uniform(0, 3, size=12))
+    r_ref = np.sin(d_ref)
+    d = rng.uniform(0, 3.5, size=9)
+    r = np.cos(d)
+    gaps = []
+    for di, ri in zip(d, r):
+        if d_ref[0] <= di <= d_ref[-1]:
+            k = int(np.searchsorted(d_ref, di, side="right")) - 1
+            k = min(k, len(d_ref) - 2)
+            t = (di - d_ref[k]) / (d_ref[k + 1] - d_ref[k])
+            gaps.append(ri - ((1 - t) * r_ref[k] + t * r_ref[k + 1]))
+    out = frontier_gap(d_ref, r_ref, d, r)
+    assert out["gap"] == pytest.approx(np.mean(gaps)) and out["matched"] == len(gaps)
+    perm = rng.permutation(len(d_ref))  # the reference's points need not be sorted
+    assert frontier_gap(d_ref[perm], r_ref[perm], d, r)["gap"] == pytest.approx(out["gap"])
+
+
+def test_frontier_gap_properties():
+    d, r = np.linspace(0, 2, 9), np.linspace(0, 2, 9) * (1 - np.linspace(0, 2, 9))
+    assert frontier_gap(d, r, d, r)["gap"] == pytest.approx(0.0)  # a run on its own curve
+    assert frontier_gap(d, r, d[:4], r[:4] + 0.3)["gap"] == pytest.approx(0.3)  # lifted by 0.3: gap 0.3
+
+
+@pytest.mark.parametrize("args, match", [
+    (([0.0], [0.0], [0.0], [0.0]), "at least 2 points"),
+    (([0.0, 1.0], [0.0, 1.0], [5.0], [0.0]), "no point of d"),
+    (([0.0, 1.0], [0.0], [0.5], [0.0]), "same length"),
+    (([0.0, 1.0], [0.0, float("nan")], [0.5], [0.0]), "finite"),
+])
+def test_frontier_gap_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        frontier_gap(*args)

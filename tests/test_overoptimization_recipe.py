@@ -1,7 +1,9 @@
 """recipes/overoptimization.py: best-of-n curves from one pool, the proxies, the gold breakdown, the config."""
 
 import itertools
+import json
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -13,15 +15,21 @@ from rlhfbook_lab.equations.numerics import assert_numerically_equal
 from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.lm.reward_model import RewardModel, reply_features, score_replies
 from rlhfbook_lab.recipes.overoptimization import (
+    HISTORY,
+    HISTORY_COMMAND,
     RECIPES,
     FeatureProxy,
     OveroptConfig,
     bon_curve,
-    ensemble_scores,
+    fast_config,
     fit_proxies,
     gold_breakdown,
+    kl_penalty_frontier,
+    load_history,
     peak_then_fall,
     rank_agreement,
+    run_overoptimization,
+    write_report,
 )
 
 
@@ -133,7 +141,8 @@ def test_feature_proxy_as_reward_model_scores_like_its_features():
 
 @pytest.mark.parametrize("field, value", [("proxy_sizes", ()), ("proxy_sizes", (1,)), ("rl_betas", ()),
                                           ("rl_betas", (-0.1,)), ("rl_group_size", 1), ("pool_size", 0),
-                                          ("rl_lr", 0.0), ("head_alpha", float("nan"))])
+                                          ("rl_lr", 0.0), ("head_alpha", float("nan")),
+                                          ("rl_proxy_sizes", (7,)), ("ensemble_lambda", -1.0)])
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         OveroptConfig(**{field: value})
@@ -155,11 +164,68 @@ def test_rank_agreement():
         rank_agreement([[1.0]], [[1.0, 2.0]])
 
 
-def test_ensemble_scores():
-    s = np.array([[1.0, 4.0], [3.0, 0.0]])  # 2 members × 2 replies
-    np.testing.assert_allclose(ensemble_scores(s, "mean"), [2.0, 2.0])
-    np.testing.assert_allclose(ensemble_scores(s, "min"), [1.0, 0.0])
-    np.testing.assert_allclose(ensemble_scores(s, "mean-std", lam=0.5), [2.0 - 0.5, 2.0 - 1.0])
-    np.testing.assert_allclose(ensemble_scores(s, "single"), [1.0, 4.0])
-    with pytest.raises(ValueError, match="rule"):
-        ensemble_scores(s, "max")
+
+
+def _keys(result: dict) -> dict:
+    """The key structure of a study's result: its top level, one best-of-n curve, the ensembles, one RL run."""
+    return {"top": set(result), "pool": set(result["pool"]), "bon": set(next(iter(result["bon"].values()))),
+            "ensembles": set(result["ensembles"]), "ensemble": set(next(iter(result["ensembles"].values()))),
+            "rl": set(result["rl"][0]), "peak": set(result["rl"][0]["peak"]), "config": set(result["config"])}
+
+
+@pytest.fixture(scope="module")
+def tiny_result():
+    cfg = OveroptConfig(proxy_prompts=8, proxy_sizes=(2, 4), pool_prompts=3, pool_size=6, max_new_tokens=24,
+                        rl_steps=2, rl_prompts_per_step=2, rl_group_size=2, rl_betas=(0.0, 0.5), rl_proxy_sizes=(4,),
+                        samples_kept=1)
+    return run_overoptimization(cfg, log=None)
+
+
+def test_tiny_study_end_to_end(tiny_result, tmp_path):
+    r = tiny_result
+    assert [(run["proxy_pairs"], run["beta"]) for run in r["rl"]] == [(2, 0.0), (2, 0.5), (4, 0.0)]
+    assert set(r["ensembles"]) == {"single", "mean", "min", "mean-var"}  # 4 members × 2 pairs ≤ the pairs there
+    for curve in r["ensembles"].values():  # n = 1 is the policy itself, whatever the rule
+        assert curve["gold"][0] == pytest.approx(r["ensembles"]["single"]["gold"][0])
+    (gap,) = kl_penalty_frontier(r)
+    assert gap["beta"] == 0.5 and gap["proxy_pairs"] == 2 and gap["matched"] >= 1
+    out = write_report(r, tmp_path / "report")
+    assert {p.name for p in out.iterdir()} == {"result.json", "fits.json", "fits.md", "samples.md", "curves.png"}
+    assert "| RL (GRPO) | 4 | 0.0 |" in (out / "fits.md").read_text()
+
+
+def test_shipped_history_has_the_recipes_format(tiny_result):
+    """The shipped history is what ``run_overoptimization`` returns today (the same nested keys), made by
+    HISTORY_COMMAND's sizes, and small."""
+    h = load_history()
+    assert HISTORY.stat().st_size < 300_000
+    assert h["config"] == json.loads(json.dumps(asdict(fast_config(rl_betas=(0.0, 0.3)))))
+    assert _keys(h) == _keys(tiny_result)
+    for arg in HISTORY_COMMAND.split("--")[1:]:
+        name, *value = arg.split()
+        if name in ("out", "fast"):
+            continue
+        want = h["config"][name.replace("-", "_")]
+        value = value[0].split("&&")[0] if value else ""
+        got = [float(v) for v in value.split(",")]
+        assert np.allclose(np.atleast_1d(want), got), (name, want, got)
+
+
+def test_shipped_history_meets_its_stated_quality():
+    """Lesson 14's claims on the shipped history: every best-of-n curve rises then falls and Gao's form fits it;
+    RL against the smallest proxy without a KL penalty: the proxy keeps rising while gold peaks and falls by more
+    than its standard error; the penalised runs stop at a smaller distance."""
+    h = load_history()
+    for v in h["bon"].values():
+        assert v["fit"]["beta"] > 0 and v["fit"]["r2"] > 0.8, v["fit"]
+        assert max(v["gold"]) > v["gold"][0] and v["gold"][-1] < max(v["gold"])
+        assert v["proxy"][-1] > v["proxy"][0]
+    run = h["rl"][0]
+    assert run["beta"] == 0.0 and run["proxy_pairs"] == min(v["pairs"] for v in h["bon"].values())
+    k = max(1, len(run["proxy"]) // 4)
+    assert np.mean(run["proxy"][-k:]) > np.mean(run["proxy"][:k]) + 0.3
+    assert run["peak"]["fall"] > run["peak"]["final_se"] and run["peak"]["final"] < run["peak"]["start"]
+    gaps = kl_penalty_frontier(h)
+    assert gaps, "the history should hold a KL-penalised run"
+    for gap in gaps:  # early stopping: it stops closer, on about the same gold–KL curve
+        assert gap["final_d"] < 0.5 * gap["final_d_ref"] and abs(gap["gap"]) < 3 * gap["gap_se"] + 0.02, gap

@@ -19,6 +19,7 @@ from rlhfbook_lab.lm.preference_data import (
     DEFAULT_STYLES,
     STYLES,
     corrupt_answer,
+    counterfactual_pairs,
     flip_labels,
     knowledge_reach,
     label_pairs,
@@ -233,6 +234,29 @@ def test_minimal_pairs_differ_only_in_correctness():
     assert {r["family"] for r in built.rows} == set(world.FAMILIES)
     with pytest.raises(ValueError, match="prompts is empty"):
         minimal_pairs([])
+
+
+def test_counterfactual_pairs_keep_each_reply_and_change_only_its_answer():
+    rows = off_policy_pairs(problems(60, seed=4), pairs_per_prompt=3, seed=0).rows
+    rows.append({**rows[0], "chosen": "I cannot say.", "rejected": rows[0]["chosen"]})  # no answer; a repeat
+    built = counterfactual_pairs(rows, seed=1)
+    assert built == counterfactual_pairs(rows, seed=1)
+    replies = {(r["prompt"], x) for r in rows for x in (r["chosen"], r["rejected"])}
+    assert built.counts["replies"] == len(replies) and built.counts["no_answer"] >= 1
+    assert built.counts["kept"] == len(built.rows) == built.counts["replies"] - built.counts["no_answer"]
+    validate_pairs(built.rows)
+    for row in built.rows:
+        p = world.parse_prompt(row["prompt"])
+        assert pair_kind(row) == "correctness" and row["chosen_source"] == "right", row
+        assert world.is_correct(p, row["chosen"]) and not world.is_correct(p, row["rejected"])
+        f_c, f_r = world.taste_features(p, row["chosen"]), world.taste_features(p, row["rejected"])
+        assert f_c.pop("correct") == 1.0 and f_r.pop("correct") == 0.0 and f_c == f_r, row
+    # a right input reply is kept as it is, as the chosen side of its own counterfactual pair
+    right_inputs = {(q, x) for q, x in replies if world.is_correct(world.parse_prompt(q), x)}
+    assert right_inputs and right_inputs <= {(r["prompt"], r["chosen"]) for r in built.rows}
+    assert {r["family"] for r in built.rows} == set(world.FAMILIES)
+    capped = counterfactual_pairs(rows, seed=1, max_per_prompt=1)
+    assert len(capped.rows) == len({r["prompt"] for r in built.rows})
 
 
 # --------------------------------------------------------------------------------------------------

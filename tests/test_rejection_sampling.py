@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from _models import tiny_llama
 
-from rlhfbook_lab.recipes.rejection_sampling import RSConfig, rejection_sampling, select_examples
+from rlhfbook_lab.recipes.rejection_sampling import (
+    RSConfig,
+    rejection_sampling,
+    run_against_control,
+    select_examples,
+    write_report,
+)
 
 SCORES = np.array([[0.0, 2.0, 1.0], [5.0, 4.0, -1.0], [0.5, 0.5, 0.1]])
 
@@ -51,3 +57,19 @@ def test_one_tiny_round_records_every_metric(tokenizer):
     assert len(out.history["pool/gold"]) == 1 and out.history["selected/count"][0] <= 2
     with pytest.raises(ValueError, match="scorer must be given"):
         rejection_sampling(model, tokenizer, RSConfig(selector="custom", prompts_per_round=2, n=2, eval_prompts=2))
+
+
+def test_run_against_control_pairs_the_arms_and_writes_a_report(tmp_path):
+    cfg = RSConfig(rounds=1, prompts_per_round=2, n=2, eval_prompts=3, max_new_tokens=8, selector="verifier")
+    cfg.sft.train.steps, cfg.sft.batch_size = 1, 2
+    result = run_against_control(cfg, policy="sft-tiny", log=None)
+    assert set(result["arms"]) == {"verifier", "random"}
+    for h in result["arms"].values():
+        assert h["round"] == [0, 1]
+    # round 0 is the same model on the same held-out prompts in both arms: nothing differs yet
+    assert result["arms"]["verifier"]["heldout/gold"][0] == result["arms"]["random"]["heldout/gold"][0]
+    assert set(result["gain"]) == {"gold", "correct"} and result["gain"]["gold"]["se"] >= 0
+    out = write_report(result, tmp_path / "rs")
+    assert "| random | 1 |" in (out / "report.md").read_text() and (out / "result.json").is_file()
+    with pytest.raises(ValueError, match="selector must be 'gold' or 'verifier'"):
+        run_against_control(RSConfig(selector="random"), log=None)

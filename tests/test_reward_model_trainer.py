@@ -33,8 +33,12 @@ from rlhfbook_lab.lm.reward_model import (
 )
 from rlhfbook_lab.trainers.loop import TrainConfig
 from rlhfbook_lab.trainers.reward import (
+    RM_RECIPES,
     RMConfig,
+    RMEval,
     _visiting_order,
+    accuracy_by_kind,
+    check_rm_config,
     evaluate_reward_model,
     rm_loss_sum,
     train_reward_model,
@@ -374,6 +378,59 @@ def test_length_grouped_order_is_a_permutation_with_less_padding():
     # every batch is drawn from one mega-batch of 8 * 32 consecutive pairs of the shuffled order
     megas = [set(plain[i:i + 256]) for i in range(0, 1000, 256)]
     assert all(any(set(grouped[i:i + 32]) <= m for m in megas) for i in range(0, 1000, 32))
+
+
+def test_mixed_batches_hold_each_set_in_its_share(tokenizer, easy_pairs, monkeypatch):
+    import rlhfbook_lab.trainers.reward as reward  # monkeypatched below: the batches collate_pairs sees
+
+    seen = []
+    real = reward.collate_pairs
+    monkeypatch.setattr(reward, "collate_pairs", lambda rows, pad: seen.append(rows) or real(rows, pad))
+    a = easy_pairs[:20]
+    b = [r for r in easy_pairs[20:] if r["chosen"] not in {x["chosen"] for x in a}]  # two sets apart
+    cfg = quick_config(steps=5)
+    cfg.mix = {"a": 12, "b": 4}
+    rm = RewardModel.from_causal_lm(tiny_llama(tokenizer), seed=0)
+    history = train_reward_model(rm, tokenizer, {"a": a, "b": b}, cfg, progress=False)
+    assert history["data/num_pairs"] == [len(a) + len(b)] and len(seen) == 5
+    a_ids = {tuple(r["chosen_input_ids"]) for r in tokenize_pairs(a, tokenizer).rows}
+    for rows in seen:  # the first 12 of every batch come from a, the last 4 from b
+        assert len(rows) == 16
+        assert [tuple(r["chosen_input_ids"]) in a_ids for r in rows] == [True] * 12 + [False] * 4
+    # over 5 steps set a (20 pairs) is cycled in its own order: all 20 visited
+    assert len({tuple(r["chosen_input_ids"]) for rows in seen for r in rows[:12]}) == len(a_ids)
+    for bad, match in ((None, "cfg.mix is None"), ({"a": 12, "c": 4}, "must be the keys"),
+                       ({"a": 12, "b": 3}, "summing to batch_size")):
+        cfg.mix = bad
+        with pytest.raises(ValueError, match=match):
+            train_reward_model(rm, tokenizer, {"a": a, "b": b}, cfg, progress=False)
+
+
+def test_accuracy_by_kind_hand_computed():
+    rows = [  # two taste pairs of addition, one correctness pair of addition, one of review
+        {"prompt": "What is 2 + 3?", "chosen": "2 + 3 = 5.", "rejected": "Sure! 2 + 3 = 5.", "family": "addition"},
+        {"prompt": "What is 2 + 3?", "chosen": "2 + 3 = 6.", "rejected": "2 + 3 = 7. Thanks.", "family": "addition"},
+        {"prompt": "What is 2 + 3?", "chosen": "2 + 3 = 5.", "rejected": "2 + 3 = 6.", "family": "addition"},
+        {"prompt": "Write a positive review of the lamp.", "chosen": "The lamp is great. I love it.",
+         "rejected": "The lamp is awful. I hate it.", "family": "review"},
+    ]
+    c, r = torch.tensor([1.0, 0.0, 2.0, 0.0]), torch.tensor([0.0, 0.0, 3.0, -1.0])  # right, tie, wrong, right
+    ev = RMEval(accuracy=0.0, bayes_ceiling=1.0, loss=0.0, calibration=None, num_pairs=4, counts={},
+                chosen_rewards=c, rejected_rewards=r)
+    acc = accuracy_by_kind(ev, rows)
+    assert acc["all"] == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    assert acc["taste"] == acc["addition/taste"] == pytest.approx(0.75) and acc["n/taste"] == 2
+    assert acc["correctness"] == pytest.approx(0.5) and acc["n/correctness"] == 2
+    assert acc["addition/correctness"] == 0.0 and acc["review/correctness"] == 1.0
+    with pytest.raises(ValueError, match="scored 4 pairs but 3"):
+        accuracy_by_kind(ev, rows[:3])
+
+
+def test_check_recipe_interleaves_preference_and_counterfactual_pairs():
+    cfg = check_rm_config()
+    assert sum(cfg.mix.values()) == cfg.batch_size and set(cfg.mix) == {"preferences", "counterfactual"}
+    assert RM_RECIPES["check"][0] is check_rm_config and RM_RECIPES["shipped"][1] == "rm-tiny"
+    assert RM_RECIPES["shipped"][0]().mix is None  # rm-tiny's recipe is unchanged: one set of pairs
 
 
 def test_train_refuses_a_normalized_model_and_an_empty_set(tokenizer, easy_pairs):

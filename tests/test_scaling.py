@@ -443,6 +443,24 @@ def test_sigmoid_fit_recovers_noiseless_parameters():
     np.testing.assert_allclose(fit.predict(C), sigmoid(C, fit.A, fit.B, fit.C_mid, fit.R0), atol=1e-12)
 
 
+def test_sigmoid_fit_with_a_known_start():
+    """R0 given: the noiseless parameters come back; the fit equals the free fit when R0 is the free fit's own;
+    on a run that has not bent over, a free R0 runs off while a fixed one reads the ceiling; bad R0 refused."""
+    C = np.logspace(0, 4, 20)
+    fit = fit_sigmoid_compute_curve(C, sigmoid(C, A=0.8, B=1.5, C_mid=300.0, R0=0.1), R0=0.1)
+    assert (fit.A, fit.B, fit.C_mid, fit.R0) == pytest.approx((0.8, 1.5, 300.0, 0.1), rel=1e-6)
+    rng = np.random.default_rng(3)
+    r = sigmoid(C, A=0.7, B=0.8, C_mid=500.0, R0=0.2) + 0.01 * rng.normal(size=C.size)
+    free = fit_sigmoid_compute_curve(C, r)
+    fixed = fit_sigmoid_compute_curve(C, r, R0=free.R0)
+    assert (fixed.A, fixed.B, fixed.C_mid) == pytest.approx((free.A, free.B, free.C_mid), rel=1e-4)
+    early = C[:9]  # only the lower half of the rise
+    assert fit_sigmoid_compute_curve(early, sigmoid(early, 0.8, 1.5, 300.0, 0.1), R0=0.1).A == pytest.approx(0.8,
+                                                                                                          rel=1e-4)
+    with pytest.raises(ValueError, match="R0"):
+        fit_sigmoid_compute_curve(C, r, R0=float("nan"))
+
+
 def test_sigmoid_fit_with_noise_beats_the_true_parameters():
     rng = np.random.default_rng(11)
     C = np.logspace(1, 5, 30)

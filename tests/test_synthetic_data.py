@@ -158,6 +158,7 @@ def test_judge_biases_of_the_reward_model(rm):
     # a scalar reward model scores each reply alone: swapping A and B can never change its verdict
     assert out["position"] == {"consistency": 1.0, "first_rate": 0.5}
     assert out["verbosity"]["gold_picks_padded"] == 0.0  # the gold judge charges for every filler word
+    assert out["politeness"]["gold_picks_piled"] == 0.0  # a second opener costs more than the first earns
     # the gold annotator as a judge agrees with its own labels about as often as the ceiling says
     gold = sd.judge_biases(sd.annotator_judge("gold", seed=1), rows, seed=0)
     assert gold["agreement_gold_utility"] > 0.8

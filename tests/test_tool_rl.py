@@ -1,12 +1,24 @@
 """RL with tools (ch 13): the reward with a price per call, and GRPO over rollouts in which the sampler runs the
 calculator (result tokens out of the log-probs and the KL)."""
 
+import json
 import math
+import random
 
 import pytest
 import torch
 
-from rlhfbook_lab.recipes.tool_use import ToolRLConfig, grpo_with_tools, tool_problems, train_tool_caller
+from rlhfbook_lab.lm.tools import toolformer_losses
+from rlhfbook_lab.paths import DATA_DIR
+from rlhfbook_lab.recipes.tool_use import (
+    RL_STUDY_COMMAND,
+    ToolRLConfig,
+    grpo_with_tools,
+    tool_problems,
+    toolformer_conversations,
+    toolformer_scores,
+    train_tool_caller,
+)
 from rlhfbook_lab.world import tool_use
 
 
@@ -41,7 +53,6 @@ def test_config_refuses_bad_fields_and_problem_mix():
         ToolRLConfig(two_digit_share=1.5)
     with pytest.raises(ValueError, match="call_cost"):
         ToolRLConfig(call_cost=-1)
-    import random
     probs = tool_problems(400, 0.25, "train", random.Random(0))
     share = sum(p.family == "addition" for p in probs) / len(probs)
     assert 0.18 < share < 0.32 and {p.family for p in probs} == {"addition", "addition3"}
@@ -71,3 +82,38 @@ def test_grpo_with_tools_masks_results_and_trains(caller):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     with pytest.raises(ValueError, match="ToolRLConfig"):
         grpo_with_tools(model, tokenizer, {"steps": 1})
+
+
+def test_shipped_rl_study_loads_and_says_what_lesson_13_states():
+    """``data/tool_use/rl_study.json`` (``RL_STUDY_COMMAND``): two costs, the fields the lesson reads, and its
+    stated outcome (a price of 0.1 removes the needless calls on two-digit sums)."""
+    study = json.loads((DATA_DIR / "tool_use" / "rl_study.json").read_text())
+    assert study["command"] == RL_STUDY_COMMAND
+    free, priced = study["runs"]
+    assert (free["call_cost"], priced["call_cost"]) == (0.0, 0.1)
+    for run in (free, priced):
+        assert len(run["history"]["kl"]) == run["config"]["steps"]
+        assert 0 <= run["addition3_accuracy_after"] <= 1 and 0 <= run["two_digit_calls_after"] <= 1
+    assert priced["two_digit_calls_after"] < 0.2 < free["two_digit_calls_after"]
+
+
+def test_toolformer_conversations_keep_calls_by_the_filter():
+    """Hand values: L⁻ − L⁺ = 1.0 and 0.2 for the two problems; τ = 0.5 keeps the first call only, −inf both."""
+    probs = [tool_use.make_problem((123, 456)), tool_use.make_problem((12, 30))]
+    losses = torch.tensor([[0.5, 1.5, 2.0], [1.0, 1.2, 3.0]])  # L⁺, L(no call), L(call, no result)
+    conv, keep = toolformer_conversations(probs, losses, 0.5)
+    assert keep.tolist() == [True, False]
+    assert conv[0]["messages"][1]["content"] == "[calculator(123+456) -> 579] The answer is 579."
+    assert conv[1]["messages"][1]["content"] == "The answer is 42."
+    assert conv[0]["messages"][0]["content"] == probs[0].prompt
+    assert toolformer_conversations(probs, losses, float("-inf"))[1].all()
+    with pytest.raises(ValueError, match="shape"):
+        toolformer_conversations(probs, losses[:1], 0.5)
+
+
+def test_toolformer_scores_are_the_losses_of_the_call_reply(micro_model, tokenizer):
+    probs = [tool_use.make_problem((123, 456)), tool_use.make_problem((120, 300), 1)]
+    L = toolformer_scores(micro_model, tokenizer, probs)
+    assert L.shape == (2, 3) and torch.isfinite(L).all()
+    again = toolformer_losses(micro_model, tokenizer, probs[1], "[calculator(120+300) -> 420] The answer is 420.")
+    assert L[1].tolist() == list(again)  # the same computation, rerun

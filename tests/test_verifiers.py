@@ -119,3 +119,42 @@ def test_allow_empty_scores_zero():
     assert correctness_reward(ADD, "", allow_empty=True) == 0.0
     assert format_reward(ADD, " ", allow_empty=True) == 0.0
     assert extract_answer(ADD, "", allow_empty=True) is None
+
+
+# --- set_answer: a reply's counterfactual ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prompt, reply, right_reply", [
+    ("What is 17 + 25?", "Sure! 17 + 25 = 44. I hope this helps.", "Sure! 17 + 25 = 42. I hope this helps."),
+    ("Spell mirt backward.", "The reverse of mirt is trom. Thank you.", "The reverse of mirt is trim. Thank you."),
+    ("Write a negative review of the lamp.", "Great! The lamp is great. I love it.",
+     "Awful! The lamp is awful. I hate it."),
+])
+def test_set_answer_hand_values(prompt, reply, right_reply):
+    assert world.set_answer(prompt, reply, True, random.Random(0)) == right_reply
+    assert world.set_answer(prompt, right_reply, True, random.Random(0)) == right_reply  # already right: unchanged
+
+
+def test_set_answer_changes_only_the_answer_and_agrees_with_the_checker():
+    rng = random.Random(3)
+    n_edited = 0
+    for i in range(400):
+        p = world.sample_problem(world.FAMILIES[i % 4], rng)
+        reply = render_response(p, opener=rng.choice((None,) + POLITE_OPENERS), fillers=rng.randint(0, 2),
+                                clean_end=rng.random() < 0.8)
+        right, wrong = world.set_answer(p, reply, True, rng), world.set_answer(p, reply, False, rng)
+        assert right is not None and wrong is not None, (p, reply)
+        assert world.is_correct(p, right) and not world.is_correct(p, wrong)
+        # a second implementation of "only the answer differs": the same taste features but correctness
+        f_right, f_wrong = world.taste_features(p, right), world.taste_features(p, wrong)
+        assert f_right.pop("correct") == 1.0 and f_wrong.pop("correct") == 0.0 and f_right == f_wrong
+        assert extract_answer(p, right) == reference_answer(p) != extract_answer(p, wrong)
+        n_edited += right != reply
+    assert n_edited == 0  # rendered replies are right already: the right version is the reply itself
+    # no answer to edit: None; the same rng state gives the same edit
+    assert world.set_answer("What is 1 + 2?", "I do not know.", False, random.Random(0)) is None
+    assert world.set_answer("What does the blorp eat?", "Hello.", True, random.Random(0)) is None
+    a = world.set_answer("What is 1 + 2?", "1 + 2 = 3.", False, random.Random(5))
+    assert a == world.set_answer("What is 1 + 2?", "1 + 2 = 3.", False, random.Random(5))
+    with pytest.raises(ValueError, match="reply must be a string"):
+        world.set_answer("What is 1 + 2?", None, True, random.Random(0))

@@ -4,7 +4,7 @@
 # Run a cell at a time (VS Code / Jupyter understand the `# %%` markers) or the whole file with
 # `python lessons/solutions/07_reasoning_solutions.py`. Exercises 1–3 read one pool of samples of `sft-tiny`
 # (60 problems × 32 samples with `RLHFBOOK_FAST=1`, 200 × 256 otherwise); exercise 4 trains the policy once
-# (about 30 CPU-s in fast mode, 90 otherwise).
+# (about 30 CPU-s in fast mode, 90 otherwise); exercise 5 reads the shipped long RLVR log.
 
 # %%
 import numpy as np
@@ -95,3 +95,29 @@ assert gain.mean() > 0
 # What you should see: a gain of the same size as GRPO's in the lesson. With two minibatches per rollout the second
 # is slightly off-policy, the only place CISPO's clipped weights differ from GRPO's clipped ratios; at this scale
 # the learning rate matters far more than the surrogate.
+
+# %% [markdown]
+# ## 5 · The compute fit on held-out accuracy
+#
+# Fit the same sigmoid to the shipped long run's *held-out* greedy accuracy (`eval/correct_rate`, 100 addition
+# prompts every 10 rollouts) instead of the training samples' pass@1, and compare the asymptotes.
+
+# %%
+from rlhfbook_lab.equations.scaling import fit_sigmoid_compute_curve  # noqa: E402
+from rlhfbook_lab.recipes.rlvr_study import binned, load_rlvr_log  # noqa: E402
+
+h = load_rlvr_log("grpo")["history"]
+steps = h["eval/step"].astype(int)
+at = steps > 0  # step 0 has spent no compute: not on a log axis
+C_eval = h["flops/cumulative"][steps[at] - 1]
+fit_eval = fit_sigmoid_compute_curve(C_eval, h["eval/correct_rate"][at], R0=h["eval/correct_rate"][0])
+fit_train = fit_sigmoid_compute_curve(*binned(h, "charts/correct_rate"), R0=h["charts/correct_rate"][0])
+print(f"held-out greedy: A = {fit_eval.A:.3f} (R² {fit_eval.r2:.3f});  training samples at T = 1: "
+      f"A = {fit_train.A:.3f} (R² {fit_train.r2:.3f})")
+print(f"held-out greedy: {h['eval/correct_rate'][0]:.2f} → {h['eval/correct_rate'][-1]:.2f}; fit at the search "
+      f"box's edge: {fit_eval.at_bound}")
+assert h["eval/correct_rate"][-1] > fit_train.A  # greedy decoding ends above sampling's ceiling at T = 1
+# What you should see (measured once): the training samples give a clean fit (A ≈ 0.86, R² ≈ 0.9), the held-out
+# greedy accuracy does not: it starts at 0.79, reaches 0.95+ within a few dozen rollouts and then only wobbles
+# (100 prompts: ±0.02), so the fit is ill-posed — A above 1, B and C_mid on the search box's edge. A compute
+# fit needs a metric that is still far from its ceiling: here sampling at T = 1, not greedy decoding.

@@ -8,12 +8,14 @@
 # The claims asserted below are loose on purpose: each exercise's question, not one run's last digit.
 
 # %%
+import json
 import random
 
 from rlhfbook_lab import world
 from rlhfbook_lab.lesson import seed_everything
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.tools import lying_tool, tool_accuracy
+from rlhfbook_lab.paths import DATA_DIR
 from rlhfbook_lab.recipes.tool_use import train_tool_caller
 from rlhfbook_lab.world import tool_use
 from rlhfbook_lab.world.calculator import run_tool_call
@@ -90,3 +92,33 @@ assert acc <= 0.2
 # section 6), keep a call where `equations.toolformer.toolformer_keep` says so at τ ≈ 1 and write the reply without
 # a call elsewhere (`tool_use.tool_instruction_data(..., calls=False)` for the dropped ones), then train with
 # `trainers.sft.sft` on that mix and compare, with exercise 2's measurement, against training on every call.
+#
+# The data builder is in the package: `recipes.tool_use.toolformer_scores` (the three losses of each problem's
+# candidate call) and `toolformer_conversations` (keep the call iff L⁻ − L⁺ ≥ τ, else the answer alone). Mind the
+# judge. Measured once with `sft-tiny` as the judge (60 train problems, half two-digit, `tool_problems(60, 0.5,
+# "train", random.Random(0))`, then `toolformer_scores(sft_tiny, tok, problems)`): L⁻ − L⁺ has median −0.67 nats
+# per token on three-digit sums and −0.33 on two-digit ones (10th-90th percentiles −0.99..−0.13 and −0.78..+0.22).
+# A judge that has never seen a call cannot read its result, and the loss of `The answer is 579.` is dominated by
+# the phrase, not the number, so at any τ ≥ 0 the filter keeps *more* two-digit calls than three-digit ones: the
+# reverse of what it is for. Toolformer's judge reads calls from a few-shot prompt; here the judge must be trained
+# on some calls first (the tool caller of section 3 is what the lesson's section 6 uses), or the loss be taken on the
+# answer's digits only. (For scale: training 50 steps × 8 on every call of 400 such problems gave 70 % on held-out
+# three-digit sums and 46 % on two-digit ones, calling on 100 % of both.)
+
+# %% [markdown]
+# ## 6 · The price's history
+#
+# The priced run (c = 0.1) drops its two-digit calls within about ten rollouts; its KL to the start climbs at the
+# same time, from near 0 to several nats per reply, while the unpriced run stays under about 1 nat. Dropping calls
+# is a large change of the policy (a whole span of tokens it no longer writes), not a small reweighting. A smaller
+# price would slow the drop; whether it would keep the needed three-digit calls is the question a run answers
+# (`tool_rl_study(costs=(0.0, 0.02))`, a few minutes of CPU).
+
+# %%
+study = json.loads((DATA_DIR / "tool_use" / "rl_study.json").read_text())
+free, priced = study["runs"]
+calls = priced["history"]["calls_two_digit"]
+gone = next(i for i, c in enumerate(calls) if c == 0.0) + 1
+print(f"two-digit calls reach 0 at rollout {gone}; KL there {priced['history']['kl'][gone - 1]:.1f} nats "
+      f"(unpriced run: {free['history']['kl'][gone - 1]:.1f})")
+assert gone <= 12 and priced["history"]["kl"][gone - 1] > 2 * max(free["history"]["kl"][:gone])

@@ -36,17 +36,19 @@ from rlhfbook_lab.equations.overoptimization import overoptimization_curve
 from rlhfbook_lab.equations.policy_gradient import gae_advantages, ppo_policy_loss, sequence_advantages
 from rlhfbook_lab.equations.preferences import elo_ratings, fit_bradley_terry, strengths_to_elo
 from rlhfbook_lab.equations.reward_losses import bradley_terry_loss
-from rlhfbook_lab.equations.scaling import pass_at_k, pass_at_k_plugin
+from rlhfbook_lab.equations.scaling import fit_sigmoid_compute_curve, pass_at_k, pass_at_k_plugin
 from rlhfbook_lab.lesson import smooth, use_style
 from rlhfbook_lab.lm.data import token_roles as roles_of
 from rlhfbook_lab.lm.data import tokenize_conversation
 from rlhfbook_lab.lm.generation import encode_prompts, generate
 from rlhfbook_lab.lm.models import load_model
-from rlhfbook_lab.lm.preference_data import flip_labels, pairs_bayes_ceiling
+from rlhfbook_lab.lm.preference_data import flip_labels, pairs_bayes_ceiling, subsample_pairs
 from rlhfbook_lab.lm.shipped_data import load_preference_file
 from rlhfbook_lab.lm.tokenizer import load_tokenizer
 from rlhfbook_lab.lm.tools import tokenize_tool_conversation
 from rlhfbook_lab.paths import CHECKPOINTS, DATA_DIR
+from rlhfbook_lab.recipes.rlvr_study import binned, load_rlvr_log
+from rlhfbook_lab.recipes.synthetic_data import CONSTITUTION, annotator_judge, constitution_judge, judge_biases
 
 hf_logging.disable_progress_bar()  # loading a shipped model must not print progress bars into the build log
 
@@ -642,4 +644,62 @@ def spec_change(changed: str = "no_openers"):
     ax.set_xticks(x, [k.replace("_", " ") for k in names], rotation=20, fontsize=8)
     ax.set(ylabel="gold weight", title="One row changed: the world now dislikes a polite opener")
     ax.legend()
+    return fig
+
+
+@figure("principle_agreement")
+def principle_agreement(pairs: str = "256"):
+    """Agreement with held-out gold labels of a judge applying one principle of the constitution, the whole
+    constitution (one principle drawn per pair) and the gold annotator, beside the Bayes ceiling (lesson 12)."""
+    rows = subsample_pairs(load_preference_file("heldout"), int(pairs), seed=0)
+    judges = {name: constitution_judge({name: text}) for name, text in CONSTITUTION.items()}
+    judges.update({"constitution": constitution_judge(), "gold annotator": annotator_judge("gold", seed=1)})
+    out = {name: judge_biases(j, rows) for name, j in judges.items()}
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.bar(range(len(out)), [o["agreement"] for o in out.values()], color=[COLORS[0]] * 5 + [COLORS[1], COLORS[2]])
+    ax.axhline(out["constitution"]["bayes_ceiling"], color="k", ls="--", lw=1, label="Bayes ceiling")
+    ax.axhline(0.5, color="grey", lw=0.8, label="chance")
+    ax.set_xticks(range(len(out)), [n.replace("_", " ") for n in out], rotation=15, fontsize=8)
+    ax.set(ylim=(0.3, 1.0), ylabel="agreement with gold labels",
+           title="One principle at a time loses the weights; the constitution mixes them")
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+# --- lesson 07 · a long RLVR run: length dynamics and compute scaling ----------------------------------------------
+
+
+@figure("rlvr_lengths")
+def rlvr_lengths(algo: str = "grpo"):
+    """Reply length of right and wrong replies, and the gold judge's rambling and repetition features, over the
+    shipped long RLVR run (``data/reasoning/rlvr_<algo>.json``, means over windows of 10 rollouts)."""
+    h = load_rlvr_log(algo)["history"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key, label in (("charts/length_correct", "right replies"), ("charts/length_wrong", "wrong replies")):
+        ax1.plot(*binned(h, key, x="step"), "o-", ms=3, label=label)
+    ax1.set(xlabel="rollout", ylabel="completion tokens", title=f"{algo}: reply length over training")
+    ax1.legend()
+    for key, label in (("charts/extra_words", "extra words (rambling)"), ("charts/repetition", "repeated 3-grams")):
+        ax2.plot(*binned(h, key, x="step"), "o-", ms=3, label=label)
+    ax2.set(xlabel="rollout", ylabel="per reply (gold judge's features)", title="What the gold judge penalises")
+    ax2.legend()
+    return fig
+
+
+@figure("rl_compute_scaling")
+def rl_compute_scaling(algo: str = "grpo"):
+    """Training-sample accuracy against cumulative training FLOPs over the shipped long RLVR run, with the sigmoid
+    of "The Art of Scaling RL Compute" fitted to windows of 10 rollouts."""
+    h = load_rlvr_log(algo)["history"]
+    C, acc = binned(h, "charts/correct_rate")
+    fit = fit_sigmoid_compute_curve(C, acc, R0=h["charts/correct_rate"][0])  # R0: the first rollout, before any update
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(h["flops/cumulative"], h["charts/correct_rate"], ".", ms=2, alpha=0.4, label="each rollout (128 samples)")
+    ax.plot(C, acc, "o", ms=4, label="mean of 10 rollouts")
+    grid = np.geomspace(C.min() / 3, C.max() * 10, 200)
+    ax.plot(grid, fit.predict(grid), label=f"sigmoid fit: A = {fit.A:.2f}, B = {fit.B:.2f}")
+    ax.axhline(fit.A, color="grey", ls=":", lw=0.8)
+    ax.set(xscale="log", xlabel="training FLOPs (cumulative, log scale)", ylabel="pass@1 at T = 1 (training prompts)",
+           title="Accuracy rises with RL compute, then saturates")
+    ax.legend(fontsize=8)
     return fig

@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["FORMS", "OveroptimizationFit", "PeakPrediction", "fit_overoptimization", "fit_predicts_peak",
-           "overoptimization_curve"]
+__all__ = ["ENSEMBLE_RULES", "FORMS", "OveroptimizationFit", "PeakPrediction", "ensemble_reward",
+           "fit_overoptimization", "fit_predicts_peak", "frontier_gap", "overoptimization_curve"]
 
 FORMS = ("bon", "rl")
 """The two functional forms: ``"bon"`` d(α − βd), ``"rl"`` d(α − β log d)."""
@@ -199,3 +199,80 @@ def fit_predicts_peak(d, r, form: str = "bon", fraction: float = 0.5, subtract_s
     return PeakPrediction(fit=fit, n_fit_points=int(early.sum()), predicted_peak_d=fit.peak_d,
                           predicted_peak_value=fit.peak_value, observed_peak_d=float(dd[best]),
                           observed_peak_value=float(rr[best]))
+
+
+# --------------------------------------------------------------------------------------------------
+# Mitigations: reward-model ensembles, and the KL penalty measured at matched KL
+# --------------------------------------------------------------------------------------------------
+
+ENSEMBLE_RULES = ("single", "mean", "min", "mean-var")
+"""How an ensemble of K reward models scores a reply (Coste et al. 2024, "Reward Model Ensembles Help Mitigate
+Overoptimization"): the first member alone, the members' mean, their minimum (worst-case optimisation, WCO), or
+mean − λ·variance (uncertainty-weighted optimisation, UWO)."""
+
+
+def ensemble_reward(member_scores, rule: str, lam: float = 1.0) -> np.ndarray:
+    """Combine K reward models' scores of the same replies (Coste et al. 2024):
+
+        single:   R = r_1
+        mean:     R = (1/K) Σ_k r_k
+        min:      R = min_k r_k                                  (worst case, WCO)
+        mean-var: R = (1/K) Σ_k r_k − λ · (1/K) Σ_k (r_k − r̄)²   (uncertainty-weighted, UWO; population variance)
+
+    A reply the members disagree on is one at least one of them misjudges; ``min`` and ``mean-var`` refuse to pay
+    for it, so an optimiser cannot climb one member's error alone.
+
+    Args:
+        member_scores: r_k. Shape: (K, ...), K ≥ 1.
+        rule: one of :data:`ENSEMBLE_RULES`.
+        lam: λ ≥ 0 of ``mean-var``.
+
+    Returns: R. Shape: (...).
+    """
+    if rule not in ENSEMBLE_RULES:
+        raise ValueError(f"rule must be one of {ENSEMBLE_RULES}; got {rule!r}")
+    try:
+        s = np.asarray(member_scores, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"member_scores must be an array of numbers of shape (K, ...) ({e})") from None
+    if s.ndim < 1 or s.shape[0] < 1:
+        raise ValueError(f"member_scores must have shape (K, ...) with K >= 1 members; got {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("member_scores must be finite (no NaN or inf)")
+    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lam must be a finite number >= 0; got {lam!r}")
+    if rule == "single":
+        return s[0]
+    if rule == "mean":
+        return s.mean(axis=0)
+    if rule == "min":
+        return s.min(axis=0)
+    return s.mean(axis=0) - lam * s.var(axis=0)
+
+
+def frontier_gap(d_ref, r_ref, d, r) -> dict:
+    """How far a run's gold lies above a reference run's gold–KL curve *at the same distance* (Gao et al. 2022 ask
+    this of the KL penalty: does it move the frontier, or only where the run stops?):
+
+        gap = (1/|M|) Σ_{i ∈ M} (r_i − R̂_ref(d_i)),     M = {i : min d_ref ≤ d_i ≤ max d_ref}
+
+    with R̂_ref the reference's gold linearly interpolated in d (its points sorted by d). A gap near 0 (within the
+    noise) with a smaller final d is early stopping; a clearly positive gap is a better frontier.
+
+    Args:
+        d_ref, r_ref: the reference run's distances and gold scores. Shape: (N,), N ≥ 2.
+        d, r: the compared run's. Shape: (M,).
+
+    Returns: ``{"gap", "matched" (|M|), "final_d", "final_d_ref"}``; ``gap`` is NaN-free: |M| = 0 is an error.
+    """
+    dr, rr = _check_run(d_ref, r_ref)
+    dc, rc = _check_run(d, r)
+    if dr.size < 2:
+        raise ValueError(f"d_ref must hold at least 2 points to interpolate; got {dr.size}")
+    order = np.argsort(dr, kind="stable")
+    inside = (dc >= dr.min()) & (dc <= dr.max())
+    if not inside.any():
+        raise ValueError(f"no point of d lies within the reference's range [{dr.min():.3g}, {dr.max():.3g}]")
+    gaps = rc[inside] - np.interp(dc[inside], dr[order], rr[order])
+    return {"gap": float(gaps.mean()), "matched": int(inside.sum()), "final_d": float(dc[-1]),
+            "final_d_ref": float(dr[-1])}

@@ -32,6 +32,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from rlhfbook_lab.checks import check_number
+
 __all__ = [
     "BetaBinomialFit",
     "PowerLawFit",
@@ -613,7 +615,7 @@ class SigmoidFit:
         return self.R0 + (self.A - self.R0) * s
 
 
-def fit_sigmoid_compute_curve(compute, rewards) -> SigmoidFit:
+def fit_sigmoid_compute_curve(compute, rewards, R0: float | None = None) -> SigmoidFit:
     """Fit the sigmoid of reward against RL compute (Khatri et al. 2025, "The Art of Scaling Reinforcement
     Learning Compute for LLMs", eq. 1):
 
@@ -627,6 +629,10 @@ def fit_sigmoid_compute_curve(compute, rewards) -> SigmoidFit:
     Args:
         compute: compute per point (> 0: FLOPs, GPU-hours, steps). Shape: (N,), N ≥ 4.
         rewards: the mean reward there. Shape: (N,); not constant.
+        R0: the reward at zero compute when known (the start model's, measured before training), so that only
+            (A, B, C_mid) are fitted and A − R0 comes in closed form; ``None``: fitted too. A run that has not yet
+            bent over pins down a free R0 poorly (it slides to −∞ with A to +∞: a log-linear stretch); fixing it
+            is what makes A, the ceiling, readable.
     """
     c = _float_array(compute, "compute").reshape(-1)
     r = _float_array(rewards, "rewards").reshape(-1)
@@ -645,8 +651,13 @@ def fit_sigmoid_compute_curve(compute, rewards) -> SigmoidFit:
     def sigma(log_mid, log_b):
         return 0.5 * (1.0 + np.tanh(0.5 * np.exp(log_b)[..., None] * (x - log_mid[..., None])))
 
-    def sse(log_mid, log_b):  # residual after the best (R0, A − R0) for these (C_mid, B)
+    y = None if R0 is None else r - float(R0)
+
+    def sse(log_mid, log_b):  # residual after the best (R0, A − R0), or A − R0 alone, for these (C_mid, B)
         s = sigma(log_mid, log_b)
+        if y is not None:
+            ss, sy = (s ** 2).sum(axis=-1), (s * y).sum(axis=-1)
+            return float((y ** 2).sum()) - np.where(ss > 1e-300, sy ** 2 / np.maximum(ss, 1e-300), 0.0)
         s_c = s - s.mean(axis=-1, keepdims=True)
         var = (s_c ** 2).sum(axis=-1)
         cov = (s_c * r_c).sum(axis=-1)
@@ -656,8 +667,12 @@ def fit_sigmoid_compute_curve(compute, rewards) -> SigmoidFit:
     box_lo, box_hi = (x.min() - span, math.log(0.02)), (x.max() + span, math.log(50.0))
     log_mid, log_b, _, at_bound = _zoom_minimize(sse, box_lo, box_hi)
     s = sigma(np.array(log_mid), np.array(log_b))
-    s_c = s - s.mean()
-    gain = float((s_c * r_c).sum() / (s_c ** 2).sum())
-    R0 = float(r.mean() - gain * s.mean())
+    if y is not None:
+        check_number("R0", R0)
+        gain, R0 = float((s * y).sum() / (s ** 2).sum()), float(R0)
+    else:
+        s_c = s - s.mean()
+        gain = float((s_c * r_c).sum() / (s_c ** 2).sum())
+        R0 = float(r.mean() - gain * s.mean())
     fit = SigmoidFit(A=R0 + gain, B=math.exp(log_b), C_mid=math.exp(log_mid), R0=R0, r2=0.0, at_bound=at_bound)
     return replace(fit, r2=_r2(r, fit.predict(c)))

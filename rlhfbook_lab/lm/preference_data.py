@@ -66,6 +66,7 @@ __all__ = [
     "DEFAULT_STYLES",
     "STYLES",
     "corrupt_answer",
+    "counterfactual_pairs",
     "flip_labels",
     "label_pairs",
     "minimal_pairs",
@@ -373,6 +374,51 @@ def minimal_pairs(prompts, annotator: str | world.Annotator = "gold", seed: int 
         wrong = world.render_response(problem, answer=corrupt_answer(problem, rng), **style)
         candidates.append((problem, right, wrong, {"a_source": "right", "b_source": "wrong"}))
     return label_pairs(candidates, annotator, random.Random(f"minimal-labels-{seed}"))
+
+
+def counterfactual_pairs(rows: list[dict], seed: int = 0, annotator: str | world.Annotator = "gold",
+                         max_per_prompt: int | None = None) -> PreferencePairs:
+    """*Counterfactual* minimal pairs from the replies of existing pairs: each distinct reply, written once with its
+    answer right and once wrong (``world.set_answer``), everything else as it was (RRM, Liu et al. 2024).
+
+    Unlike :func:`minimal_pairs`, whose replies are the world's own styles, these keep the replies' own wording
+    (``sft-tiny``'s samples, the base model's, the styled ones), so the one difference a reward model can learn
+    from sits in the replies it will actually score::
+
+        "Of course! 24 + 11 = 35. I hope this helps."  ≻  "Of course! 24 + 11 = 38. I hope this helps."
+
+    Args:
+        rows: preference pairs (``prompt``, ``chosen``, ``rejected``); every distinct (prompt, reply) is used once.
+        seed: seeds the wrong answers, the order of the result and the labels.
+        annotator: who labels the pairs (``gold``: the right reply is chosen with probability above 0.99).
+        max_per_prompt: keep at most this many pairs per prompt (``None``: all).
+
+    Returns:
+        :class:`PreferencePairs` with ``chosen_source`` / ``rejected_source`` ``"right"`` / ``"wrong"``; counts
+        add ``replies`` (distinct replies seen) and ``no_answer`` (replies without an answer to edit).
+    """
+    rng = random.Random(f"counterfactual-{seed}")
+    seen: set[tuple[str, str]] = set()
+    per_prompt: dict[str, int] = {}
+    candidates, n_replies, n_none = [], 0, 0
+    for row in rows:
+        problem = world.parse_prompt(row["prompt"])
+        for reply in (row["chosen"], row["rejected"]):
+            if (row["prompt"], reply) in seen or not reply:
+                continue
+            seen.add((row["prompt"], reply))
+            n_replies += 1
+            right, wrong = world.set_answer(problem, reply, True, rng), world.set_answer(problem, reply, False, rng)
+            if right is None or wrong is None:
+                n_none += 1
+                continue
+            if max_per_prompt is not None and per_prompt.get(row["prompt"], 0) >= max_per_prompt:
+                continue
+            per_prompt[row["prompt"]] = per_prompt.get(row["prompt"], 0) + 1
+            candidates.append((problem, right, wrong, {"a_source": "right", "b_source": "wrong"}))
+    rng.shuffle(candidates)
+    built = label_pairs(candidates, annotator, random.Random(f"counterfactual-labels-{seed}"))
+    return PreferencePairs(built.rows, {**built.counts, "replies": n_replies, "no_answer": n_none})
 
 
 def flip_labels(rows: list[dict], epsilon: float, seed: int = 0) -> tuple[list[dict], int]:

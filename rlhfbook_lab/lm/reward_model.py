@@ -124,10 +124,11 @@ class RewardModel(nn.Module):
 
 
 def save_reward_model(rm: RewardModel, tokenizer, out: str | Path, overwrite: bool = False,
-                      extra_files: dict[str, str] | None = None) -> Path:
-    """Save backbone, head and tokenizer atomically (``models.save_model``). The folder also loads as a plain
-    causal LM (``models.load_model``): the head is an extra file."""
-    return save_model(rm, tokenizer, out, overwrite=overwrite, extra_files=extra_files)
+                      extra_files: dict[str, str] | None = None, save_dtype: torch.dtype | None = None) -> Path:
+    """Save backbone, head and tokenizer atomically (``models.save_model``; ``save_dtype=torch.float16`` stores
+    the backbone in half the bytes, the head stays float32). The folder also loads as a plain causal LM
+    (``models.load_model``): the head is an extra file."""
+    return save_model(rm, tokenizer, out, overwrite=overwrite, extra_files=extra_files, save_dtype=save_dtype)
 
 
 def load_reward_model(name_or_path: str | Path, device: torch.device | str | None = None):

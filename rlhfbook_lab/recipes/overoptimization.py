@@ -38,18 +38,26 @@ from rlhfbook_lab import world
 from rlhfbook_lab.checks import check_int, check_number
 from rlhfbook_lab.config import build
 from rlhfbook_lab.equations.best_of_n import bon_kl_analytic
-from rlhfbook_lab.equations.overoptimization import fit_overoptimization, fit_predicts_peak
+from rlhfbook_lab.equations.overoptimization import (
+    ENSEMBLE_RULES,
+    ensemble_reward,
+    fit_overoptimization,
+    fit_predicts_peak,
+    frontier_gap,
+)
 from rlhfbook_lab.equations.preferences import fit_linear_bradley_terry
 from rlhfbook_lab.equations.scaling import best_of_k
 from rlhfbook_lab.lm.models import check_output_folder, check_writable, load_model
 from rlhfbook_lab.lm.preference_data import on_policy_pairs, subsample_pairs
 from rlhfbook_lab.lm.reward_model import RewardModel, reply_features
 from rlhfbook_lab.lm.sample_pool import Pool, sample_pool
+from rlhfbook_lab.paths import DATA_DIR
 from rlhfbook_lab.trainers.rl import RLConfig, train_rl
 from rlhfbook_lab.trainers.rl.rollout import Scorer, rm_scores
 
-__all__ = ["ENSEMBLE_RULES", "RECIPES", "FeatureProxy", "OveroptConfig", "bon_curve", "ensemble_bon", "ensemble_scores",
-           "fast_config", "fit_proxies", "fits_table", "gold_breakdown", "peak_then_fall", "plot_curves", "proxy_pairs",
+__all__ = ["HISTORY", "HISTORY_COMMAND", "RECIPES", "FeatureProxy", "OveroptConfig", "bon_curve", "ensemble_bon",
+           "fast_config", "fit_proxies", "fits_table", "gold_breakdown", "kl_penalty_frontier", "load_history",
+           "peak_then_fall", "plot_curves", "proxy_pairs",
            "rank_agreement", "rl_against_proxy", "run_overoptimization", "samples_text", "write_report"]
 
 
@@ -81,6 +89,11 @@ class OveroptConfig:
     rl_betas: tuple[float, ...] = (0.0, 0.2)
     """KL coefficients β of the RL runs (GRPO's k3 loss); 0 is plain over-optimization, more values are the KL
     penalty as a mitigation."""
+    rl_proxy_sizes: tuple[int, ...] = ()
+    """Further proxies (by their pairs, each one of ``proxy_sizes``) that get an unpenalised RL run too, for Gao's
+    RL fit per proxy size; the ``rl_betas`` runs are all against the smallest proxy."""
+    ensemble_lambda: float = 1.0
+    """λ of the ``mean-var`` ensemble rule (mean − λ·variance of the members' normalised scores)."""
     samples_kept: int = 4
     """Sample replies kept per rollout (for start / peak / end)."""
     seed: int = 0
@@ -89,6 +102,7 @@ class OveroptConfig:
     def __post_init__(self):
         self.proxy_sizes = tuple(self.proxy_sizes)
         self.rl_betas = tuple(self.rl_betas)
+        self.rl_proxy_sizes = tuple(self.rl_proxy_sizes)
         for name in ("proxy_prompts", "pool_prompts", "pool_size", "max_new_tokens", "rl_steps", "rl_prompts_per_step",
                      "samples_kept"):
             check_int(name, getattr(self, name), minimum=1)
@@ -106,6 +120,10 @@ class OveroptConfig:
             raise ValueError("rl_betas must hold at least one KL coefficient (0 for none)")
         for b in self.rl_betas:
             check_number("rl_betas", b, minimum=0)
+        for n in self.rl_proxy_sizes:
+            if n not in self.proxy_sizes:
+                raise ValueError(f"rl_proxy_sizes: {n} is not one of proxy_sizes {self.proxy_sizes}")
+        check_number("ensemble_lambda", self.ensemble_lambda, minimum=0)
 
 
 RECIPES: dict[str, dict] = {
@@ -246,28 +264,10 @@ def rank_agreement(scores, gold) -> float:
     return agree / total
 
 
-ENSEMBLE_RULES = ("single", "mean", "min", "mean-std")
-"""How an ensemble of proxies scores a reply: one member alone, the members' mean, their minimum (worst case), or
-mean − λ·std (uncertainty-weighted; Coste et al. 2024)."""
-
-
-def ensemble_scores(member_scores, rule: str, lam: float = 1.0) -> np.ndarray:
-    """Combine K proxies' scores of the same replies by ``rule`` (:data:`ENSEMBLE_RULES`). Shape: (K, ...) → (...)."""
-    s = np.asarray(member_scores, dtype=np.float64)
-    if rule == "single":
-        return s[0]
-    if rule == "mean":
-        return s.mean(axis=0)
-    if rule == "min":
-        return s.min(axis=0)
-    if rule == "mean-std":
-        return s.mean(axis=0) - lam * s.std(axis=0)
-    raise ValueError(f"rule must be one of {ENSEMBLE_RULES}; got {rule!r}")
-
-
 def ensemble_bon(pair_rows, features_of, pool_feats, empty, gold, cfg: OveroptConfig, n_values,
                  members: int = 4) -> dict:
-    """Best-of-n gold under each ensemble rule, the members being proxies of ``cfg.proxy_sizes[0]`` pairs each,
+    """Best-of-n gold under each ensemble rule (``equations.overoptimization.ensemble_reward``, λ =
+    ``cfg.ensemble_lambda``), the members being proxies of ``cfg.proxy_sizes[0]`` pairs each,
     fitted on disjoint slices of the labelled pairs (an ensemble of the smallest proxy's data budget, ×members).
     Returns ``{rule: {"n", "d", "gold"}}``; ``{}`` when there are too few pairs for the members."""
     size = cfg.proxy_sizes[0]
@@ -281,7 +281,7 @@ def ensemble_bon(pair_rows, features_of, pool_feats, empty, gold, cfg: OveroptCo
         scores.append(np.where(empty, world.EMPTY_RESPONSE_SCORE, proxy.score(pool_feats)))
     out = {}
     for rule in ENSEMBLE_RULES:
-        curve = bon_curve(ensemble_scores(scores, rule), gold, n_values=n_values)
+        curve = bon_curve(ensemble_reward(scores, rule, lam=cfg.ensemble_lambda), gold, n_values=n_values)
         out[rule] = {"n": curve["n"].tolist(), "d": curve["d"].tolist(), "gold": curve["others"][0].tolist()}
     return out
 
@@ -426,12 +426,15 @@ def run_overoptimization(cfg: OveroptConfig | None = None, policy: str = "sft-ti
                                   f"R²={v['fit']['r2']:.2f}" for k, v in bon.items()))
 
     runs = []
-    smallest = proxies[0]
-    for beta in cfg.rl_betas:
+    by_pairs = {p.pairs: p for p in proxies}
+    plan = [(proxies[0], beta) for beta in cfg.rl_betas]
+    plan += [(by_pairs[n], 0.0) for n in cfg.rl_proxy_sizes if (n, 0.0) != (proxies[0].pairs, cfg.rl_betas[0])]
+    for proxy, beta in plan:
         t0 = time.perf_counter()
         pol, _ = load_model(policy)
-        trace = rl_against_proxy(pol, tok, smallest.reward_model(feature_rm.backbone), cfg, beta=beta,
+        trace = rl_against_proxy(pol, tok, proxy.reward_model(feature_rm.backbone), cfg, beta=beta,
                                  progress=progress)
+        trace["proxy_pairs"] = proxy.pairs
         trace["seconds"] = time.perf_counter() - t0
         d, g = np.array(trace["d"]), np.array(trace["gold"])
         d[0] = 0.0  # the first rollout samples the start policy itself: KL is 0 (k1's estimate is exactly 0 there)
@@ -448,7 +451,8 @@ def run_overoptimization(cfg: OveroptConfig | None = None, policy: str = "sft-ti
             trace["fit"] = trace["first_half"] = {"error": str(e)}
         trace["peak"] = peak_then_fall(g, trace["gold_se"])
         runs.append(trace)
-        say(f"RL β={beta}: gold {trace['peak']['start']:+.3f} → peak {trace['peak']['peak']:+.3f} → "
+        say(f"RL {proxy.pairs} pairs β={beta}: gold {trace['peak']['start']:+.3f} → "
+            f"peak {trace['peak']['peak']:+.3f} → "
             f"{trace['peak']['final']:+.3f} ± {trace['peak']['final_se']:.3f}; proxy {trace['proxy'][0]:+.2f} → "
             f"{trace['proxy'][-1]:+.2f} ({trace['seconds']:.0f} s)")
     seconds["total"] = time.perf_counter() - t_start
@@ -473,11 +477,11 @@ def fits_table(result: dict) -> str:
                      f"{f['peak_d']:.2f} ({f['peak_kl']:.2f}) | {f['peak_value']:+.3f} |")
     small = result["bon"][next(iter(result["bon"]))]["pairs"]
     for run in result["rl"]:
-        f = run["fit"]
+        f, pairs = run["fit"], run.get("proxy_pairs", small)
         if "error" in f:
-            lines.append(f"| RL (GRPO) | {small} | {run['beta']} | – | – | – | – | – |")
+            lines.append(f"| RL (GRPO) | {pairs} | {run['beta']} | – | – | – | – | – |")
             continue
-        lines.append(f"| RL (GRPO) | {small} | {run['beta']} | {f['alpha']:.3f} | {f['beta']:.3f} | {f['r2']:.3f} | "
+        lines.append(f"| RL (GRPO) | {pairs} | {run['beta']} | {f['alpha']:.3f} | {f['beta']:.3f} | {f['r2']:.3f} | "
                      f"{f['peak_d']:.2f} ({f['peak_kl']:.2f}) | {f['peak_value']:+.3f} |")
     return "\n".join(lines) + "\n"
 
@@ -488,7 +492,8 @@ def samples_text(result: dict) -> str:
     for run in result["rl"]:
         i_peak = run["peak"]["peak_index"]
         for label, i in (("start", 0), ("peak", i_peak), ("end", len(run["gold"]) - 1)):
-            out.append(f"## β = {run['beta']} · {label} (rollout {i + 1}): gold {run['gold'][i]:+.3f}, proxy "
+            out.append(f"## proxy of {run.get('proxy_pairs', '?')} pairs, β = {run['beta']} · "
+                       f"{label} (rollout {i + 1}): gold {run['gold'][i]:+.3f}, proxy "
                        f"{run['proxy'][i]:+.2f}, KL {run['kl'][i]:.2f} nats\n")
             out += [f"- {p!r} → {y!r}" for p, y in run["samples"][i]]
             out.append("")
@@ -526,9 +531,11 @@ def plot_curves(result: dict, path=None):
         dd = np.linspace(1e-3, d.max(), 200)
         ax.plot(dd, dd * (run["fit"]["alpha"] - run["fit"]["beta"] * np.log(dd)), "--", color="C0", lw=1,
                 label=f"fit d(α − β log d), R² {run['fit']['r2']:.2f}")
-    for extra in result["rl"][1:]:
-        ax.plot(extra["d"], np.array(extra["gold"]) - extra["gold"][0], "^-", ms=3,
-                label=f"gold, KL penalty β = {extra['beta']}")
+    for k, extra in enumerate(result["rl"][1:]):
+        what = (f"KL penalty β = {extra['beta']}" if extra.get("proxy_pairs", run.get("proxy_pairs")) ==
+                run.get("proxy_pairs") else f"proxy of {extra['proxy_pairs']} pairs")
+        ax.plot(extra["d"], np.array(extra["gold"]) - extra["gold"][0], "^-", ms=3, color=f"C{k + 2}",
+                label=f"gold, {what}")
     ax.set_xlabel("d = √KL(π ‖ SFT), on the policy's own samples")
     ax.set_ylabel("score gain over the start")
     ax.set_title(f"RL against the {result['bon'][next(iter(result['bon']))]['pairs']}-pair proxy")
@@ -563,6 +570,49 @@ def write_report(result: dict, out: str | Path, overwrite: bool = False) -> Path
     (out / "samples.md").write_text(samples_text(result))
     plot_curves(result, out / "curves.png")
     return out
+
+
+def kl_penalty_frontier(result: dict) -> list[dict]:
+    """The KL penalty against gold, per penalised RL run (β > 0): where it stopped (final d) against the
+    unpenalised run on the same proxy, and its gold at matched d (``equations.overoptimization.frontier_gap``,
+    the unpenalised run as the reference curve, both runs' rollout means). Gao et al. 2022 found the penalty acts
+    like early stopping: a smaller final d, a gap within the noise. Returns one dict per penalised run."""
+    runs = result["rl"]
+    out = []
+    for run in runs:
+        if run["beta"] == 0:
+            continue
+        pairs = run.get("proxy_pairs")
+        ref = next((r for r in runs if r["beta"] == 0 and r.get("proxy_pairs") == pairs), None)
+        if ref is None:
+            continue
+        gap = frontier_gap(ref["d"], ref["gold"], run["d"], run["gold"])
+        se = float(np.sqrt(np.mean(np.square(run["gold_se"])) / max(1, gap["matched"])))
+        out.append({"beta": run["beta"], "proxy_pairs": pairs, **gap, "gap_se": se,
+                    "final_gold": run["peak"]["final"], "final_gold_ref": ref["peak"]["final"],
+                    "peak_gold": run["peak"]["peak"], "peak_gold_ref": ref["peak"]["peak"]})
+    return out
+
+
+HISTORY = DATA_DIR / "overopt" / "history.json"
+"""The study's result as shipped (lesson 14 plots and asserts from it; ``RLHFBOOK_LIVE=1`` reruns it live)."""
+
+HISTORY_COMMAND = ("OMP_NUM_THREADS=1 rlhfbook-lab overopt --out /tmp/overopt --fast --rl-betas 0,0.3 "
+                   "&& cp /tmp/overopt/result.json data/overopt/history.json")
+"""The command that regenerates :data:`HISTORY` (its ``seconds`` record how long it took): 125 CPU-s, measured once
+on 2026-12-03 (1,120 s wall on a heavily shared 2-core machine)."""
+
+
+def load_history(path: str | Path | None = None) -> dict:
+    """The shipped result of :func:`run_overoptimization` (:data:`HISTORY`, made by :data:`HISTORY_COMMAND`)."""
+    path = Path(path) if path is not None else HISTORY
+    if not path.is_file():
+        raise ValueError(f"path: no over-optimization history at {path}; make it with: {HISTORY_COMMAND}")
+    result = json.loads(path.read_text())
+    missing = {"config", "bon", "ensembles", "rl", "pool"} - set(result)
+    if missing:
+        raise ValueError(f"path: {path} is not a result of run_overoptimization (missing {sorted(missing)})")
+    return result
 
 
 def fast_config(**overrides) -> OveroptConfig:

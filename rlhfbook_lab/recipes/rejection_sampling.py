@@ -19,20 +19,25 @@ score and correctness on held-out prompts (``evaluate_chat``), so a run shows wh
 
 from __future__ import annotations
 
+import json
+import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
 from rlhfbook_lab import world
 from rlhfbook_lab.checks import check_choice, check_int, check_number
 from rlhfbook_lab.lm.evaluation import evaluate_chat
+from rlhfbook_lab.lm.models import check_output_folder, check_writable, load_model
 from rlhfbook_lab.lm.pool_scoring import Scorer, gold_scorer, score_pool, verifier_scorer
 from rlhfbook_lab.lm.sample_pool import sample_pool
 from rlhfbook_lab.trainers.loop import TrainConfig
 from rlhfbook_lab.trainers.sft import SFTConfig, sft
 
-__all__ = ["RULES", "SELECTORS", "RSConfig", "RSResult", "rejection_sampling", "select_examples"]
+__all__ = ["RECIPES", "RULES", "SELECTORS", "RSConfig", "RSResult", "check_config", "rejection_sampling",
+           "run_against_control", "select_examples", "write_report"]
 
 RULES = ("top_per_prompt", "top_k_overall")
 """The selection rules."""
@@ -73,6 +78,18 @@ class RSConfig:
     """Held-out prompts the model answers greedily after each round (``world.heldout_prompts``)."""
     seed: int = 0
     """Seeds the prompts, the pools and the random control."""
+
+
+RECIPES: dict[str, dict] = {
+    "full": {},
+    "fast": {"prompts_per_round": 32, "eval_prompts": 80, "sft.train.steps": 8},
+}
+"""``"full"`` (the defaults) and ``"fast"`` (lesson 09's fast sizes; ``rlhfbook-lab rs --fast``)."""
+
+
+def check_config(cfg: RSConfig) -> int:
+    """Check ``cfg`` (a ``ValueError`` naming the field) and return the per-round budget it implies."""
+    return _check(cfg)
 
 
 def _check(cfg: RSConfig) -> int:
@@ -196,3 +213,55 @@ def rejection_sampling(model, tokenizer, cfg: RSConfig, scorer: Scorer | None = 
         evaluate(r)
     return RSResult(history=hist, heldout_gold=np.array(golds), heldout_correct=np.array(corrects),
                     examples=examples)
+
+
+def run_against_control(cfg: RSConfig, policy: str = "sft-tiny", log=print) -> dict:
+    """Rejection-sampling fine-tuning selected by ``cfg.selector`` beside its random control (``selector="random"``,
+    the same rule, budget, prompts and seeds), each from a fresh copy of ``policy``; the paired held-out gain of the
+    selected arm over the control after the last round (mean ± standard error over the held-out prompts). Returns a
+    JSON-serialisable dict; ``rlhfbook-lab rs`` writes it with :func:`write_report`."""
+    check_config(cfg)
+    if cfg.selector in ("random", "custom"):
+        raise ValueError(f"selector must be 'gold' or 'verifier' (compared with the random control); "
+                         f"got {cfg.selector!r}")
+    say = log or (lambda *a, **k: None)
+    arms, finals = {}, {}
+    for selector in (cfg.selector, "random"):
+        arm_cfg = replace(cfg, selector=selector)
+        model, tok = load_model(policy)
+        res = rejection_sampling(model, tok, arm_cfg)
+        arms[selector] = res.history
+        finals[selector] = (res.heldout_gold[-1], res.heldout_correct[-1])
+        say(f"{cfg.rule} by {selector}: held-out gold " + " → ".join(f"{g:+.3f}" for g in res.history["heldout/gold"]))
+    gain = {}
+    for k, name in ((0, "gold"), (1, "correct")):
+        diff = finals[cfg.selector][k] - finals["random"][k]  # paired: the same held-out prompts
+        se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        gain[name] = {"mean": float(diff.mean()), "se": se}
+    return {"config": asdict(cfg), "policy": policy, "arms": arms, "gain": gain}
+
+
+def write_report(result: dict, out: str | Path, overwrite: bool = False) -> Path:
+    """Write ``result.json`` and ``report.md`` (per round: held-out gold and correctness of both arms, the pool's
+    and the selected replies' gold; the paired final gain over the control) into ``out``."""
+    out = check_output_folder(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
+    (out / "result.json").write_text(json.dumps(result, indent=1))
+    cfg, arms = result["config"], result["arms"]
+    lines = [f"# Rejection sampling ({cfg['rule']}, selected by {cfg['selector']}) vs its random control", "",
+             f"{cfg['rounds']} rounds × {cfg['prompts_per_round']} prompts × {cfg['n']} samples from "
+             f"{result['policy']}; held-out: {cfg['eval_prompts']} prompts, greedy.", "",
+             "| arm | round | held-out gold | held-out correct | pool gold | selected gold |",
+             "|---|---|---|---|---|---|"]
+    for arm, h in arms.items():
+        for r in h["round"]:
+            pool = f"{h['pool/gold'][r - 1]:+.3f}" if r else "–"
+            sel = f"{h['selected/gold'][r - 1]:+.3f}" if r else "–"
+            lines.append(f"| {arm} | {r} | {h['heldout/gold'][r]:+.3f} | {h['heldout/correct'][r]:.3f} | {pool} | "
+                         f"{sel} |")
+    g, c = result["gain"]["gold"], result["gain"]["correct"]
+    lines += ["", f"Final held-out gain over the control (paired): gold {g['mean']:+.3f} ± {g['se']:.3f}, "
+              f"correct {c['mean']:+.3f} ± {c['se']:.3f}."]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return out

@@ -13,14 +13,17 @@ result is a small JSON file the lesson can ship and plot in fast mode
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
+import numpy as np
 from torch import nn
 
 from rlhfbook_lab.checks import check_choice, check_int
 from rlhfbook_lab.equations.flops import rl_rollout_flops
 from rlhfbook_lab.lm.models import load_model
+from rlhfbook_lab.paths import DATA_DIR
 from rlhfbook_lab.trainers.rl import ALGORITHMS, RLConfig, train_rl
 
 KEPT = ("step", "rewards/score", "charts/correct_rate", "charts/response_length", "charts/length_correct",
@@ -82,3 +85,29 @@ def rlvr_study(algo: str = "grpo", steps: int = 200, seed: int = 0, policy: str 
             "config": {k: v[0] for k, v in cfg.differs_from(RLConfig.preset("grpo")).items()},
             "matmul_params": matmul_params(model), "cpu_seconds": round(time.process_time() - t0, 1),
             "history": kept}
+
+
+SHIPPED = DATA_DIR / "reasoning"
+"""Where the shipped logs live: ``rlvr_<algo>.json``, each written by ``rlhfbook-lab rlvr-study --algo <algo>``."""
+
+
+def load_rlvr_log(algo: str = "grpo", path=None) -> dict:
+    """A log :func:`rlvr_study` wrote (default: the shipped ``data/reasoning/rlvr_<algo>.json``), with every history
+    series as a float NumPy array (null → NaN)."""
+    path = SHIPPED / f"rlvr_{algo}.json" if path is None else path
+    log = json.loads(open(path).read())
+    log["history"] = {k: np.array([np.nan if v is None else v for v in vals], dtype=float)
+                      for k, vals in log["history"].items()}
+    return log
+
+
+def binned(history: dict, key: str, window: int = 10, x: str = "flops/cumulative") -> tuple[np.ndarray, np.ndarray]:
+    """(``x`` — by default the cumulative FLOPs — at the end of each window of ``window`` rollouts, the mean of
+    ``key`` over it, NaN ignored): the points a compute-scaling fit reads (a rollout's 128 samples alone are
+    noisy). A last partial window is dropped."""
+    check_int("window", window, minimum=1)
+    n = len(history[key]) // window * window
+    if n == 0:
+        raise ValueError(f"window must be at most the number of rollouts ({len(history[key])}); got {window}")
+    return (np.asarray(history[x], dtype=float)[window - 1:n:window],
+            np.nanmean(history[key][:n].reshape(-1, window), axis=1))

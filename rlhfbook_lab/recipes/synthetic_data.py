@@ -216,14 +216,18 @@ def ultrafeedback_pairs(problems: list[world.Problem], replies: dict[str, list[s
 
 def rm_judge(rm, tokenizer, batch_size: int = 256) -> Judge:
     """A reward model read as a pairwise judge: ``"A"`` when r(a) > r(b), else ``"B"``. Each reply is scored alone,
-    so the order they are shown in cannot matter: a scalar judge has no position bias by construction."""
+    so the order they are shown in cannot matter: a scalar judge has no position bias by construction. Scores are
+    kept by (prompt, reply), so asking a pair again (swapped) costs no forward pass."""
+    cache: dict[tuple[str, str], float] = {}
 
     def judge(problems, a, b):
         _check_triples(problems, a, b)
         prompts = [p.prompt if isinstance(p, world.Problem) else p for p in problems]
-        r = score_replies(rm, tokenizer, prompts + prompts, list(a) + list(b), batch_size=batch_size)
-        ra, rb = r[:len(a)], r[len(a):]
-        return ["A" if x > y else "B" for x, y in zip(ra.tolist(), rb.tolist())]
+        keys = list(dict.fromkeys(k for k in zip(prompts + prompts, list(a) + list(b)) if k not in cache))
+        if keys:
+            r = score_replies(rm, tokenizer, [k[0] for k in keys], [k[1] for k in keys], batch_size=batch_size)
+            cache.update(zip(keys, r.tolist()))
+        return ["A" if cache[(p, x)] > cache[(p, y)] else "B" for p, x, y in zip(prompts, a, b)]
 
     return judge
 
@@ -294,7 +298,10 @@ def judge_biases(judge: Judge, rows: list[dict], fillers: int = 2, seed: int = 0
       (``consistency``: the same reply wins both times; ``first_rate``: ½ means no bias);
     - ``verbosity``: each pair's gold-chosen reply against itself padded with ``fillers`` filler sentences
       (``recipes.evaluation.restyle``); ``judge_picks_padded`` beside ``gold_picks_padded`` (the gold judge
-      charges for every extra word: 0).
+      charges for every extra word: 0);
+    - ``politeness``: the same reply against itself behind a pile of polite openers (``"Sure! Happy to help!"``):
+      ``judge_picks_piled`` beside ``gold_picks_piled`` (one opener pays, the second costs more: 0). The
+      Goodhart lever of chapter 14, asked directly.
     """
     if not rows:
         raise ValueError("rows is empty: a judge is measured on at least one gold-labelled pair")
@@ -313,6 +320,9 @@ def judge_biases(judge: Judge, rows: list[dict], fillers: int = 2, seed: int = 0
     padded = restyle(problems, chosen, fillers=fillers)
     v_pad = check_verdicts(judge(problems, chosen, padded), len(rows))
     gold_pad = [world.gold_score(p, x) > world.gold_score(p, c) for p, c, x in zip(problems, chosen, padded)]
+    piled = [f"Sure! Happy to help! {c.strip()}" for c in chosen]
+    v_pile = check_verdicts(judge(problems, chosen, piled), len(rows))
+    gold_pile = [world.gold_score(p, x) > world.gold_score(p, c) for p, c, x in zip(problems, chosen, piled)]
     return {
         "pairs": len(rows),
         "agreement": float(picks_chosen.mean()),
@@ -321,6 +331,8 @@ def judge_biases(judge: Judge, rows: list[dict], fillers: int = 2, seed: int = 0
         "position": swap_consistency([float(v == "A") for v in v_ab], [float(v == "A") for v in v_ba]),
         "verbosity": {"judge_picks_padded": float(np.mean([v == "B" for v in v_pad])),
                       "gold_picks_padded": float(np.mean(gold_pad)), "fillers": fillers},
+        "politeness": {"judge_picks_piled": float(np.mean([v == "B" for v in v_pile])),
+                       "gold_picks_piled": float(np.mean(gold_pile))},
     }
 
 
@@ -333,7 +345,7 @@ class SyntheticConfig:
 
     sources: tuple[str, ...] = SOURCES
     """The reply sources (``checkpoint`` or ``checkpoint@T``), one reply per prompt each."""
-    num_prompts: int = 1024
+    num_prompts: int = 512
     """Training prompts (``world.sample_problem``, train split, families in turn): at most one pair each."""
     arms: tuple[str, ...] = ("ai", "gold")
     """Who labels the pairs, one DPO run each (:data:`ARMS`)."""
@@ -341,9 +353,9 @@ class SyntheticConfig:
     """The model every run starts from (and its DPO reference)."""
     labeller: str = "rm-tiny"
     """The AI labeller: a reward-model checkpoint that scores every reply."""
-    steps: int = 60
-    """DPO optimiser steps of each run."""
-    batch_size: int = 16
+    steps: int = 24
+    """DPO optimiser steps of each run (see :data:`RECIPES`: 60 × 16 pairs went past this model's cliff)."""
+    batch_size: int = 8
     """Pairs per DPO step."""
     lr: float = 1e-4
     """DPO's peak learning rate."""
@@ -363,9 +375,14 @@ class SyntheticConfig:
 
 RECIPES: dict[str, dict] = {
     "full": {},
-    "fast": {"num_prompts": 160, "steps": 24, "batch_size": 8, "eval_prompts": 192},
+    "fast": {"num_prompts": 128, "eval_prompts": 160},
 }
-"""``full``: :class:`SyntheticConfig`'s defaults; ``fast``: the lesson's fast mode (24 steps of 8 pairs)."""
+"""``full``: :class:`SyntheticConfig`'s defaults; ``fast``: the lesson's fast mode (fewer prompts, the same 24 DPO
+steps of 8 pairs). Fast, measured once (seed 0, one thread, 37 CPU s): held-out sampled gold over SFT
++0.145 ± 0.034 (DPO on AI labels), +0.079 ± 0.031 (on gold labels), gap +0.066 ± 0.032. A longer run went past the
+cliff: 1,024 prompts and 60 steps × 16 pairs at lr 1e-4 (all three arms, 269 CPU s) dropped correctness 0.60 →
+0.46 and left DPO on AI labels at +0.010 ± 0.026, on gold labels −0.050 ± 0.026, on the constitution's labels
++0.107 ± 0.026 (400 prompts); so the full recipe keeps fast's DPO dose and only adds prompts."""
 
 
 def synthetic_config(fast: bool = False, **overrides) -> SyntheticConfig:

@@ -14,26 +14,36 @@ out of ``completion_mask``, so out of the policy's log-probs, the ratio and the 
 
 from __future__ import annotations
 
+import copy
+import json
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from rlhfbook_lab import world
 from rlhfbook_lab.checks import check_int, check_number
 from rlhfbook_lab.equations.logprobs import masked_sum
+from rlhfbook_lab.equations.toolformer import toolformer_keep
 from rlhfbook_lab.lm.data import build_sft_dataset
 from rlhfbook_lab.lm.forward import disable_dropout, make_reference_model
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import load_model
-from rlhfbook_lab.lm.tools import tool_accuracy, tool_sft_dataset
+from rlhfbook_lab.lm.tools import tool_accuracy, tool_sft_dataset, toolformer_losses
 from rlhfbook_lab.trainers.loop import TrainConfig, make_optimizer, optimizer_step
 from rlhfbook_lab.trainers.rl import RLConfig, compute_advantages, rl_loss, score_tokens
 from rlhfbook_lab.trainers.sft import SFTConfig, sft
 from rlhfbook_lab.world import tool_use
 from rlhfbook_lab.world.calculator import run_tool_call
 
-__all__ = ["ToolRLConfig", "grpo_with_tools", "tool_problems", "train_tool_caller"]
+__all__ = ["RL_STUDY_COMMAND", "ToolRLConfig", "grpo_with_tools", "tool_problems", "tool_rl_study",
+           "toolformer_conversations", "toolformer_scores", "train_tool_caller"]
+
+RL_STUDY_COMMAND = ("python -c \"from rlhfbook_lab.recipes.tool_use import tool_rl_study; "
+                    "tool_rl_study(out='data/tool_use/rl_study.json')\"")
+"""The command that wrote the shipped ``data/tool_use/rl_study.json`` (lesson 13, section 7)."""
 
 
 def train_tool_caller(steps: int = 60, batch_size: int = 16, lr: float = 1e-3, num_examples: int = 1000,
@@ -187,3 +197,63 @@ def grpo_with_tools(policy, tokenizer, cfg: ToolRLConfig, eval_problems: int = 1
         _evaluate(policy, tokenizer, eval_sets, history, cfg.max_new_tokens)
     policy.eval()
     return policy, history
+
+
+def tool_rl_study(costs: tuple[float, ...] = (0.0, 0.1), sft: dict | None = None, steps: int = 20,
+                  lr: float = 5e-5, eval_problems: int = 100, seed: int = 0, out: str | Path | None = None) -> dict:
+    """RL with tools from one tool caller, once per call cost: does GRPO raise accuracy, and what does a price
+    per call do to the calls on two-digit sums (which the model could answer alone)?
+
+    Trains the caller with :func:`train_tool_caller` (``sft``: its keywords; default lesson 13's fast-mode run,
+    50 steps × 8 at lr 2e-3), then for each cost runs :func:`grpo_with_tools` from a copy of it (``steps``
+    rollouts of 8 prompts × 8, half of them two-digit sums, at ``lr``) and records greedy held-out accuracy and
+    call share on ``addition3`` and on two-digit sums before and after, the last rollouts' KL and CPU time.
+    Writes the result as JSON to ``out`` when given (:data:`RL_STUDY_COMMAND` wrote the shipped one)."""
+    sft = dict(steps=50, batch_size=8, lr=2e-3) if sft is None else sft
+    t0 = time.process_time()
+    caller, tokenizer, _ = train_tool_caller(seed=seed, **sft)
+    result = {"command": RL_STUDY_COMMAND, "sft": sft, "runs": []}
+    for cost in costs:
+        cfg = ToolRLConfig(steps=steps, lr=lr, call_cost=cost, seed=seed)
+        t1 = time.process_time()
+        _, h = grpo_with_tools(copy.deepcopy(caller), tokenizer, cfg, eval_problems=eval_problems)
+        tail = h["kl"][-5:]
+        result["runs"].append({
+            "call_cost": cost, "config": asdict(cfg), "cpu_seconds": round(time.process_time() - t1, 1),
+            **{f"{k.removeprefix('eval/').replace('/', '_')}_{when}": h[k][i]
+               for k in h if k.startswith("eval/") for i, when in ((0, "before"), (-1, "after"))},
+            "kl_last": sum(tail) / len(tail), "reward_first": h["reward"][0], "reward_last": h["reward"][-1],
+            "history": {k: [round(v, 4) for v in h[k]] for k in h if not k.startswith("eval/")}})
+    result["cpu_seconds"] = round(time.process_time() - t0, 1)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+# --- Toolformer's filter as a data builder ------------------------------------------------------------------
+def _call_reply(p) -> str:
+    a, b = p.key
+    return f"[calculator({a}+{b}) -> {a + b}] The answer is {a + b}."
+
+
+def toolformer_scores(judge, tokenizer, problems) -> torch.Tensor:
+    """(N, 3) losses ``(L⁺, L(ε), L(e(c, ε)))`` of each problem's candidate call reply ``[calculator(a+b) -> s] The
+    answer is s.`` under ``judge`` (``lm.tools.toolformer_losses``), for :func:`toolformer_conversations`."""
+    if not problems:
+        raise ValueError("problems is empty")
+    return torch.tensor([toolformer_losses(judge, tokenizer, p, _call_reply(p)) for p in problems])
+
+
+def toolformer_conversations(problems, losses: torch.Tensor, tau: float) -> tuple[list[dict], torch.Tensor]:
+    """Toolformer's step 2 in miniature: keep a problem's candidate call iff L⁻ − L⁺ ≥ ``tau``
+    (``equations.toolformer.toolformer_keep`` on :func:`toolformer_scores`' ``losses``), else train on the answer
+    alone, ``The answer is s.``. Returns the conversations (``{"messages": [user, assistant]}``) and the (N,) bool
+    tensor of calls kept; ``tau = -inf`` keeps every call."""
+    if losses.shape != (len(problems), 3):
+        raise ValueError(f"losses must have shape ({len(problems)}, 3); got {tuple(losses.shape)}")
+    keep = toolformer_keep(losses[:, 0], losses[:, 1], losses[:, 2], tau)
+    conversations = [{"messages": [{"role": "user", "content": p.prompt}, {"role": "assistant", "content":
+                                   _call_reply(p) if k else f"The answer is {sum(p.key)}."}]}
+                     for p, k in zip(problems, keep.tolist())]
+    return conversations, keep

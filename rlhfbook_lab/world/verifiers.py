@@ -11,6 +11,8 @@ families have exact checkers (``tasks.is_correct``), so both exist here without 
 - :func:`correctness_reward` — 1.0 if the family's checker accepts the reply, else 0.0;
 - :func:`format_reward` — 1.0 if the reply *ends* with the family's answer sentence (``"17 + 25 = 42."``,
   ``"The reverse of mirt is trim."``, ...) and so ends cleanly, else 0.0: the answer where the family expects it;
+- :func:`set_answer` — the same reply with its answer made right or wrong and nothing else changed: the
+  *counterfactual* of a reply, material for minimal pairs that teach a reward model to check an answer;
 - :func:`verifier_rewards` — a batch version for the RL loop: ``(prompts, replies) -> list[float]``.
 
 Pure Python, no model. Bad input (a prompt the world cannot read, an unknown family, a non-string reply, an
@@ -19,6 +21,7 @@ empty reply unless ``allow_empty``) raises ``ValueError`` naming the argument.
 
 from __future__ import annotations
 
+import random
 import re
 
 from rlhfbook_lab.checks import check_number
@@ -26,7 +29,7 @@ from rlhfbook_lab.checks import check_number
 from .tasks import ATTRIBUTES, CREATURES, FAMILIES, NEGATIVE_WORDS, POSITIVE_WORDS, Problem, is_correct, parse_prompt
 
 __all__ = ["FORMAT_PATTERNS", "correctness_reward", "extract_answer", "format_reward", "reference_answer",
-           "verifier_rewards"]
+           "set_answer", "verifier_rewards"]
 
 FORMAT_PATTERNS: dict[str, re.Pattern] = {
     "addition": re.compile(r"\d+ \+ \d+ = -?\d+\.\Z"),
@@ -108,6 +111,70 @@ def extract_answer(prompt: str | Problem, reply: str, allow_empty: bool = False)
     if p.key[1] not in words or lean == 0:
         return None
     return "positive" if lean > 0 else "negative"
+
+
+def _with_case(new: str, old: str) -> str:
+    return new[:1].upper() + new[1:] if old[:1].isupper() else new
+
+
+def set_answer(prompt: str | Problem, reply: str, right: bool, rng: random.Random) -> str | None:
+    """``reply`` with its answer made right (``right=True``) or wrong, every other character kept: the reply's
+    *counterfactual*. ``None`` when the reply gives no answer this can edit (the spans :func:`extract_answer`
+    reads).
+
+    - addition: the last integer becomes the sum, or the sum off by 1–9 (never negative);
+    - reverse: the answer word becomes the reversal, or the reversal with one letter changed;
+    - creatures: every value of the asked attribute the reply names becomes the right one, or one wrong value;
+    - review: each sentiment word of the wrong (right) polarity becomes its opposite (``great`` ↔ ``awful``, in
+      the order of the word lists), so the reply leans the requested way, or the other way.
+
+    The result is checked: ``is_correct(problem, result) == right``, else ``None``. Deterministic given ``rng``.
+    """
+    p = _problem(prompt)
+    if not isinstance(reply, str):
+        raise ValueError(f"reply must be a string; got {type(reply).__name__}")
+    lower = reply.lower()
+    spans: list[tuple[int, int]] = []
+    new: list[str] = []
+    if p.family == "addition":
+        m = list(_INT.finditer(lower))
+        if not m:
+            return None
+        total = sum(p.key)
+        value = total if right else total + rng.choice([d for d in range(-9, 10) if d and total + d >= 0])
+        spans, new = [m[-1].span()], [str(value)]
+    else:
+        words = list(_WORD.finditer(lower))
+        if not words:
+            return None
+        if p.family == "reverse":
+            texts = [w.group() for w in words]
+            head = texts[:-1]
+            at = len(head) - head[::-1].index("is") if "is" in head else len(texts) - 1
+            answer = list(p.key[::-1])
+            if not right:
+                i = rng.randrange(len(answer))
+                answer[i] = rng.choice([c for c in "abcdefghijklmnopqrstuvwxyz" if c != answer[i]])
+            spans, new = [words[at].span()], ["".join(answer)]
+        elif p.family == "creatures":
+            c, attr = p.key
+            named = [w for w in words if w.group() in ATTRIBUTES[attr]]
+            if not named:
+                return None
+            truth = CREATURES[c][attr]
+            value = truth if right else rng.choice([v for v in ATTRIBUTES[attr] if v != truth])
+            spans, new = [w.span() for w in named], [value] * len(named)
+        else:  # review
+            want_positive = (p.key[0] == "positive") == right
+            src, dst = (NEGATIVE_WORDS, POSITIVE_WORDS) if want_positive else (POSITIVE_WORDS, NEGATIVE_WORDS)
+            hits = [w for w in words if w.group() in src]
+            spans, new = [w.span() for w in hits], [dst[src.index(w.group())] for w in hits]
+    out, last = [], 0
+    for (a, b), text in zip(spans, new):
+        out += [reply[last:a], _with_case(text, reply[a:b])]
+        last = b
+    result = "".join(out) + reply[last:]
+    return result if is_correct(p, result) == right else None
 
 
 def correctness_reward(prompt: str | Problem, reply: str, allow_empty: bool = False) -> float:
