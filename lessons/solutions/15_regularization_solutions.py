@@ -56,10 +56,6 @@ for mu in (0.1, 1.0):
         rows.append({"μ": mu, "true KL": true_kl, "estimator": name,
                      "relative bias": (k.mean().item() - true_kl) / true_kl, "relative std": k.std().item() / true_kl})
 print(pd.DataFrame(rows).set_index(["μ", "estimator"]))
-table1 = pd.DataFrame(rows).set_index(["μ", "estimator"])
-assert abs(table1.loc[(1.0, "k2"), "relative bias"] - 0.25) < 0.02, "k2's relative bias is μ²/4: +25 % at μ = 1"
-assert all(abs(table1.loc[(mu, k), "relative bias"]) < 0.05 for mu in (0.1, 1.0) for k in ("k1", "k3")), "unbiased"
-assert all(table1.loc[(mu, "k3"), "relative std"] < table1.loc[(mu, "k1"), "relative std"] for mu in (0.1, 1.0))
 
 # What you should see (Schulman's note reports the same): here log_ratio = μx − μ²/2 exactly, so
 # E[k2] = ½·E[log_ratio²] = μ²/2 + μ⁴/8: a relative bias of μ²/4, +0.25 % at μ = 0.1 (measured +0.19 %) and +25 % at
@@ -98,8 +94,6 @@ for _ in range(2000):
     b = torch.softmax(2 * torch.randn(6, generator=g, dtype=torch.float64), -1)
     seen += int((a * 0.5 * torch.log(b / a) ** 2).sum() < categorical_kl(a, b, from_logits=False))
 print(f"share of random pairs where k2 under-estimates: {seen / 2000:.0%}")
-assert k2_mean < kl_exact and trial < 100 and 0.02 < seen / 2000 < 0.4, "k2 under-estimates on a minority of pairs"
-assert abs((pi * h).sum().item() - (kl_exact - k2_mean)) < 1e-9, "E[k2] − KL = −E_π[h(x)] exactly"
 
 # What you should see: the first under-estimate turns up within ten trials (about one random pair in eight).
 # In it the policy puts ~1 % on two tokens the reference gives 13 % and 43 % (x ≈ 2.7 and 3.4): their π·h(x) terms
@@ -124,7 +118,6 @@ for group_size in (2, 4, 16):
                  "max |π − π*(β_eff)|": (final - corrected).abs().max().item(),
                  "max |π − π*(β)|": (final - optimal_policy(R, REF, cfg.beta)).abs().max().item()})
 print(pd.DataFrame(rows))
-assert all(row["max |π − π*(β_eff)|"] < row["max |π − π*(β)|"] for row in rows), "β·G/(G−1) predicts the fixed point"
 
 # What you should see: with G = 2 the trained policy is much closer to π* at β_eff = 0.4 (max error 0.07: a group of
 # two is a noisy gradient) than to π* at β = 0.2 (0.20): the group of two halves the reward gradient. At G = 4 the
@@ -154,11 +147,6 @@ kl_rev, kl_fwd = table["KL(π‖π_ref)"].astype(float), table["KL(π_ref‖π)"
 table["reverse frontier at its KL(π‖π_ref)"] = np.interp(kl_rev, reverse[:, 0], reverse[:, 1])
 table["forward frontier at its KL(π_ref‖π)"] = np.interp(kl_fwd, forward[:, 2], forward[:, 1])
 print(table)
-others = [name for name in table.index if name != "both"]
-assert kl_rev["both"] < kl_rev[others].min() and kl_fwd["both"] < kl_fwd[others].min(), "closer in both divergences"
-assert table.loc["both", "E[r]"] < table.loc[others, "E[r]"].astype(float).min(), "and earns less"
-assert all(0 <= table.loc["both", col] - table.loc["both", "E[r]"] < 0.05
-           for col in ("reverse frontier at its KL(π‖π_ref)", "forward frontier at its KL(π_ref‖π)")), "just inside"
 
 # What you should see: the combined run is much closer to π_ref in *both* divergences than either regulariser alone
 # (KL(π‖π_ref) ≈ 0.47 and KL(π_ref‖π) ≈ 0.40, against 1.27/1.49 for the penalty and 1.51/1.10 for SFT mixing) and
@@ -189,8 +177,6 @@ for _ in range(100):
     else:
         hi = mid
 print(f"solving KL(π*_β‖π_ref) = {target} directly: β = {hi:.4f}")
-assert abs(trace[-1][2] / target - 1) < 0.05 and trace[-1][0] > 100, "slow, but it reaches the 5 % band"
-assert abs(trace[-1][1] / hi - 1) < 0.05, "the controller's β lands near the exact answer"
 
 # What you should see: each update moves β by at most ±0.2·256/10,000 = ±0.5 %, so climbing from 0.02 takes several
 # hundred updates (575 here) — the controller is deliberately slow, reacting to a KL averaged over many batches rather
