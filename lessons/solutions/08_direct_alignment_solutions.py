@@ -5,7 +5,7 @@
 # `python lessons/solutions/08_direct_alignment_solutions.py`. Every exercise trains from `sft-tiny` with the recipe of
 # `rlhfbook-lab dpo` (100 steps of 16 pairs, about 2.5 minutes of one CPU core per run; 6 runs in all). With
 # `RLHFBOOK_FAST=1` every run is the fast recipe instead (24 steps of 8 pairs, about 20 s each; exercise 4's two runs
-# take 8 steps; exercises 2 and 3 take 12 and are judged on 48 prompts, so compare their rows with each other rather
+# take 8 steps; exercises 2 and 3 take 8 and are judged on 48 prompts, so compare their rows with each other rather
 # than with exercise 1's 24-step run): the same code, noisier numbers.
 #
 # The numbers quoted under "What you should see" come from one run of this file in full mode (seeded, so they repeat
@@ -30,9 +30,9 @@ pd.set_option("display.width", 160)
 pd.set_option("display.precision", 3)
 pd.set_option("display.max_columns", 20)
 SIZES = pick(dict(num_pairs=512, eval_prompts=128, kl_prompts=32), dict(eval_prompts=200, kl_prompts=64))
-# exercises 2 and 3 compare runs with each other: in fast mode they train 12 steps and are judged on 48 prompts
+# exercises 2 and 3 compare runs with each other: in fast mode they train 8 steps and are judged on 48 prompts
 COMPARE_SIZES = pick(dict(num_pairs=512, eval_prompts=48, kl_prompts=16), SIZES)
-SHORT = pick({"steps": 12}, {})
+SHORT = pick({"steps": 8}, {})
 sft_model, tok = load_model("sft-tiny")
 on_policy = load_preference_file("train", origin="on_policy")
 
@@ -143,7 +143,7 @@ assert summary(off)["logps/chosen, first 5 steps"] < summary(dpo)["logps/chosen,
 # compare the loss curves and the CPU time; then time the precomputation alone.
 
 # %%
-subset = on_policy[:pick(256, len(on_policy))]
+subset = on_policy[:pick(64, len(on_policy))]  # fast mode: the 64 pairs 8 steps × 8 visit
 steps = pick({"steps": 8}, {})  # fast mode: a few steps show the agreement (and the per-step saving)
 live = dpo_from_sft(dpo_config("dpo", fast=FAST, **steps), pairs=subset, judge_before=False, progress=False,
                     eval_prompts=16, kl_prompts=8)

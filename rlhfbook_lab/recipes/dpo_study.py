@@ -5,7 +5,8 @@ IPO, SimPO, ORPO, KTO; section 6), DPO at other β (the reward–KL frontier, se
 (section 7) and online DPO on the same budget (section 8). :data:`PLANS` says which runs each mode makes. The lesson
 loads their result, :func:`run_study` run once per mode (:func:`history_path`, made by :func:`history_command`),
 unless ``RLHFBOOK_LIVE=1``: in fast mode they would double the lesson's CPU, in full mode they take about 25
-CPU-minutes.
+CPU-minutes. Only the fast-mode study ships so far; until ``data/dpo/study_full.json`` is made, full mode trains
+them (and the lesson prints the command that makes it).
 
 Every part returns plain JSON-able dicts:
 
