@@ -132,10 +132,13 @@ def test_multi_turn_with_system_message(tokenizer, examples):
     assert ids[: len(prompt_ids)] == prompt_ids
 
 
-@pytest.mark.parametrize("role", ["tool", "bot", "User"])
+@pytest.mark.parametrize("role", ["bot", "User", "function"])
 def test_unknown_role_raises(tokenizer, role):
     with pytest.raises(TemplateError, match=f"unknown role: {role}"):
         tokenizer.apply_chat_template([{"role": role, "content": "hi"}], tokenize=False)
+    # "tool" is known (tool results, tests/test_tool_use.py), but only right after an assistant's call
+    with pytest.raises(TemplateError, match="a tool message without a tool call"):
+        tokenizer.apply_chat_template([{"role": "tool", "content": "hi"}], tokenize=False)
 
 
 # ---------------------------------------------------------------------------------------------------------

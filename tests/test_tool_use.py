@@ -1,6 +1,7 @@
 """Tool use (ch 13): the call format round-trips, tool results are masked out of targets and log-probs, and the
 cached sampler with tools draws what a slow one-row-at-a-time loop draws from the same seeds."""
 
+import copy
 import random
 
 import pytest
@@ -245,3 +246,96 @@ def test_continuation_loss_is_the_mean_nll_of_the_continuation(micro_model, toke
     assert len(toolformer_losses(micro_model, tokenizer, p, tool_use.tool_reply(p))) == 3
     with pytest.raises(ValueError, match="must start with a call"):
         toolformer_losses(micro_model, tokenizer, p, "The answer is 579.")
+
+
+# --- the chat template's Hugging Face form ----------------------------------------------------------------------
+# The template as it was before it learned tools, frozen here: without tools it must render exactly this.
+TEMPLATE_BEFORE_TOOLS = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] not in ['system', 'user', 'assistant'] %}"
+    "{{ raise_exception('unknown role: ' + message['role']) }}{% endif %}"
+    "{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}")
+USER = {"role": "user", "content": "What is 123 + 456?"}
+
+
+def _random_tool_reply(rng):
+    words = ["Let me see.", " ok", "", " so", " (a) [b]", " ->"]
+    messages = []
+    for _ in range(rng.randint(0, 3)):
+        expr = rng.choice(["1+2", "(3*4)-5", "", "9**9"])
+        result = run_tool_call("calculator", expr).replace("]", ")")
+        messages += [{"role": "assistant", "content": rng.choice(words), "tool_calls": [
+            {"type": "function", "function": {"name": "calculator", "arguments": {"expression": expr}}}]},
+            {"role": "tool", "name": "calculator", "content": result}]
+    return messages + [{"role": "assistant", "content": rng.choice([w for w in words if w])}]
+
+
+def test_template_renders_tool_messages_by_hand(tokenizer):
+    messages = [USER, CALL, {"role": "tool", "name": "calculator", "content": "579"},
+                {"role": "assistant", "content": " The answer is 579."}]
+    assert tokenizer.apply_chat_template(messages, tokenize=False) == (
+        "<|bos|><|user|>What is 123 + 456?<|end|><|assistant|>[calculator(123+456) -> 579] The answer is 579.<|end|>")
+    # ending on the tool's result, the model is still in its turn: no new <|assistant|> header
+    assert tokenizer.apply_chat_template(messages[:3], add_generation_prompt=True, tokenize=False) == (
+        "<|bos|><|user|>What is 123 + 456?<|end|><|assistant|>[calculator(123+456) -> 579]")
+
+
+def test_template_agrees_with_render_reply_and_inline_form(tokenizer):
+    """Second implementation: the Jinja template and `tool_use.render_reply` write the same reply text, for random
+    conversations (several calls, empty contents, `->` and brackets in the text), and the tokens that
+    `tokenize_tool_conversation` builds from either form are the template's."""
+    rng = random.Random(1)
+    for _ in range(200):
+        reply = _random_tool_reply(rng)
+        messages = [USER, *reply]
+        inline = tool_use.inline_tool_messages(messages)
+        assert inline == [USER, {"role": "assistant", "content": tool_use.render_reply(reply)}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        assert text == "<|bos|><|user|>" + USER["content"] + "<|end|><|assistant|>" + inline[1]["content"] + "<|end|>"
+        assert text == tokenizer.apply_chat_template(inline, tokenize=False)
+        rows = [tokenize_tool_conversation(tokenizer, m) for m in (messages, inline)]
+        assert rows[0] == rows[1]
+        assert rows[0]["input_ids"] == tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
+
+
+def test_template_without_tools_is_byte_identical_to_the_old_one(tokenizer):
+    from rlhfbook_lab.world import instruction_data
+
+    old = copy.deepcopy(tokenizer)
+    old.chat_template = TEMPLATE_BEFORE_TOOLS
+    conversations = [ex["messages"] for ex in instruction_data(200, seed=3)]
+    conversations += [[{"role": "system", "content": "Be brief."}, *c, {"role": "user", "content": "And 1 + 1?"},
+                       {"role": "assistant", "content": "2."}] for c in conversations[:50]]
+    for messages in conversations:
+        for k in range(1, len(messages) + 1):
+            for gen in (False, True):
+                kwargs = {"tokenize": False, "add_generation_prompt": gen}
+                assert (tokenizer.apply_chat_template(messages[:k], **kwargs)
+                        == tokenizer.apply_chat_template(messages[:k], tools=None, **kwargs)
+                        == old.apply_chat_template(messages[:k], **kwargs))
+
+
+def test_template_tools_argument_names_each_tool(tokenizer):
+    from rlhfbook_lab.world.calculator import calculator
+
+    text = tokenizer.apply_chat_template([USER], tools=[calculator], add_generation_prompt=True, tokenize=False)
+    assert text.startswith("<|bos|><|system|>Tools: calculator(expression) Evaluate an integer arithmetic")
+    assert text.endswith("<|end|><|user|>What is 123 + 456?<|end|><|assistant|>")
+    schema = {"type": "function", "function": {"name": "add", "description": "Add two integers.",
+                                               "parameters": {"type": "object", "properties": {"a": {}, "b": {}}}}}
+    text = tokenizer.apply_chat_template([USER], tools=[schema], tokenize=False)
+    assert text.startswith("<|bos|><|system|>Tools: add(a, b) Add two integers.<|end|><|user|>")
+
+
+@pytest.mark.parametrize("messages, message", [
+    ([USER, {"role": "tool", "content": "3"}], "without a tool call"),
+    ([USER, CALL, USER], "without a tool message"),
+    ([USER, CALL, {"role": "tool", "content": "5]"}], "may not contain"),
+    ([USER, CALL, {"role": "tool", "content": "5"}, USER], "must end with an assistant message"),
+    ([USER, {"role": "robot", "content": "hi"}], "unknown role"),
+])
+def test_template_refuses_malformed_tool_conversations(tokenizer, messages, message):
+    from jinja2.exceptions import TemplateError
+
+    with pytest.raises(TemplateError, match=message):
+        tokenizer.apply_chat_template(messages, tokenize=False)

@@ -30,14 +30,52 @@ SPECIAL_TOKENS = (PAD, BOS, EOS, *ROLE_TOKENS)
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
+    "{% if tools %}{{ '<|system|>Tools: ' }}{% for tool in tools %}"
+    "{% set fn = tool['function'] if tool['function'] is defined else tool %}"
+    "{{ fn['name'] + '(' + (fn['parameters']['properties'] | list | join(', ')) + ')' }}"
+    "{% if fn['description'] %}{{ ' ' + fn['description'] }}{% endif %}{% if not loop.last %}{{ ' ' }}{% endif %}"
+    "{% endfor %}{{ '<|end|>' }}{% endif %}"
+    "{% set ns = namespace(in_reply=false, waiting=false) %}"
     "{% for message in messages %}"
-    "{% if message['role'] not in ['system', 'user', 'assistant'] %}"
+    "{% if message['role'] == 'tool' %}"
+    "{% if not ns.waiting %}{{ raise_exception('a tool message without a tool call before it') }}{% endif %}"
+    "{% if ']' in message['content'] %}{{ raise_exception('a tool result may not contain ]') }}{% endif %}"
+    "{{ ' ' + message['content'] + ']' }}"
+    "{% set ns.waiting = false %}"
+    "{% elif ns.waiting %}{{ raise_exception('a tool call without a tool message after it') }}"
+    "{% elif message['role'] == 'assistant' %}"
+    "{% if not ns.in_reply %}{{ '<|assistant|>' }}{% endif %}"
+    "{% if message['content'] %}{{ message['content'] }}{% endif %}"
+    "{% if message['tool_calls'] %}"
+    "{% if message['tool_calls'] | length > 1 %}"
+    "{{ raise_exception('at most one tool call per assistant message') }}{% endif %}"
+    "{% set fn = message['tool_calls'][0]['function'] %}"
+    "{% set args = fn['arguments'] %}"
+    "{{ '[' + fn['name'] + '(' + (args['expression'] if args is mapping else args) + ') ->' }}"
+    "{% set ns.in_reply = true %}{% set ns.waiting = true %}"
+    "{% else %}{{ '<|end|>' }}{% set ns.in_reply = false %}{% endif %}"
+    "{% elif ns.in_reply %}{{ raise_exception('a reply with tool calls must end with an assistant message') }}"
+    "{% elif message['role'] not in ['system', 'user'] %}"
     "{{ raise_exception('unknown role: ' + message['role']) }}"
+    "{% else %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
     "{% endif %}"
-    "{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+    "{% if add_generation_prompt and not ns.in_reply %}{{ '<|assistant|>' }}{% endif %}"
 )
+"""The chat template. Without ``tools`` and tool messages it renders exactly the one-line format above. With
+them it follows the Hugging Face conventions (``tokenizer.apply_chat_template(messages, tools=[calculator])``):
+
+- ``tools`` (JSON schemas, or Python functions that ``transformers`` turns into them) become one system turn,
+  ``<|system|>Tools: calculator(expression) Evaluate ...<|end|>``, before the messages;
+- an ``assistant`` message with ``tool_calls`` (one per message) and the ``tool`` message with its result render
+  *inside one assistant turn* as the plain-text call format of ``world.tool_use``:
+  ``<|assistant|>[calculator(123+456) -> 579] The answer is 579.<|end|>``. A result may not contain ``]``, as
+  in ``tool_use.render_reply`` (the sampler's ``tool_use.result_text`` shows one as ``)``). A conversation may
+  end on a ``tool`` message: the reply goes on from the result, and ``add_generation_prompt`` adds nothing (the
+  model is still in its turn).
+
+So the text the model reads is the same whether a conversation is written as Hugging Face messages or with the
+calls inline (``tool_use.render_reply`` / ``parse_reply``), and no new special token is needed."""
 
 
 def train_tokenizer(texts) -> PreTrainedTokenizerFast:

@@ -30,9 +30,14 @@ __all__ = ["continuation_loss", "lying_tool", "tokenize_tool_conversation", "too
 def tokenize_tool_conversation(tokenizer, messages, max_length: int | None = None) -> dict[str, list[int]]:
     """:func:`data.tokenize_conversation` plus the tool results' tokens taken out of the targets.
 
+    ``messages`` may write calls inline (``[calculator(1+2) -> 3] ...`` in an assistant message) or in the Hugging
+    Face form (``tool_calls`` and ``tool`` messages, joined by ``tool_use.inline_tool_messages``): the tokens are
+    the same, and the same as ``tokenizer.apply_chat_template(messages)`` renders.
+
     Returns ``input_ids``, ``completion_mask`` (1 on the model's own reply tokens and ``<|end|>``, 0 on tool
     results) and ``tool_mask`` (1 on tool-result tokens), lists of equal length. ``ValueError`` if a reply's
     pieces do not tokenize to the same tokens as the whole (a tokenizer that merges across a piece boundary)."""
+    messages = tool_use.inline_tool_messages(messages)
     row = tokenize_conversation(tokenizer, messages, max_length)
     ids, mask = row["input_ids"], list(row["completion_mask"])
     tool_mask = [0] * len(ids)

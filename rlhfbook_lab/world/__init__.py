@@ -27,7 +27,7 @@ from .judge import (
 )
 from .spec import Spec, load_spec, spec_from_dict, spec_names
 from .tasks import FAMILIES, Problem, is_correct, make_problem, parse_prompt, sample_problem, split_of
-from .tool_use import parse_reply, pending_call, render_reply
+from .tool_use import inline_tool_messages, parse_reply, pending_call, render_reply
 from .verifiers import correctness_reward, extract_answer, format_reward, reference_answer, set_answer, verifier_rewards
 
 __all__ = [
@@ -36,5 +36,6 @@ __all__ = [
     "GOLD_WEIGHTS", "count_polite", "gold_score", "lowest_score", "render_response", "taste_features", "Spec",
     "load_spec", "spec_from_dict", "spec_names", "FAMILIES", "Problem", "is_correct", "make_problem",
     "parse_prompt", "sample_problem", "split_of", "correctness_reward", "extract_answer", "format_reward",
-    "reference_answer", "set_answer", "verifier_rewards", "parse_reply", "pending_call", "render_reply",
+    "reference_answer", "set_answer", "verifier_rewards", "inline_tool_messages", "parse_reply", "pending_call",
+    "render_reply",
 ]

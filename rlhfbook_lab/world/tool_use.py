@@ -155,6 +155,34 @@ def parse_reply(reply: str) -> list[dict]:
     return messages
 
 
+def inline_tool_messages(messages: list[dict]) -> list[dict]:
+    """A conversation in Hugging Face form (``assistant`` messages with ``tool_calls``, ``tool`` messages) with
+    each reply's run of assistant and tool messages joined into one ``assistant`` message whose content is the
+    reply's text (:func:`render_reply`); other messages are passed through. A conversation already inline is
+    returned equal. The shipped chat template renders both forms to the same text (``lm.tokenizer.CHAT_TEMPLATE``).
+
+    ``ValueError`` (from :func:`render_reply`) for a call without its result or a result without a call."""
+    out: list[dict] = []
+    run: list[dict] = []
+
+    def flush():
+        if run:
+            out.append({"role": "assistant", "content": render_reply(run)})
+            run.clear()
+
+    for m in messages:
+        role = m.get("role") if isinstance(m, dict) else None
+        if role == "assistant" and run and run[-1].get("role") == "assistant" and not run[-1].get("tool_calls"):
+            flush()  # the previous reply ended: this assistant message starts the next one
+        if role in ("assistant", "tool"):
+            run.append(m)
+        else:
+            flush()
+            out.append(m)
+    flush()
+    return out
+
+
 # --- the family ---------------------------------------------------------------------------------------------
 def split_of(key: tuple[int, int]) -> str:
     """``"train"`` or ``"heldout"`` for a pair; a stable hash of the unordered pair (a + b and b + a share it)."""
