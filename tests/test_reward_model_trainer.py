@@ -406,6 +406,33 @@ def test_mixed_batches_hold_each_set_in_its_share(tokenizer, easy_pairs, monkeyp
             train_reward_model(rm, tokenizer, {"a": a, "b": b}, cfg, progress=False)
 
 
+def test_a_warm_start_reads_one_set_then_the_mix_continues_its_order(tokenizer, easy_pairs, monkeypatch):
+    import rlhfbook_lab.trainers.reward as reward  # monkeypatched below: the batches collate_pairs sees
+
+    seen = []
+    real = reward.collate_pairs
+    monkeypatch.setattr(reward, "collate_pairs", lambda rows, pad: seen.append(rows) or real(rows, pad))
+    a = easy_pairs[:20]
+    b = [r for r in easy_pairs[20:] if r["chosen"] not in {x["chosen"] for x in a}][:40]
+    cfg = quick_config(steps=4)
+    cfg.mix, cfg.warm_start_steps, cfg.warm_start_set = {"a": 12, "b": 4}, 2, "b"
+    rm = RewardModel.from_causal_lm(tiny_llama(tokenizer), seed=0)
+    train_reward_model(rm, tokenizer, {"a": a, "b": b}, cfg, progress=False)
+    b_ids = [tuple(r["chosen_input_ids"]) for r in tokenize_pairs(b, tokenizer).rows]
+    ids = [[tuple(r["chosen_input_ids"]) for r in rows] for rows in seen]
+    assert len(ids) == 4 and all(len(x) == 16 for x in ids)
+    assert all(i in b_ids for x in ids[:2] for i in x)  # the two warm-start batches: all 16 from b
+    assert [i in b_ids for i in ids[2]] == [False] * 12 + [True] * 4  # then the mix: 12 of a, 4 of b
+    # b's order goes on where the warm start left it: the 40 pairs of b are one order of its n < 32 pairs, cycled
+    b_seen, n = ids[0] + ids[1] + ids[2][12:] + ids[3][12:], len(b_ids)
+    assert 32 % n and sorted(b_seen[:n]) == sorted(b_ids)
+    assert b_seen == [b_seen[i % n] for i in range(40)]  # a restart at the mix would repeat b_seen[0] at 32
+    for steps, name, match in ((2, "c", "warm_start_set must name a set"), (-1, "b", "warm_start_steps must be")):
+        cfg.warm_start_steps, cfg.warm_start_set = steps, name
+        with pytest.raises(ValueError, match=match):
+            train_reward_model(rm, tokenizer, {"a": a, "b": b}, cfg, progress=False)
+
+
 def test_accuracy_by_kind_hand_computed():
     rows = [  # two taste pairs of addition, one correctness pair of addition, one of review
         {"prompt": "What is 2 + 3?", "chosen": "2 + 3 = 5.", "rejected": "Sure! 2 + 3 = 5.", "family": "addition"},

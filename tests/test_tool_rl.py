@@ -8,10 +8,13 @@ import random
 import pytest
 import torch
 
-from rlhfbook_lab.lm.tools import toolformer_losses
+from rlhfbook_lab import world
+from rlhfbook_lab.equations.numerics import assert_numerically_equal
+from rlhfbook_lab.lm.tools import continuation_loss
 from rlhfbook_lab.paths import DATA_DIR
 from rlhfbook_lab.recipes.tool_use import (
     RL_STUDY_COMMAND,
+    TOOLFORMER_STUDY_COMMAND,
     ToolRLConfig,
     grpo_with_tools,
     tool_problems,
@@ -104,16 +107,41 @@ def test_toolformer_conversations_keep_calls_by_the_filter():
     conv, keep = toolformer_conversations(probs, losses, 0.5)
     assert keep.tolist() == [True, False]
     assert conv[0]["messages"][1]["content"] == "[calculator(123+456) -> 579] The answer is 579."
-    assert conv[1]["messages"][1]["content"] == "The answer is 42."
+    assert conv[1]["messages"][1]["content"] == "12 + 30 = 42."  # the judge's own format, no call
     assert conv[0]["messages"][0]["content"] == probs[0].prompt
     assert toolformer_conversations(probs, losses, float("-inf"))[1].all()
+    assert not toolformer_conversations(probs, losses, float("inf"))[1].any()
     with pytest.raises(ValueError, match="shape"):
         toolformer_conversations(probs, losses[:1], 0.5)
 
 
-def test_toolformer_scores_are_the_losses_of_the_call_reply(micro_model, tokenizer):
-    probs = [tool_use.make_problem((123, 456)), tool_use.make_problem((120, 300), 1)]
+def test_toolformer_scores_are_the_losses_of_the_answer(micro_model, tokenizer):
+    """Second implementation: each column is `continuation_loss` of the answer `s.` after its own prefix."""
+    probs = [tool_use.make_problem((123, 456)), world.make_problem("addition", (12, 30))]
     L = toolformer_scores(micro_model, tokenizer, probs)
-    assert L.shape == (2, 3) and torch.isfinite(L).all()
-    again = toolformer_losses(micro_model, tokenizer, probs[1], "[calculator(120+300) -> 420] The answer is 420.")
-    assert L[1].tolist() == list(again)  # the same computation, rerun
+    assert L.shape == (2, 3) and torch.isfinite(L).all() and (L > 0).all()
+    p = probs[1]
+    again = [continuation_loss(micro_model, tokenizer, p.prompt, prefix, "42.") for prefix in
+             ("[calculator(12+30) -> 42] The answer is ", "12 + 30 = ", "[calculator(12+30) ->] The answer is ")]
+    assert_numerically_equal(L[1], torch.tensor(again))
+    with pytest.raises(ValueError, match="empty"):
+        toolformer_scores(micro_model, tokenizer, [])
+
+
+def test_shipped_toolformer_study_holds_what_lesson_13_asserts():
+    study = json.loads((DATA_DIR / "tool_use" / "toolformer_study.json").read_text())
+    assert study["command"] == TOOLFORMER_STUDY_COMMAND
+    arms = study["arms"]
+    assert list(arms) == ["every call", f"filtered (τ = {study['tau']})", "no call"]
+    every, filtered, none = arms.values()
+    assert every["train_calls"] == 1 and none["train_calls"] == 0 < filtered["train_calls"] < 1
+    assert filtered["addition_calls"] <= 0.05 and every["addition_calls"] >= 0.95
+    assert every["addition3_accuracy"] > filtered["addition3_accuracy"] + 0.3
+    assert filtered["addition3_accuracy"] > none["addition3_accuracy"]
+    kept = study["kept"]  # monotone in τ, and more three-digit calls kept than two-digit ones
+    taus = sorted(kept, key=float)
+    for family in ("addition3", "addition"):
+        assert all(kept[a][family] >= kept[b][family] for a, b in zip(taus, taus[1:]))
+    assert all(kept[t]["addition3"] > kept[t]["addition"] for t in taus)
+
+

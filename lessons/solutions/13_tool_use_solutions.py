@@ -86,24 +86,20 @@ acc = sum(tool_use.is_correct(p, t) for p, t in zip(heldout[:20], gen.texts)) / 
 assert acc <= 0.2
 
 # %% [markdown]
-# ## 5 · Training on the filtered calls (open)
+# ## 5 · A judge that reads results (open)
 #
-# A sketch, not run here: score candidate replies of both families with `lm.tools.toolformer_losses` (the lesson's
-# section 6), keep a call where `equations.toolformer.toolformer_keep` says so at τ ≈ 1 and write the reply without
-# a call elsewhere (`tool_use.tool_instruction_data(..., calls=False)` for the dropped ones), then train with
-# `trainers.sft.sft` on that mix and compare, with exercise 2's measurement, against training on every call.
+# A sketch, not run here (the lesson's section 6 runs the filter with `sft-tiny` as the judge and ships the training
+# study, `recipes.tool_use.toolformer_study`): score with a judge that has read results, e.g. the tool caller,
+# `toolformer_scores(tool_model, tok, problems)`, then `toolformer_conversations(problems, losses, tau)` and train
+# with `trainers.sft.sft` on `lm.tools.tool_sft_dataset(tok, conversations)`. Mind what the judge lost: the caller
+# of section 3 has forgotten two-digit sums (exercise 2), so its L⁻ is high on them too and it keeps needless calls.
 #
-# The data builder is in the package: `recipes.tool_use.toolformer_scores` (the three losses of each problem's
-# candidate call) and `toolformer_conversations` (keep the call iff L⁻ − L⁺ ≥ τ, else the answer alone). Mind the
-# judge. Measured once with `sft-tiny` as the judge (60 train problems, half two-digit, `tool_problems(60, 0.5,
-# "train", random.Random(0))`, then `toolformer_scores(sft_tiny, tok, problems)`): L⁻ − L⁺ has median −0.67 nats
-# per token on three-digit sums and −0.33 on two-digit ones (10th-90th percentiles −0.99..−0.13 and −0.78..+0.22).
-# A judge that has never seen a call cannot read its result, and the loss of `The answer is 579.` is dominated by
-# the phrase, not the number, so at any τ ≥ 0 the filter keeps *more* two-digit calls than three-digit ones: the
-# reverse of what it is for. Toolformer's judge reads calls from a few-shot prompt; here the judge must be trained
-# on some calls first (the tool caller of section 3 is what the lesson's section 6 uses), or the loss be taken on the
-# answer's digits only. (For scale: training 50 steps × 8 on every call of 400 such problems gave 70 % on held-out
-# three-digit sums and 46 % on two-digit ones, calling on 100 % of both.)
+# Why the package scores the answer's tokens only, measured once with `sft-tiny` as the judge on the *whole* text
+# after the call (60 train problems, half two-digit, `tool_problems(60, 0.5, "train", random.Random(0))`, then
+# `lm.tools.toolformer_losses` on each problem's call reply): L⁻ − L⁺ had median −0.67 nats per token on three-digit
+# sums and −0.33 on two-digit ones (10th-90th percentiles −0.99..−0.13 and −0.78..+0.22). A judge that has never
+# seen a call finds `The answer is` unlikely whatever the result, and that phrase dominates the loss, so at any
+# τ ≥ 0 the filter kept *more* two-digit calls than three-digit ones: the reverse of what it is for.
 
 # %% [markdown]
 # ## 6 · The price's history

@@ -31,15 +31,15 @@ from rlhfbook_lab.lm.data import build_sft_dataset
 from rlhfbook_lab.lm.forward import disable_dropout, make_reference_model
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import load_model
-from rlhfbook_lab.lm.tools import tool_accuracy, tool_sft_dataset, toolformer_losses
+from rlhfbook_lab.lm.tools import continuation_loss, tool_accuracy, tool_sft_dataset
 from rlhfbook_lab.trainers.loop import TrainConfig, make_optimizer, optimizer_step
 from rlhfbook_lab.trainers.rl import RLConfig, compute_advantages, rl_loss, score_tokens
 from rlhfbook_lab.trainers.sft import SFTConfig, sft
 from rlhfbook_lab.world import tool_use
 from rlhfbook_lab.world.calculator import run_tool_call
 
-__all__ = ["RL_STUDY_COMMAND", "ToolRLConfig", "grpo_with_tools", "tool_problems", "tool_rl_study",
-           "toolformer_conversations", "toolformer_scores", "train_tool_caller"]
+__all__ = ["RL_STUDY_COMMAND", "TOOLFORMER_STUDY_COMMAND", "ToolRLConfig", "grpo_with_tools", "tool_problems",
+           "tool_rl_study", "toolformer_conversations", "toolformer_scores", "toolformer_study", "train_tool_caller"]
 
 RL_STUDY_COMMAND = ("python -c \"from rlhfbook_lab.recipes.tool_use import tool_rl_study; "
                     "tool_rl_study(out='data/tool_use/rl_study.json')\"")
@@ -232,28 +232,106 @@ def tool_rl_study(costs: tuple[float, ...] = (0.0, 0.1), sft: dict | None = None
 
 
 # --- Toolformer's filter as a data builder ------------------------------------------------------------------
+TOOLFORMER_STUDY_COMMAND = ("python -c \"from rlhfbook_lab.recipes.tool_use import toolformer_study; "
+                            "toolformer_study(out='data/tool_use/toolformer_study.json')\"")
+"""The command that wrote the shipped ``data/tool_use/toolformer_study.json`` (lesson 13, section 6)."""
+
+
 def _call_reply(p) -> str:
     a, b = p.key
     return f"[calculator({a}+{b}) -> {a + b}] The answer is {a + b}."
 
 
+def _own_reply(p) -> str:
+    a, b = p.key
+    return f"{a} + {b} = {a + b}."
+
+
 def toolformer_scores(judge, tokenizer, problems) -> torch.Tensor:
-    """(N, 3) losses ``(L⁺, L(ε), L(e(c, ε)))`` of each problem's candidate call reply ``[calculator(a+b) -> s] The
-    answer is s.`` under ``judge`` (``lm.tools.toolformer_losses``), for :func:`toolformer_conversations`."""
+    """(N, 3) losses ``(L⁺, L(ε), L(e(c, ε)))`` of each problem's answer ``s.`` (nats per token) under ``judge``,
+    for :func:`toolformer_conversations`:
+
+    - L⁺ after the call with its result, ``[calculator(a+b) -> s] The answer is ``;
+    - L(ε) after the judge's own way to an answer without a call, ``a + b = `` (``sft-tiny``'s reply format);
+    - L(e(c, ε)) after the call without its result, ``[calculator(a+b) ->] The answer is ``.
+
+    Toolformer scores the whole text after the call. Here that text is mostly a phrase (``The answer is``) that a
+    judge which never saw a call finds unlikely whatever the result, and L⁺ − L(ε) would measure the phrase, not
+    the result (measured once with ``sft-tiny``: on the whole continuation the filter kept *more* two-digit calls
+    than three-digit ones). Scoring only the answer's tokens, each after the text that leads to it, asks the
+    filter's question: does the result make the answer easier to predict than the judge's own best attempt?"""
     if not problems:
         raise ValueError("problems is empty")
-    return torch.tensor([toolformer_losses(judge, tokenizer, p, _call_reply(p)) for p in problems])
+    rows = []
+    for p in problems:
+        a, b = p.key
+        s, call = a + b, tool_use.call_text(tool_use.TOOL_NAME, f"{a}+{b}")
+        rows.append((continuation_loss(judge, tokenizer, p.prompt, f"{call} {s}] The answer is ", f"{s}."),
+                     continuation_loss(judge, tokenizer, p.prompt, f"{a} + {b} = ", f"{s}."),
+                     continuation_loss(judge, tokenizer, p.prompt, f"{call}] The answer is ", f"{s}.")))
+    return torch.tensor(rows)
 
 
 def toolformer_conversations(problems, losses: torch.Tensor, tau: float) -> tuple[list[dict], torch.Tensor]:
     """Toolformer's step 2 in miniature: keep a problem's candidate call iff L⁻ − L⁺ ≥ ``tau``
-    (``equations.toolformer.toolformer_keep`` on :func:`toolformer_scores`' ``losses``), else train on the answer
-    alone, ``The answer is s.``. Returns the conversations (``{"messages": [user, assistant]}``) and the (N,) bool
-    tensor of calls kept; ``tau = -inf`` keeps every call."""
+    (``equations.toolformer.toolformer_keep`` on :func:`toolformer_scores`' ``losses``); where it is dropped, the
+    reply is the judge's own format without a call, ``a + b = s.``. Returns the conversations
+    (``{"messages": [user, assistant]}``) and the (N,) bool tensor of calls kept; ``tau = -inf`` keeps every
+    call, ``tau = inf`` none."""
     if losses.shape != (len(problems), 3):
         raise ValueError(f"losses must have shape ({len(problems)}, 3); got {tuple(losses.shape)}")
     keep = toolformer_keep(losses[:, 0], losses[:, 1], losses[:, 2], tau)
     conversations = [{"messages": [{"role": "user", "content": p.prompt}, {"role": "assistant", "content":
-                                   _call_reply(p) if k else f"The answer is {sum(p.key)}."}]}
+                                   _call_reply(p) if k else _own_reply(p)}]}
                      for p, k in zip(problems, keep.tolist())]
     return conversations, keep
+
+
+def toolformer_study(num_problems: int = 400, tau: float = 0.0, taus: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0),
+                     steps: int = 60, batch_size: int = 16, lr: float = 1e-3, eval_problems: int = 100,
+                     seed: int = 0, judge: str = "sft-tiny", out: str | Path | None = None) -> dict:
+    """Toolformer's filter, then training on what it kept, against training on every call and on none.
+
+    ``num_problems`` training problems (half two-digit sums, which ``judge`` can answer alone, half ``addition3``)
+    are scored once by ``judge`` (:func:`toolformer_scores`); ``taus`` gives the share of calls kept per family.
+    Three SFT runs from ``sft-tiny`` on the same problems and budget (``steps`` × ``batch_size`` at ``lr``,
+    tool results masked) differ only in which replies call: every one, those the filter keeps at ``tau`` (the
+    rest answered as ``a + b = s.``), none. Each is measured greedily on ``eval_problems`` held-out problems of
+    each family with the real tool: accuracy and the share of replies that call. Writes JSON to ``out`` when
+    given (:data:`TOOLFORMER_STUDY_COMMAND` wrote the shipped one)."""
+    check_int("num_problems", num_problems, minimum=2)
+    check_int("eval_problems", eval_problems, minimum=1)
+    check_number("tau", tau)
+    t0 = time.process_time()
+    problems = tool_problems(num_problems, 0.5, "train", random.Random(seed))
+    judge_model, tokenizer = load_model(judge)
+    losses = toolformer_scores(judge_model, tokenizer, problems)
+    three = torch.tensor([p.family == tool_use.FAMILY for p in problems])
+    gain = losses[:, 1:].min(1).values - losses[:, 0]  # L⁻ − L⁺
+    result = {"command": TOOLFORMER_STUDY_COMMAND, "judge": judge, "num_problems": num_problems, "tau": tau,
+              "sft": {"steps": steps, "batch_size": batch_size, "lr": lr},
+              "kept": {str(t): {"addition3": round(float(k[three].float().mean()), 4),
+                                "addition": round(float(k[~three].float().mean()), 4)}
+                       for t in taus for k in [toolformer_keep(losses[:, 0], losses[:, 1], losses[:, 2], t)]},
+              "gain_median": {family: round(float(gain[rows].median()), 4)
+                              for family, rows in (("addition3", three), ("addition", ~three))},
+              "arms": {}}
+    rng = random.Random(seed + 1)
+    heldout = {"addition3": tool_use.sample_problems(eval_problems, "heldout", seed=seed + 1),
+               "addition": [world.sample_problem("addition", rng, "heldout") for _ in range(eval_problems)]}
+    for arm, arm_tau in (("every call", float("-inf")), (f"filtered (τ = {tau})", tau), ("no call", float("inf"))):
+        conversations, keep = toolformer_conversations(problems, losses, arm_tau)
+        model, _ = load_model("sft-tiny")
+        cfg = SFTConfig(train=TrainConfig(steps=steps, lr=lr, warmup_steps=5, bf16=False, log_every=10**6,
+                                          seed=seed), batch_size=batch_size)
+        sft(model, tokenizer, tool_sft_dataset(tokenizer, conversations), cfg, progress=False)
+        row = {"train_calls": round(float(keep.float().mean()), 4)}
+        for family, probs in heldout.items():
+            acc = tool_accuracy(model, tokenizer, probs)
+            row[f"{family}_accuracy"], row[f"{family}_calls"] = acc["accuracy"], acc["calls"]
+        result["arms"][arm] = row
+    result["cpu_seconds"] = round(time.process_time() - t0, 1)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    return result

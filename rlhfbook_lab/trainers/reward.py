@@ -104,6 +104,12 @@ class RMConfig:
     summing to ``batch_size``; :func:`train_reward_model` then takes ``{name: pairs}``. Each set is visited in
     its own seeded order (grouped by length) and cycled, so every batch holds, e.g., 16 preference pairs and 16
     counterfactual ones, and neither kind of step can erase what the other taught. ``None``: one set."""
+    warm_start_steps: int = 0
+    """With ``mix``: the first this many steps take all ``batch_size`` pairs from the set ``warm_start_set`` alone
+    (a warm start: the check is learned from counterfactual pairs before the easier taste features join in and
+    outcompete it), the mixed batches follow. 0: mixed from the first step."""
+    warm_start_set: str | None = None
+    """The set of ``mix`` the warm-start steps read (``None``: no warm start)."""
 
 
 def rm_loss_sum(model, batch: dict, margin: float | None = None) -> tuple[torch.Tensor, dict]:
@@ -266,6 +272,18 @@ def _mix_sizes(pairs, cfg: RMConfig) -> dict[str, int]:
     return dict(cfg.mix)
 
 
+def _warm_start(sizes: dict[str, int], cfg: RMConfig) -> tuple[int, str | None]:
+    """(micro-batches of the warm start, its set), checked against the mix."""
+    if cfg.warm_start_steps < 0 or not isinstance(cfg.warm_start_steps, int):
+        raise ValueError(f"warm_start_steps must be an int >= 0; got {cfg.warm_start_steps!r}")
+    if not cfg.warm_start_steps:
+        return 0, None
+    if cfg.mix is None or cfg.warm_start_set not in sizes:
+        raise ValueError(f"warm_start_set must name a set of mix ({sorted(cfg.mix or {})}) when warm_start_steps "
+                         f"> 0; got {cfg.warm_start_set!r}")
+    return cfg.warm_start_steps * cfg.train.grad_accum, cfg.warm_start_set
+
+
 def train_reward_model(rm: RewardModel, tokenizer, pairs: list[dict] | dict[str, list[dict]], cfg: RMConfig,
                        eval_pairs: list[dict] | None = None, eval_every: int = 0,
                        progress: bool = True) -> dict[str, list]:
@@ -280,7 +298,8 @@ def train_reward_model(rm: RewardModel, tokenizer, pairs: list[dict] | dict[str,
     ``eval/loss``, ``eval/ece`` and ``eval/bayes_ceiling`` every ``eval_every`` steps and at the end.
 
     With ``cfg.mix`` (:class:`RMConfig`), ``pairs`` is ``{name: pairs}`` and each batch takes ``cfg.mix[name]``
-    pairs of each set, each set in its own seeded order; ``data/num_pairs`` is then the sum over sets.
+    pairs of each set, each set in its own seeded order; ``data/num_pairs`` is then the sum over sets. With
+    ``cfg.warm_start_steps`` the first steps' batches are all from ``cfg.warm_start_set``.
     """
     sizes = _mix_sizes(pairs, cfg)
     sets = pairs if isinstance(pairs, dict) else {"pairs": pairs}
@@ -293,14 +312,20 @@ def train_reward_model(rm: RewardModel, tokenizer, pairs: list[dict] | dict[str,
     for name, tok in tokenized.items():
         if not tok.rows:
             raise ValueError(f"no pair to train on{'' if cfg.mix is None else f' in {name!r}'}: {tok.counts}")
+    warm, warm_set = _warm_start(sizes, cfg)
     orders = {name: (tok.rows, _visiting_order(tok.rows, sizes[name], cfg.group_by_length, cfg.train.seed + i))
               for i, (name, tok) in enumerate(tokenized.items())}
     device = next(rm.parameters()).device
 
     def get_batch(step: int, micro: int) -> dict:
         k = step * cfg.train.grad_accum + micro
-        picked = [rows[order[(k * sizes[name] + j) % len(order)]]
-                  for name, (rows, order) in orders.items() for j in range(sizes[name])]
+        if k < warm:  # the warm start: the whole batch from one set
+            rows, order = orders[warm_set]
+            picked = [rows[order[(k * cfg.batch_size + j) % len(order)]] for j in range(cfg.batch_size)]
+        else:  # each set's place in its own order: what the warm start used of it, then sizes[name] a batch
+            picked = [rows[order[((name == warm_set) * warm * cfg.batch_size + (k - warm) * sizes[name] + j)
+                                 % len(order)]]
+                      for name, (rows, order) in orders.items() for j in range(sizes[name])]
         batch = collate_pairs(distributed.shard(picked), tokenizer.pad_token_id)  # this rank's slice
         return {name: v.to(device) if torch.is_tensor(v) else v for name, v in batch.items()}
 
