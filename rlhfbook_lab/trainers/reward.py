@@ -410,8 +410,11 @@ def check_rm_config() -> RMConfig:
     same                                                          300   0.730    0.791  0.642        254
     same                                                          400   0.720    0.796  0.612        346
     warm start: 150 steps of 16 cf pairs alone, lr 3e-4           150   0.493    0.387  0.642        113
-    then 6 pref + 10 cf of 16, lr 3e-4                            +200  0.680    0.745  0.588        288
+    then 6 pref + 10 cf of 16, lr 3e-4 (own schedule)             +200  0.680    0.745  0.588        288
+    same                                                          +300  0.690    0.757  0.594        383
     warm start: 32 world minimal pairs (all families), lr 3e-4    100   0.600    0.604  0.594        165
+    same                                                          150   0.560    0.549  0.576        247
+    then 6 pref + 10 cf of 16, lr 3e-4 (own schedule)             +100  0.647    0.685  0.594        366
     ============================================================  ====  =======  =====  ===========  =====
 
     By family, correctness pairs at the best point (lr 3e-4, step 300): reverse 0.75, creatures 0.60, addition 0.53
@@ -420,10 +423,11 @@ def check_rm_config() -> RMConfig:
     check grows slowly (0.53 at step 100, 0.64 at 300, 0.61 at 400) while taste stays 4-8 points under
     ``rm-tiny``'s; a warm start on counterfactual pairs alone learns them slowly too (train loss 0.62-0.69 after 150
     steps, where the world's cleaner minimal pairs of addition alone reach 0.92 held-out in 300 steps of 32, lesson
-    05 exercise 7) and the mix then takes back part of it. Not yet tried for lack of CPU: a 4× longer schedule
-    (1,600 steps of 16 fit the 20-minute budget on idle cores) with ``warm_start_steps``; a larger counterfactual
-    share; more counterfactual variety (``counterfactual_pairs`` with several seeds). Measured with ``/tmp``-scratch
-    pilots calling :func:`train_reward_model` directly, not the CLI."""
+    05 exercise 7) and the mix then takes back part of it; a warm start on the world's minimal pairs of all four
+    families transfers less still (addition correctness pairs 0.37 after it). Not yet tried for lack of CPU: a 4×
+    longer schedule (1,600 steps of 16 fit the 20-minute budget on idle cores) with ``warm_start_steps``; a larger
+    counterfactual share; more counterfactual variety (``counterfactual_pairs`` with several seeds). Measured with
+    ``/tmp``-scratch pilots calling :func:`train_reward_model` directly, not the CLI."""
     return RMConfig(train=TrainConfig(steps=400, lr=3e-4, warmup_steps=20, bf16=False), batch_size=16,
                     mix={"preferences": 6, "counterfactual": 10})
 
