@@ -4,7 +4,10 @@
 # Run a cell at a time (VS Code / Jupyter understand the `# %%` markers) or the whole file with
 # `python lessons/solutions/05_reward_models_solutions.py`. Exercises 1–3 are tensor arithmetic, 4–6 score the
 # held-out pairs with the shipped `rm-tiny` (about 30 s of CPU; `RLHFBOOK_FAST=1` scores a 400-pair subset), and 7
-# trains a reward model (about 4 min on 2 cores; 2 min with `RLHFBOOK_FAST=1`, which takes fewer steps).
+# trains a reward model (about 4 min on 2 cores). With `RLHFBOOK_FAST=1` (how the tests run this file) exercise 7
+# reads that training's scores from a shipped result instead, `data/solutions/05_minimal_pairs.json`, written by
+# `RLHFBOOK_FAST=1 OMP_NUM_THREADS=1 python lessons/solutions/05_reward_models_solutions.py --write` (fast mode's
+# 100 + 60 steps, about 3 CPU-min); `RLHFBOOK_LIVE=1` trains in fast mode instead of reading it.
 
 # %%
 import math
@@ -184,15 +187,23 @@ assert gaps.loc["creatures", "not known"] > 0.2, gaps.loc["creatures"]
 # only thing a reward model can learn from them. Three scores of the same model: on minimal pairs for held-out
 # prompts (the skill it was shown), on the shipped held-out addition correctness pairs (the skill where it matters:
 # the policy's own replies, whose styles differ too), and on both again after the recipe's 150 steps on the shipped
-# pairs. This one trains: about 90 s for the first part and 2 min for the second on 2 CPU cores (fast mode: fewer
-# steps).
+# pairs. This one trains: about 90 s for the first part and 2 min for the second on 2 CPU cores (fast mode reads the
+# shipped result of its 100 + 60 steps).
 
 # %%
+import json  # noqa: E402
+import os  # noqa: E402
 import random  # noqa: E402
+import sys  # noqa: E402
 
+from rlhfbook_lab.lesson import FAST  # noqa: E402
 from rlhfbook_lab.lm.preference_data import minimal_pairs  # noqa: E402
 from rlhfbook_lab.lm.reward_model import RewardModel  # noqa: E402
+from rlhfbook_lab.paths import DATA_DIR  # noqa: E402
 from rlhfbook_lab.trainers.reward import shipped_rm_config, train_reward_model  # noqa: E402
+
+SHIPPED = DATA_DIR / "solutions" / "05_minimal_pairs.json"
+WRITE = "--write" in sys.argv[1:]  # train (at this mode's sizes) and write SHIPPED
 
 
 def addition_problems(n, split, seed):
@@ -200,32 +211,44 @@ def addition_problems(n, split, seed):
     return [world.sample_problem("addition", rng, split) for _ in range(n)]
 
 
-minimal_steps = pick(100, 300)
-cfg = shipped_rm_config()
-cfg.train.steps = minimal_steps
-minimal_train = minimal_pairs(addition_problems(minimal_steps * cfg.batch_size, "train", 1), seed=1).rows
-minimal_test = minimal_pairs(addition_problems(400, "heldout", 2), seed=2).rows
-natural = {origin: [r for r in heldout if r["family"] == "addition" and pair_kind(r) == "correctness"
-                    and r["origin"] == origin] for origin in ("on_policy", "off_policy")}
+def minimal_pairs_study(minimal_steps, shipped_steps):
+    """Train a reward model from sft-tiny on minimal pairs, then on the shipped pairs; score it after each part."""
+    cfg = shipped_rm_config()
+    cfg.train.steps = minimal_steps
+    minimal_train = minimal_pairs(addition_problems(minimal_steps * cfg.batch_size, "train", 1), seed=1).rows
+    minimal_test = minimal_pairs(addition_problems(400, "heldout", 2), seed=2).rows
+    natural = {origin: [r for r in heldout if r["family"] == "addition" and pair_kind(r) == "correctness"
+                        and r["origin"] == origin] for origin in ("on_policy", "off_policy")}
+
+    def addition_scores(model):
+        scores = {"minimal pairs (held-out prompts)": evaluate_reward_model(model, tok, minimal_test).accuracy}
+        for origin, rows in natural.items():
+            scores[f"shipped correctness pairs, {origin}"] = evaluate_reward_model(model, tok, rows).accuracy
+        return {k: float(v) for k, v in scores.items()}
+
+    sft_model, _ = load_model("sft-tiny")
+    checker = RewardModel.from_causal_lm(sft_model, seed=0)
+    train_reward_model(checker, tok, minimal_train, cfg, progress=False)
+    after_minimal = addition_scores(checker)
+    cfg.train.steps = shipped_steps
+    train_reward_model(checker, tok, load_preference_file("train"), cfg, progress=False)
+    return {"minimal_steps": minimal_steps, "shipped_steps": shipped_steps, "after_minimal": after_minimal,
+            "after_shipped": addition_scores(checker), "pairs": {o: len(rows) for o, rows in natural.items()}}
 
 
-def addition_scores(model):
-    scores = {"minimal pairs (held-out prompts)": evaluate_reward_model(model, tok, minimal_test).accuracy}
-    for origin, rows in natural.items():
-        scores[f"shipped correctness pairs, {origin}"] = evaluate_reward_model(model, tok, rows).accuracy
-    return scores
-
-
-sft_model, _ = load_model("sft-tiny")
-checker = RewardModel.from_causal_lm(sft_model, seed=0)
-train_reward_model(checker, tok, minimal_train, cfg, progress=False)
-after_minimal = addition_scores(checker)
-cfg.train.steps = pick(60, 150)
-train_reward_model(checker, tok, load_preference_file("train"), cfg, progress=False)
-after_shipped = addition_scores(checker)
-print(pd.DataFrame({f"after {minimal_steps} steps of minimal pairs": after_minimal,
-                    f"then {cfg.train.steps} steps of the shipped pairs": after_shipped}).round(3))
-print({origin: len(rows) for origin, rows in natural.items()})
+if FAST and not WRITE and os.environ.get("RLHFBOOK_LIVE", "0") != "1":
+    study = json.loads(SHIPPED.read_text())
+    print(f"(read from {SHIPPED.relative_to(DATA_DIR.parent)}; RLHFBOOK_LIVE=1 trains instead)")
+else:
+    study = minimal_pairs_study(pick(100, 300), pick(60, 150))
+if WRITE:
+    SHIPPED.parent.mkdir(parents=True, exist_ok=True)
+    SHIPPED.write_text(json.dumps({"made_by": "RLHFBOOK_FAST=1 python lessons/solutions/05_reward_models_solutions.py"
+                                              " --write", **study}, indent=1) + "\n")
+after_minimal, after_shipped = study["after_minimal"], study["after_shipped"]
+print(pd.DataFrame({f"after {study['minimal_steps']} steps of minimal pairs": after_minimal,
+                    f"then {study['shipped_steps']} steps of the shipped pairs": after_shipped}).round(3))
+print("shipped addition correctness pairs:", study["pairs"])
 # the claims below, checked: the tiny backbone learns to check sums; the check carries over to the shipped off-policy
 # pairs better than to the policy's own replies; the shipped pairs then erase it
 MINIMAL, ON, OFF = after_minimal  # the keys, in the order addition_scores writes them
@@ -235,14 +258,14 @@ for key in (MINIMAL, OFF):
     assert after_shipped[key] < after_minimal[key] - 0.1, (key, after_minimal, after_shipped)
 
 # %% [markdown]
-# What you should see (full mode, 2 CPU cores; fast mode's 100 + 60 steps show the same pattern, less sharply): on
-# minimal pairs for prompts it never saw, the reward model checks sums (0.92 after 300 steps; 0.998 when the replies
-# carry no opener or filler at all) — the 2.8 M-parameter backbone *can* learn to add up and compare. The check
-# carries over only in part to the shipped pairs: 0.88 on the off-policy ones, whose right and wrong replies are the
-# world's styled sentences, and 0.64 on the on-policy ones, where `sft-tiny`'s right and wrong replies also differ in
-# opener and filler, and a wrong reply may restate the sum it got wrong ("6 + 10 = 16." for 7 + 10) so that it adds
-# up. Then 150 steps of the shipped pairs, where style separates most pairs, erase most of it (0.61, 0.59 and 0.56):
-# the model goes back to reading style.
+# What you should see (full mode, 2 CPU cores; fast mode's 100 + 60 steps, the shipped result, show the same pattern,
+# less sharply): on minimal pairs for prompts it never saw, the reward model checks sums (0.92 after 300 steps; 0.998
+# when the replies carry no opener or filler at all) — the 2.8 M-parameter backbone *can* learn to add up and compare.
+# The check carries over only in part to the shipped pairs: 0.88 on the off-policy ones, whose right and wrong replies
+# are the world's styled sentences, and 0.64 on the on-policy ones, where `sft-tiny`'s right and wrong replies also
+# differ in opener and filler, and a wrong reply may restate the sum it got wrong ("6 + 10 = 16." for 7 + 10) so that it
+# adds up. Then 150 steps of the shipped pairs, where style separates most pairs, erase most of it (0.61, 0.59 and
+# 0.56): the model goes back to reading style.
 #
 # This is the diagnosis behind the shipped `rm-tiny`'s chance accuracy on correctness pairs: not a backbone too small
 # to check, but data in which checking is a minority signal that the visible style outcompetes. We also tried mixing
