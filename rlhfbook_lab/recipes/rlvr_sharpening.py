@@ -5,9 +5,9 @@ A pool of ``samples`` replies at temperature 1 to each of ``problems`` held-out 
 (``trainers.rl.train_rl``), and the same pool from the trained policy: pass@k, maj@k and best-of-k by gold for every
 k (``sample_pool.scaling_table``), each problem's number of right replies, and greedy accuracy before and after.
 
-The full recipe (200 problems × 256 samples, twice, and 60 rollouts) costs about 6 CPU-minutes, so lesson 07's full
-mode loads the shipped result, :data:`HISTORY`, written by :data:`HISTORY_COMMAND`; ``RLHFBOOK_LIVE=1`` runs it in
-the notebook instead. Fast mode (``RECIPES["fast"]``) always runs live.
+The full recipe (200 problems × 256 samples, twice, and 60 rollouts) cost 528 CPU-s (measured once, 2026-12-03), so
+lesson 07's full mode loads the shipped result, :data:`HISTORY`, written by :data:`HISTORY_COMMAND`;
+``RLHFBOOK_LIVE=1`` runs it in the notebook instead. Fast mode (``RECIPES["fast"]``) always runs live.
 """
 
 from __future__ import annotations
