@@ -7,9 +7,9 @@ turn-ending, correctness per family, a few replies to show) and the elicitation 
 (``evaluation.elicitation_report``: does the tuned model still state the facts of creatures no SFT example asks
 about?). :func:`sft_replay_study` runs both arms with the same steps, batch and seed.
 
-The full recipe (the shipped ``sft-tiny`` recipe, 800 steps × 16, twice) costs about 10 CPU-minutes, so lesson 04's
-full mode loads the shipped result, :data:`HISTORY`, written by :data:`HISTORY_COMMAND`; ``RLHFBOOK_LIVE=1`` runs it
-in the notebook instead. Fast mode (``RECIPES["fast"]``) always runs live.
+The full recipe (the shipped ``sft-tiny`` recipe, 800 steps × 16, twice) cost 672 CPU-s (measured once, 2026-12-03),
+so lesson 04's full mode loads the shipped result, :data:`HISTORY`, written by :data:`HISTORY_COMMAND`;
+``RLHFBOOK_LIVE=1`` runs it in the notebook instead. Fast mode (``RECIPES["fast"]``) always runs live.
 """
 
 from __future__ import annotations
