@@ -20,13 +20,13 @@ from rlhfbook_lab.recipes.rejection_sampling import RSConfig, rejection_sampling
 
 seed_everything(0)
 rm, rm_tok = load_reward_model("rm-tiny")
-P = pick(16, 96)  # prompts per round (and top-k overall's default budget)
+P = pick(24, 96)  # prompts per round (and top-k overall's default budget)
 
 
 def run(selector: str, rule: str = "top_per_prompt", budget: int = 0, scorer=None):
     model, tok = load_model("sft-tiny")
-    cfg = RSConfig(rule=rule, selector=selector, budget=budget, rounds=3, prompts_per_round=P, n=8,
-                   eval_prompts=pick(30, 200))
+    cfg = RSConfig(rule=rule, selector=selector, budget=budget, rounds=pick(2, 3), prompts_per_round=P, n=8,
+                   eval_prompts=pick(60, 200))
     cfg.sft.train.steps = pick(6, 24)
     return rejection_sampling(model, tok, cfg, scorer=scorer)
 
