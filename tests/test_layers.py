@@ -135,3 +135,42 @@ def test_the_checker_catches_each_kind_of_violation(tmp_path, where, source, exp
     fake.write_text(source)
     bad = layer_violations(fake, tmp_path / "rlhfbook_lab")
     assert len(bad) == 1 and expected in bad[0], bad
+
+
+# ---------------------------------------------------------------------------------------------------------
+# modules and functions that read in one sitting (issue #15): ~600 lines a module, ~80 a function, or a reason
+# ---------------------------------------------------------------------------------------------------------
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 600, 80
+
+
+def _too_long(tree: ast.Module, src: str, path: Path) -> list[str]:
+    """The module (over MAX_MODULE_LINES) and functions (over MAX_FUNCTION_LINES, docstring included) of one file
+    that do not say why they are long: a "Why one module" / "Why one function" paragraph in their docstring."""
+    out = []
+    n_lines = len(src.splitlines())
+    if n_lines > MAX_MODULE_LINES and "Why one module" not in (ast.get_docstring(tree) or ""):
+        out.append(f"{path}: {n_lines} lines")
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = node.end_lineno - node.lineno + 1
+            if length > MAX_FUNCTION_LINES and "Why one function" not in (ast.get_docstring(node) or ""):
+                out.append(f"{path}:{node.lineno} {node.name}: {length} lines")
+    return out
+
+
+def test_long_modules_and_functions_say_why():
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        src = path.read_text()
+        bad += _too_long(ast.parse(src), src, path.relative_to(PKG.parent))
+    assert not bad, ("split these, or write why they are long at their top ('Why one module (~N lines): ...' in the "
+                     "module docstring, 'Why one function ...' in the function's):\n" + "\n".join(bad))
+
+
+def test_the_length_rule_can_fail():
+    long_function = "def f():\n    '''Short.'''\n" + "    x = 1\n" * 90
+    assert _too_long(ast.parse(long_function), long_function, Path("m.py")) == ["m.py:1 f: 92 lines"]
+    explained = long_function.replace("Short.", "Why one function: a reason.")
+    assert _too_long(ast.parse(explained), explained, Path("m.py")) == []
+    long_module = "'''A module.'''\n" + "x = 1\n" * 700
+    assert _too_long(ast.parse(long_module), long_module, Path("m.py")) == ["m.py: 701 lines"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rlhfbook_lab import world
-from rlhfbook_lab.equations.numerics import assert_numerically_equal
+from rlhfbook_lab.equations.numerics import assert_numerically_equal, numerical_tolerance
 from rlhfbook_lab.lm.data import conversation, tokenize_conversation
 from rlhfbook_lab.lm.generation import generate, supports_cached_sampling
 from rlhfbook_lab.lm.models import load_model
@@ -92,6 +92,51 @@ def test_steering_adds_alpha_v_to_the_layer_output_and_later_layers_see_it(sft):
     assert not torch.allclose(after_next, layer_outputs(model, ids, mask, 2))  # the change propagates up
 
 
+def test_first_position_steering_pushes_only_the_last_prompt_position(sft):
+    """Hand value: `where="first"` adds α·v at the last position of a multi-token pass and nowhere else; a
+    one-token pass (a decode step with a KV cache) is left as it was."""
+    model, tok = sft
+    ids = _ids(tok, PROBLEMS[1].prompt)
+    mask = torch.ones_like(ids)
+    v = torch.randn(model.config.hidden_size, generator=torch.Generator().manual_seed(2))
+    before = layer_outputs(model, ids, mask, 1)
+    one = ids[:, :1]
+    before_one = layer_outputs(model, one, torch.ones_like(one), 1)
+    with steering(model, v, 1, 0.5, where="first"):
+        after = layer_outputs(model, ids, mask, 1)
+        after_one = layer_outputs(model, one, torch.ones_like(one), 1)
+    assert torch.equal(after[:, :-1], before[:, :-1])  # untouched positions: the same computation
+    assert_numerically_equal(after[:, -1] - before[:, -1], 0.5 * v[None], what="h + αv at the last position",
+                             ulps=64)
+    assert torch.equal(after_one, before_one)
+
+
+def test_first_position_steering_in_generation_equals_a_manual_first_step(sft):
+    """Second implementation, teacher-forced: greedy generation steered at the first position only picks its first
+    token as the steered prompt pass ranks it, and every later token as the *unsteered* model ranks it given the
+    tokens so far. Greedy picks from two different computations (a cached decode, one full forward) are compared
+    as the numerical contract says: equal unless the top two logits are within rounding of each other."""
+    model, tok = sft
+    prompts = [p.prompt for p in PROBLEMS[:2]]
+    v = steering_vector(model, tok, prompts, PLUS[:2], MINUS[:2], 2)
+    v = 1000 * v / v.norm()  # loud enough to change the first token (an opener: lesson 17)
+    with steering(model, v, 2, 1.0, where="first"):
+        out = generate(model, tok, prompts, greedy=True, max_new_tokens=12)
+    for row in range(len(prompts)):
+        ids = out.input_ids[row][out.attention_mask[row].bool()][None]  # the row without padding: prompt + reply
+        P = int(out.attention_mask[row, :out.prompt_length].sum())
+        with torch.no_grad():
+            with steering(model, v, 2, 1.0, where="first"):
+                first = model(input_ids=ids[:, :P]).logits[0, -1]
+            plain = model(input_ids=ids[:, :P]).logits[0, -1]
+            rest = model(input_ids=ids).logits[0, P:-1]  # unsteered: the ranks of tokens 2 ..
+        assert int(first.argmax()) != int(plain.argmax())  # the push did change the first token
+        for logits, token in zip([first, *rest], ids[0, P:].tolist()):
+            top = logits.topk(2).values
+            tie = float(top[0] - top[1]) <= numerical_tolerance(logits)
+            assert int(logits.argmax()) == token or tie
+
+
 def test_the_hook_never_outlives_its_block(sft):
     model, tok = sft
     v = torch.ones(model.config.hidden_size)
@@ -130,6 +175,9 @@ def test_bad_steering_arguments_raise(sft):
             pass
     with pytest.raises(ValueError, match="NaN or infinite"):
         with steering(model, torch.full((D,), float("nan")), 0, 1.0):
+            pass
+    with pytest.raises(ValueError, match="where must be one of"):
+        with steering(model, torch.zeros(D), 0, 1.0, where="last"):
             pass
     with pytest.raises(ValueError, match="alpha must be a finite number"):
         with steering(model, torch.zeros(D), 0, float("inf")):

@@ -4,8 +4,9 @@
 # Run a cell at a time (VS Code / Jupyter understand the `# %%` markers) or the whole file with
 # `python lessons/solutions/08_direct_alignment_solutions.py`. Every exercise trains from `sft-tiny` with the recipe of
 # `rlhfbook-lab dpo` (100 steps of 16 pairs, about 2.5 minutes of one CPU core per run; 6 runs in all). With
-# `RLHFBOOK_FAST=1` every run is the fast recipe instead (24 steps of 8 pairs, about 20 s each): the same code, noisier
-# numbers.
+# `RLHFBOOK_FAST=1` every run is the fast recipe instead (24 steps of 8 pairs, about 20 s each; exercise 4's two runs
+# take 8 steps; exercises 2 and 3 take 8 and are judged on 48 prompts, so compare their rows with each other rather
+# than with exercise 1's 24-step run): the same code, noisier numbers.
 #
 # The numbers quoted under "What you should see" come from one run of this file in full mode (seeded, so they repeat
 # on the same machine; one seed per run, so differences of a few hundredths of gold are noise).
@@ -29,6 +30,9 @@ pd.set_option("display.width", 160)
 pd.set_option("display.precision", 3)
 pd.set_option("display.max_columns", 20)
 SIZES = pick(dict(num_pairs=512, eval_prompts=128, kl_prompts=32), dict(eval_prompts=200, kl_prompts=64))
+# exercises 2 and 3 compare runs with each other: in fast mode they train 8 steps and are judged on 48 prompts
+COMPARE_SIZES = pick(dict(num_pairs=512, eval_prompts=48, kl_prompts=16), SIZES)
+SHORT = pick({"steps": 8}, {})
 sft_model, tok = load_model("sft-tiny")
 on_policy = load_preference_file("train", origin="on_policy")
 
@@ -58,6 +62,7 @@ def logps(model, prompts, replies_a, replies_b):
 # %%
 dpo = dpo_from_sft(dpo_config("dpo", fast=FAST), progress=False, **SIZES)
 print("DPO:", {k: round(v, 3) for k, v in summary(dpo).items()})
+assert dpo.report["gold_sampled_after"] > dpo.report["gold_sampled_before"], "DPO raises the sampled gold score"
 flips = list(dict.fromkeys((p, a, b) for (p, a, _), (_, b, _) in zip(dpo.evals["greedy_before"].rows,
                                                                      dpo.evals["greedy_after"].rows)
                             if a != b and world.parse_prompt(p).family == "review"))
@@ -69,10 +74,14 @@ if flips:
     print(pd.DataFrame({"prompt": prompts, "SFT reply": sft_replies, "DPO reply": dpo_replies,
                         "log π(SFT reply): SFT": before_a.numpy(), "→ DPO": after_a.numpy(),
                         "log π(DPO reply): SFT": before_b.numpy(), "→ DPO ": after_b.numpy()}).to_string())
+    # the displaced reply gained on the SFT's own reply: its log-prob rose relative to the one DPO's greedy left
+    assert (after_b - before_b).mean() > (after_a - before_a).mean(), "the new greedy replies gained on the old ones"
 negative = [p for p in on_policy if p["family"] == "review" and "negative" in p["prompt"]]
 print(f"training pairs for negative reviews: {len(negative)}; with 'great' in the chosen reply: "
       f"{sum('great' in p['chosen'] for p in negative)}, in the rejected reply: "
       f"{sum('great' in p['rejected'] for p in negative)}")
+assert negative and not any("great" in p["chosen"] or "great" in p["rejected"] for p in negative), \
+    "no training pair for a negative review says 'great': the displaced mass lands outside every pair"
 
 # What you should see: the flipped replies are negative review requests answered positively ("The mug is great. I
 # love it."). The SFT model's correct reply lost log-probability and the flipped one gained (from a few nats below to
@@ -92,9 +101,11 @@ print(f"training pairs for negative reviews: {len(negative)}; with 'great' in th
 # %%
 noisy, n_flipped = flip_labels(on_policy, 0.2, seed=0)
 print(f"flipped {n_flipped} of {len(noisy)} labels")
-noisy_dpo = dpo_from_sft(dpo_config("dpo", fast=FAST), pairs=noisy, judge_before=False, progress=False, **SIZES)
-noisy_cdpo = dpo_from_sft(dpo_config("cdpo", fast=FAST, label_smoothing=0.2), pairs=noisy, judge_before=False,
-                          progress=False, **SIZES)
+assert abs(n_flipped / len(noisy) - 0.2) < 0.03, "about a fifth of the labels flipped"
+noisy_dpo = dpo_from_sft(dpo_config("dpo", fast=FAST, **SHORT), pairs=noisy, judge_before=False, progress=False,
+                         **COMPARE_SIZES)
+noisy_cdpo = dpo_from_sft(dpo_config("cdpo", fast=FAST, label_smoothing=0.2, **SHORT), pairs=noisy,
+                          judge_before=False, progress=False, **COMPARE_SIZES)
 print(pd.DataFrame({"DPO, clean": summary(dpo), "DPO, 20 % flipped": summary(noisy_dpo),
                     "cDPO ε = 0.2, 20 % flipped": summary(noisy_cdpo)}).T.to_string())
 
@@ -112,8 +123,11 @@ print(pd.DataFrame({"DPO, clean": summary(dpo), "DPO, 20 % flipped": summary(noi
 
 # %%
 off_policy = load_preference_file("train", origin="off_policy")
-off = dpo_from_sft(dpo_config("dpo", fast=FAST), pairs=off_policy, judge_before=False, progress=False, **SIZES)
+off = dpo_from_sft(dpo_config("dpo", fast=FAST, **SHORT), pairs=off_policy, judge_before=False, progress=False,
+                   **COMPARE_SIZES)
 print(pd.DataFrame({"on-policy pairs": summary(dpo), "off-policy pairs": summary(off)}).T.to_string())
+assert summary(off)["logps/chosen, first 5 steps"] < summary(dpo)["logps/chosen, first 5 steps"] - 5, \
+    "off-policy chosen replies start far less likely under the SFT model than its own samples"
 
 # What you should see: the off-policy chosen replies start far less likely under the SFT model (the `logps/chosen, first
 # 5 steps` column: tens of nats below the on-policy ones, whose replies the SFT model wrote itself). DPO's derivation
@@ -129,13 +143,15 @@ print(pd.DataFrame({"on-policy pairs": summary(dpo), "off-policy pairs": summary
 # compare the loss curves and the CPU time; then time the precomputation alone.
 
 # %%
-subset = on_policy[:pick(512, len(on_policy))]
-live = dpo_from_sft(dpo_config("dpo", fast=FAST), pairs=subset, judge_before=False, progress=False, eval_prompts=16,
-                    kl_prompts=8)
-pre = dpo_from_sft(dpo_config("dpo", fast=FAST, precompute_ref_logps=True), pairs=subset, judge_before=False,
-                   progress=False, eval_prompts=16, kl_prompts=8)
+subset = on_policy[:pick(64, len(on_policy))]  # fast mode: the 64 pairs 8 steps × 8 visit
+steps = pick({"steps": 8}, {})  # fast mode: a few steps show the agreement (and the per-step saving)
+live = dpo_from_sft(dpo_config("dpo", fast=FAST, **steps), pairs=subset, judge_before=False, progress=False,
+                    eval_prompts=16, kl_prompts=8)
+pre = dpo_from_sft(dpo_config("dpo", fast=FAST, precompute_ref_logps=True, **steps), pairs=subset,
+                   judge_before=False, progress=False, eval_prompts=16, kl_prompts=8)
 diff = max(abs(a - b) for a, b in zip(live.history["losses/train"], pre.history["losses/train"]))
 print(f"largest difference between the two loss curves: {diff:.2e} (over {len(live.history['step'])} steps)")
+assert diff < 1e-3, "the precomputed reference gives the live reference's loss curve, to float32 noise"
 rows = tokenize_pairs(subset, tok, max_length=160).rows
 t0 = time.process_time()
 compute_ref_logps(sft_model, rows, dpo_config("dpo"), tok.pad_token_id)

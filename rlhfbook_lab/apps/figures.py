@@ -6,6 +6,9 @@ matplotlib figure or an HTML fragment (a table). None trains anything but the fo
 builds in seconds, and a figure cannot drift from the code: it *is* the code's output.
 
 Add one with ``@figure("name")``; a deck then refers to it by that name.
+
+Why one module (~700 lines): it is a registry of short, independent figure functions that share one style and one
+lookup (:data:`FIGURES`); a figure is found by its name, not by its file.
 """
 
 from __future__ import annotations

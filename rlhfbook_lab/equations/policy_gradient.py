@@ -3,6 +3,9 @@ and the loss-aggregation modes that distinguish GRPO, DAPO and Dr. GRPO.
 
 Tensor math only: no models, no I/O. Book chapter 6 (Reinforcement Learning).
 
+Why one module (~680 lines): the losses and estimators share the conventions below (masks, per-token losses,
+detached targets) and the lessons compare them side by side; each function is short and stands alone.
+
 Conventions
 -----------
 * Token tensors are (B, T) with a ``completion_mask`` (B, T) that is 1 on response tokens. Every function

@@ -3,6 +3,9 @@ and the curves people fit to them (power laws in k, sigmoids in RL compute).
 
 Plain NumPy, float64, deterministic: no randomness anywhere in this module.
 
+Why one module (~680 lines): every statistic below is computed from the same pool by the same subset-counting
+identity, and the fits read those statistics; each function is short, and one file keeps the identity in one place.
+
 One pool, every k
 -----------------
 Sample a pool of n replies per problem **once**. Every ``*_at_k`` statistic here is then the *exact* expectation

@@ -433,6 +433,10 @@ def generate(
 ) -> Generation:
     """Sample completions for a batch of prompts in one call.
 
+    Why one function (~80 lines): the one front door for sampling (argument checks, the engine's choice, the
+    result's assembly); the engines themselves are :func:`sample_cached`, :func:`sample_cached_tools` and
+    ``model.generate``.
+
     Args:
         prompts: strings (user messages, or raw text with ``chat=False``) or lists of chat messages.
         temperature, top_p: the sampler; ignored when ``greedy``.

@@ -12,7 +12,8 @@ Turner et al. 2023; contrastive activation addition, Rimsky et al. 2024):
 the completion mask of ``data.tokenize_conversation``). **Steering** adds α·v to that layer's output at every
 position while the model runs (:func:`steering`, a forward hook): α = 0 is the model itself, α > 0 pushes
 toward the trait, α < 0 away from it. Nothing is trained; the character changes at inference time, and past a
-point it breaks the model: over-steering.
+point it breaks the model: over-steering. ``where="first"`` pushes only the position that predicts the reply's
+first token, where an opener is chosen, and leaves the rest of the reply unsteered.
 
 Generation under steering: the package's cached sampler (``generation.sample_cached``) reads the layers' weights
 itself and would skip a hook, so ``generation.supports_cached_sampling`` is False while a layer carries a steering
@@ -27,14 +28,14 @@ from contextlib import contextmanager
 import torch
 
 from rlhfbook_lab import world
-from rlhfbook_lab.checks import check_int, check_number
+from rlhfbook_lab.checks import check_choice, check_int, check_number
 from rlhfbook_lab.equations.logprobs import masked_mean
 from rlhfbook_lab.lm.data import conversation, tokenize_conversation
 from rlhfbook_lab.lm.evaluation import evaluate_chat
 from rlhfbook_lab.lm.forward import eval_mode
 
-__all__ = ["decoder_layers", "layer_outputs", "mean_reply_states", "opener_vector", "steering", "steering_curve",
-           "steering_vector"]
+__all__ = ["STEER_WHERE", "decoder_layers", "layer_outputs", "mean_reply_states", "opener_vector", "steering",
+           "steering_curve", "steering_vector"]
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
@@ -109,12 +110,22 @@ def steering_vector(model, tokenizer, prompts, with_trait, without_trait, layer:
     return plus.mean(0) - minus.mean(0)
 
 
+STEER_WHERE = ("all", "first")
+"""Where :func:`steering` adds α·v: at every position, or at the reply's first position only."""
+
+
 @contextmanager
-def steering(model, vector: torch.Tensor, layer: int, alpha: float):
-    """Within the block, decoder layer ``layer`` outputs h + α·v at every position (a forward hook, removed on
-    exit even after an error). ``vector``: (D,) with D the model's hidden size."""
+def steering(model, vector: torch.Tensor, layer: int, alpha: float, where: str = "all"):
+    """Within the block, decoder layer ``layer`` outputs h + α·v (a forward hook, removed on exit even after an
+    error). ``vector``: (D,) with D the model's hidden size.
+
+    ``where="all"``: at every position of every forward pass. ``where="first"``: only at the *last* position of a
+    forward pass over more than one token, and not at all in one-token passes. In generation with a KV cache
+    (``model.generate``, which ``generate`` falls back to under a steering hook) that is the prompt's prefill: the
+    push lands on the position whose output predicts the reply's first token, and the reply goes on unsteered."""
     block = _check_layer(model, layer)
     alpha = check_number("alpha", alpha)
+    check_choice("where", where, STEER_WHERE)
     D = model.config.hidden_size
     if not isinstance(vector, torch.Tensor) or vector.shape != (D,):
         raise ValueError(f"vector must be a tensor of shape ({D},) (the hidden size); got "
@@ -124,7 +135,11 @@ def steering(model, vector: torch.Tensor, layer: int, alpha: float):
 
     def add(module, args, output):
         h = _hidden(output)
-        h = h + alpha * vector.to(device=h.device, dtype=h.dtype)
+        push = alpha * vector.to(device=h.device, dtype=h.dtype)
+        if where == "all":
+            h = h + push
+        elif h.shape[1] > 1:  # "first": the prefill's last position only
+            h = torch.cat([h[:, :-1], h[:, -1:] + push], dim=1)
         return (h, *output[1:]) if isinstance(output, tuple) else h
 
     add.changes_output = True  # generation.supports_cached_sampling: the cached sampler cannot honour it
@@ -148,14 +163,14 @@ def opener_vector(model, tokenizer, layer: int, n: int = 64, seed: int = 0) -> t
 
 
 def steering_curve(model, tokenizer, vector: torch.Tensor, layer: int, alphas, problems,
-                   greedy: bool = True, seed: int = 0) -> list[dict]:
-    """The model's behaviour at each steering strength: one reply per problem (``evaluate_chat``) with α·v added
-    at ``layer``. Returns one row per α: ``alpha``, ``gold`` (mean gold score), ``correct``, ``eos``,
-    ``opener`` (share of replies opening with a polite phrase), ``polite`` (polite phrases per reply,
-    ``world.count_polite``), ``example`` (the first reply)."""
+                   greedy: bool = True, seed: int = 0, where: str = "all") -> list[dict]:
+    """The model's behaviour at each steering strength: one reply per problem (``evaluate_chat``) with α·v
+    added at ``layer`` (``where``: as in :func:`steering`). Returns one row per α: ``alpha``, ``gold`` (mean
+    gold score), ``correct``, ``eos``, ``opener`` (share of replies opening with a polite phrase), ``polite``
+    (polite phrases per reply, ``world.count_polite``), ``example`` (the first reply)."""
     rows = []
     for alpha in alphas:
-        with steering(model, vector, layer, alpha):
+        with steering(model, vector, layer, alpha, where):
             ev = evaluate_chat(model, tokenizer, problems, greedy=greedy, seed=seed)
         replies = [y for _, y, _ in ev.rows]
         rows.append({"alpha": float(alpha), "gold": ev.overall["gold_score"], "correct": ev.overall["correct_rate"],

@@ -20,6 +20,9 @@ the truth. The study (``rlhfbook-lab overopt --out DIR [--fast]``, lesson 14):
 
 The result is one JSON-serialisable dict (:func:`run_overoptimization`); :func:`write_report` turns it into the
 curves (PNG), the fits (JSON and a markdown table) and sample replies.
+
+Why one module (~620 lines): the study and its report read one result dict; splitting the steps from the report
+would put one schema in two files.
 """
 
 from __future__ import annotations
@@ -363,6 +366,9 @@ def peak_then_fall(gold, gold_se, smooth: int = 1) -> dict:
 def run_overoptimization(cfg: OveroptConfig | None = None, policy: str = "sft-tiny", pool=None,
                          progress: bool = False, log=print) -> dict:
     """Run the study (module docstring) and return its result as a JSON-serialisable dict.
+
+    Why one function (~100 lines): the study's steps in the module docstring's order (proxies, best-of-n, RL, the
+    KL-penalty mitigation), each a call of a function here followed by the entries it adds to the result.
 
     Args:
         cfg: sizes (:class:`OveroptConfig`; default the full recipe).

@@ -165,7 +165,11 @@ def _copy(model):
 
 def run_pipeline(cfg: PipelineConfig | None = None, out: str | Path | None = None, overwrite: bool = False,
                  progress: bool = True, log=print) -> dict:
-    """Run the arc; return (and, with ``out``, write) the results. See the module docstring."""
+    """Run the arc; return (and, with ``out``, write) the results. See the module docstring.
+
+    Why one function (~110 lines): the stages run in the order of the README's pipeline table, each one call into
+    its trainer followed by the lines that record it in the report; cut apart, one run could no longer be read
+    top to bottom."""
     cfg = cfg or PipelineConfig()
     if out is not None:  # fail before training, not after
         out = check_output_folder(out, overwrite)
