@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "lessons" / "solutions").glob("*_solutions.py"))
 BUDGET_CPU_S = 120  # the target is the lessons' ≈ 75 CPU-s, which every file meets (each run prints its own:
-# `pytest -m solutions -s`); the margin is for slower CPUs. 05's and 15's training exercises read shipped results
+# `pytest -m solutions -rP`); the margin is for slower CPUs. 05's and 15's training exercises read shipped results
 # in fast mode (`data/solutions/`), each written by its file's `--write` (the file's header gives the command)
 NOT_YET_ASSERTING: set[str] = set()  # files whose claims are prose only, so far: each to be asserted
 TIMEOUT_S = 1800  # wall: generous, the machine may be shared (the CPU budget below is the real limit)

@@ -20,11 +20,12 @@ from rlhfbook_lab.recipes.rejection_sampling import RSConfig, rejection_sampling
 
 seed_everything(0)
 rm, rm_tok = load_reward_model("rm-tiny")
+P = pick(24, 96)  # prompts per round (and top-k overall's default budget)
 
 
 def run(selector: str, rule: str = "top_per_prompt", budget: int = 0, scorer=None):
     model, tok = load_model("sft-tiny")
-    cfg = RSConfig(rule=rule, selector=selector, budget=budget, rounds=3, prompts_per_round=pick(24, 96), n=8,
+    cfg = RSConfig(rule=rule, selector=selector, budget=budget, rounds=pick(2, 3), prompts_per_round=P, n=8,
                    eval_prompts=pick(60, 200))
     cfg.sft.train.steps = pick(6, 24)
     return rejection_sampling(model, tok, cfg, scorer=scorer)
@@ -74,7 +75,6 @@ assert np.mean(by_verifier.history["selected/gold"]) <= np.mean(by_gold.history[
 # replies from the easy ones. Compare its held-out gold with the default budget's.
 
 # %%
-P = pick(24, 96)
 topk = run("gold", rule="top_k_overall")
 topk2 = run("gold", rule="top_k_overall", budget=2 * P)
 print("prompts covered, budget P vs 2P:", topk.history["selected/distinct_prompts"],
