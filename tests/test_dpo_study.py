@@ -76,3 +76,27 @@ def test_a_tiny_online_arm_spends_its_budget_and_judges_the_held_out_prompts():
     assert result["prompts"] == [p.prompt for p in world.heldout_prompts(3, seed=0)]
     assert len(result["scores"]) == 3 and len(result["round_gold"]) == 2
     json.dumps(result)  # what run_study writes
+
+
+@pytest.fixture(scope="module")
+def shipped_full():
+    return dpo_study.load_history(fast=False)
+
+
+def test_shipped_full_study_is_the_full_plan_and_meets_the_lessons_claims(shipped_full):
+    """data/dpo/study_full.json: what lesson 08 loads in full mode, made by `dpo_study.history_command(False)`."""
+    plan = dpo_study.PLANS[False]
+    assert set(dpo_study.PARTS) <= set(shipped_full) and shipped_full["fast"] is False
+    assert tuple(shipped_full["variants"]) == plan["variants"]
+    for loss, rep in shipped_full["variants"].items():
+        assert rep["loss"] == loss and rep["eval_prompts"] == dpo_study.FULL_SIZES["eval_prompts"]
+    assert sorted(shipped_full["sweep"]) == sorted(plan["betas"])
+    assert sorted(shipped_full["ppo"]) == sorted(plan["ppo_betas"])
+    online, n = shipped_full["online"], dpo_study.FULL_SIZES["eval_prompts"]
+    assert online["rounds"] == 2 and online["steps"] == dpo_config("dpo", fast=False).train.steps
+    assert online["prompts"] == [p.prompt for p in world.heldout_prompts(n, seed=0)]
+    assert len(online["scores"]) == len(online["offline_scores"]) == n
+    assert online["round_gold"][1] > online["round_gold"][0]  # lesson 08 asserts it in both modes
+    diff = paired_difference(online["scores"], online["offline_scores"])
+    unpaired = math.sqrt((np.var(online["scores"], ddof=1) + np.var(online["offline_scores"], ddof=1)) / n)
+    assert diff["se"] < unpaired
