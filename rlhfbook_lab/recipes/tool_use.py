@@ -237,11 +237,6 @@ TOOLFORMER_STUDY_COMMAND = ("python -c \"from rlhfbook_lab.recipes.tool_use impo
 """The command that wrote the shipped ``data/tool_use/toolformer_study.json`` (lesson 13, section 6)."""
 
 
-def _call_reply(p) -> str:
-    a, b = p.key
-    return f"[calculator({a}+{b}) -> {a + b}] The answer is {a + b}."
-
-
 def _own_reply(p) -> str:
     a, b = p.key
     return f"{a} + {b} = {a + b}."
@@ -282,7 +277,7 @@ def toolformer_conversations(problems, losses: torch.Tensor, tau: float) -> tupl
         raise ValueError(f"losses must have shape ({len(problems)}, 3); got {tuple(losses.shape)}")
     keep = toolformer_keep(losses[:, 0], losses[:, 1], losses[:, 2], tau)
     conversations = [{"messages": [{"role": "user", "content": p.prompt}, {"role": "assistant", "content":
-                                   _call_reply(p) if k else _own_reply(p)}]}
+                                   tool_use.tool_reply(p) if k else _own_reply(p)}]}
                      for p, k in zip(problems, keep.tolist())]
     return conversations, keep
 
