@@ -114,6 +114,7 @@ CASES = [
     ("overopt --out {d}/o22 --proxy-sizes 1", "proxy_sizes must be"),
     ("overopt --out {d}/o23 --fast --proxy-sizes 60,5000", "at most 6 per proxy prompt"),
     ("overopt --out {d}/o24 --rl-betas -1", "rl_betas must be"),
+    ("overopt --out {d}/o25 --rl-ensemble-rules max", "rl_ensemble_rules"),
     ("slides --lesson 99 --no-pdf --out {d}/o15", "no deck for lesson(s) ['99']"),
     ("site --lesson 99 --out {d}/o16", "no lesson notebook for ['99']"),
     ("tokenizer --out {d}/a_file", "is a file"),

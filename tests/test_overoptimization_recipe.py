@@ -12,12 +12,14 @@ import torch
 from rlhfbook_lab import world
 from rlhfbook_lab.config import build
 from rlhfbook_lab.equations.numerics import assert_numerically_equal
+from rlhfbook_lab.lm.data import collate_sft, conversation, tokenize_conversation
 from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.lm.reward_model import RewardModel, reply_features, score_replies
 from rlhfbook_lab.recipes.overoptimization import (
     HISTORY,
     HISTORY_COMMAND,
     RECIPES,
+    EnsembleProxy,
     FeatureProxy,
     OveroptConfig,
     bon_curve,
@@ -139,10 +141,56 @@ def test_feature_proxy_as_reward_model_scores_like_its_features():
     assert_numerically_equal(got, torch.as_tensor(proxy.score(feats), dtype=torch.float32))
 
 
+def test_ensemble_proxy_hand_value():
+    """Two members on 2-d features: r_1 = (φ_1 − 1) / 2, r_2 = φ_2. For φ = (3, 0): r = (1, 0); for φ = (1, 2):
+    r = (0, 2). min → (0, 0); mean → (0.5, 1); mean − 1·var → (0.5 − 0.25, 1 − 1) = (0.25, 0)."""
+    members = [FeatureProxy(pairs=2, weight=np.array([1.0, 0.0]), mean=1.0, std=2.0),
+               FeatureProxy(pairs=2, weight=np.array([0.0, 1.0]))]
+    phi = np.array([[3.0, 0.0], [1.0, 2.0]])
+    assert EnsembleProxy(members, "min").score(phi) == pytest.approx([0.0, 0.0])
+    assert EnsembleProxy(members, "mean").score(phi) == pytest.approx([0.5, 1.0])
+    assert EnsembleProxy(members, "mean-var", lam=1.0).score(phi) == pytest.approx([0.25, 0.0])
+    assert EnsembleProxy(members, "single").score(phi) == pytest.approx(members[0].score(phi))
+    with pytest.raises(ValueError, match="rule"):
+        EnsembleProxy(members, "max").score(phi)
+    with pytest.raises(ValueError, match="members"):
+        EnsembleProxy([], "min").score(phi)
+
+
+def test_ensemble_proxy_worst_case_is_below_the_mean():
+    """Property: min ≤ mean − λ·var ≤ mean for λ ≥ 0 is not a law, but min ≤ mean and mean − λ·var ≤ mean are."""
+    rng = np.random.default_rng(0)
+    members = [FeatureProxy(pairs=5, weight=rng.normal(size=6), mean=rng.normal(), std=1.0 + rng.random())
+               for _ in range(4)]
+    phi = rng.normal(size=(50, 6))
+    mean = EnsembleProxy(members, "mean").score(phi)
+    assert np.all(EnsembleProxy(members, "min").score(phi) <= mean + 1e-12)
+    assert np.all(EnsembleProxy(members, "mean-var", lam=0.5).score(phi) <= mean + 1e-12)
+    assert np.any(EnsembleProxy(members, "min").score(phi) < mean - 1e-3)  # members disagree: the rule bites
+
+
+def test_ensemble_proxy_scorer_reads_the_reward_models_features():
+    """The RL scorer (one backbone pass, the head's input captured) agrees with scoring reply_features directly;
+    an empty reply gets EMPTY_RESPONSE_SCORE."""
+    sft, tok = load_model("sft-tiny")
+    problems = world.heldout_prompts(3, seed=1)
+    prompts, replies = [p.prompt for p in problems], [p.reference for p in problems]
+    rm = RewardModel.from_causal_lm(sft, copy=False).eval()
+    feats = reply_features(rm, tok, prompts, replies).double().numpy()
+    rng = np.random.default_rng(1)
+    ens = EnsembleProxy([FeatureProxy(pairs=2, weight=rng.normal(size=feats.shape[1])) for _ in range(3)], "min")
+    batch = collate_sft([tokenize_conversation(tok, conversation(p, r)) for p, r in zip(prompts, replies)],
+                        tok.pad_token_id)
+    got = ens.scorer(rm)(batch["input_ids"], batch["attention_mask"], replies[:2] + [" "])
+    assert_numerically_equal(got[:2], torch.as_tensor(ens.score(feats[:2]), dtype=torch.float32))
+    assert float(got[2]) == pytest.approx(world.EMPTY_RESPONSE_SCORE)
+
+
 @pytest.mark.parametrize("field, value", [("proxy_sizes", ()), ("proxy_sizes", (1,)), ("rl_betas", ()),
                                           ("rl_betas", (-0.1,)), ("rl_group_size", 1), ("pool_size", 0),
                                           ("rl_lr", 0.0), ("head_alpha", float("nan")),
-                                          ("rl_proxy_sizes", (7,)), ("ensemble_lambda", -1.0)])
+                                          ("rl_proxy_sizes", (7,)), ("ensemble_lambda", -1.0),
+                                          ("ensemble_members", 0), ("rl_ensemble_rules", ("max",))])
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         OveroptConfig(**{field: value})
@@ -177,7 +225,7 @@ def _keys(result: dict) -> dict:
 def tiny_result():
     cfg = OveroptConfig(proxy_prompts=8, proxy_sizes=(2, 4), pool_prompts=3, pool_size=6, max_new_tokens=24,
                         rl_steps=2, rl_prompts_per_step=2, rl_group_size=2, rl_betas=(0.0, 0.5), rl_proxy_sizes=(4,),
-                        samples_kept=1)
+                        samples_kept=1, rl_ensemble_rules=("min",))
     return run_overoptimization(cfg, log=None)
 
 
@@ -187,6 +235,8 @@ def test_tiny_study_end_to_end(tiny_result, tmp_path):
     assert set(r["ensembles"]) == {"single", "mean", "min", "mean-var"}  # 4 members × 2 pairs ≤ the pairs there
     for curve in r["ensembles"].values():  # n = 1 is the policy itself, whatever the rule
         assert curve["gold"][0] == pytest.approx(r["ensembles"]["single"]["gold"][0])
+    (ens,) = r["rl_ensembles"]
+    assert ens["rule"] == "min" and ens["members"] == 4 and len(ens["gold"]) == 2 and ens["d"][0] == 0.0
     (gap,) = kl_penalty_frontier(r)
     assert gap["beta"] == 0.5 and gap["proxy_pairs"] == 2 and gap["matched"] >= 1
     out = write_report(r, tmp_path / "report")
@@ -199,8 +249,13 @@ def test_shipped_history_has_the_recipes_format(tiny_result):
     HISTORY_COMMAND's sizes, and small."""
     h = load_history()
     assert HISTORY.stat().st_size < 300_000
-    assert h["config"] == json.loads(json.dumps(asdict(fast_config(rl_betas=(0.0, 0.3)))))
-    assert _keys(h) == _keys(tiny_result)
+    want = json.loads(json.dumps(asdict(fast_config(rl_betas=(0.0, 0.3)))))
+    assert {k: want[k] for k in h["config"]} == h["config"]  # fields added since take their defaults
+    assert set(want) - set(h["config"]) <= {"ensemble_members", "rl_ensemble_rules"}
+    want = _keys(tiny_result)
+    want["top"] -= {"rl_ensembles"} - set(h)  # RL against ensembles is in a history only when it was asked for
+    want["config"] -= {"ensemble_members", "rl_ensemble_rules"} - set(h["config"])  # fields added since
+    assert _keys(h) == want
     for arg in HISTORY_COMMAND.split("--")[1:]:
         name, *value = arg.split()
         if name in ("out", "fast"):

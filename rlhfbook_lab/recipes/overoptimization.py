@@ -58,10 +58,10 @@ from rlhfbook_lab.paths import DATA_DIR
 from rlhfbook_lab.trainers.rl import RLConfig, train_rl
 from rlhfbook_lab.trainers.rl.rollout import Scorer, rm_scores
 
-__all__ = ["HISTORY", "HISTORY_COMMAND", "RECIPES", "FeatureProxy", "OveroptConfig", "bon_curve", "ensemble_bon",
-           "fast_config", "fit_proxies", "fits_table", "gold_breakdown", "kl_penalty_frontier", "load_history",
-           "peak_then_fall", "plot_curves", "proxy_pairs",
-           "rank_agreement", "rl_against_proxy", "run_overoptimization", "samples_text", "write_report"]
+__all__ = ["HISTORY", "HISTORY_COMMAND", "RECIPES", "EnsembleProxy", "FeatureProxy", "OveroptConfig", "bon_curve",
+           "ensemble_bon", "ensemble_members", "fast_config", "fit_proxies", "fits_table", "gold_breakdown",
+           "kl_penalty_frontier", "load_history", "peak_then_fall", "plot_curves", "proxy_pairs", "rank_agreement",
+           "rl_against_proxy", "run_overoptimization", "samples_text", "write_report"]
 
 
 @dataclass
@@ -97,6 +97,11 @@ class OveroptConfig:
     RL fit per proxy size; the ``rl_betas`` runs are all against the smallest proxy."""
     ensemble_lambda: float = 1.0
     """λ of the ``mean-var`` ensemble rule (mean − λ·variance of the members' normalised scores)."""
+    ensemble_members: int = 4
+    """K: proxies in an ensemble, each fitted on its own disjoint slice of ``proxy_sizes[0]`` pairs."""
+    rl_ensemble_rules: tuple[str, ...] = ()
+    """Ensemble rules (of ``equations.overoptimization.ENSEMBLE_RULES``, e.g. ``"min"``, ``"mean-var"``) that each
+    get an unpenalised RL run against the ensemble's reward (Coste et al. 2024); the result's ``rl_ensembles``."""
     samples_kept: int = 4
     """Sample replies kept per rollout (for start / peak / end)."""
     seed: int = 0
@@ -110,6 +115,11 @@ class OveroptConfig:
                      "samples_kept"):
             check_int(name, getattr(self, name), minimum=1)
         check_int("rl_group_size", self.rl_group_size, minimum=2)
+        check_int("ensemble_members", self.ensemble_members, minimum=1)
+        self.rl_ensemble_rules = tuple(self.rl_ensemble_rules)
+        for rule in self.rl_ensemble_rules:
+            if rule not in ENSEMBLE_RULES:
+                raise ValueError(f"rl_ensemble_rules: {rule!r} is not one of {ENSEMBLE_RULES}")
         check_int("seed", self.seed, minimum=0)
         check_number("head_alpha", self.head_alpha, minimum=0, strict=True)
         check_number("rl_lr", self.rl_lr, minimum=0, strict=True)
@@ -267,21 +277,61 @@ def rank_agreement(scores, gold) -> float:
     return agree / total
 
 
-def ensemble_bon(pair_rows, features_of, pool_feats, empty, gold, cfg: OveroptConfig, n_values,
-                 members: int = 4) -> dict:
-    """Best-of-n gold under each ensemble rule (``equations.overoptimization.ensemble_reward``, λ =
-    ``cfg.ensemble_lambda``), the members being proxies of ``cfg.proxy_sizes[0]`` pairs each,
-    fitted on disjoint slices of the labelled pairs (an ensemble of the smallest proxy's data budget, ×members).
-    Returns ``{rule: {"n", "d", "gold"}}``; ``{}`` when there are too few pairs for the members."""
-    size = cfg.proxy_sizes[0]
-    if members * size > len(pair_rows):
-        return {}
+def ensemble_members(pair_rows, features_of, reference_features, cfg: OveroptConfig) -> list[FeatureProxy]:
+    """The ensemble's ``cfg.ensemble_members`` proxies of ``cfg.proxy_sizes[0]`` pairs each, fitted on disjoint
+    slices of one fixed shuffle of the labelled pairs (the smallest proxy's data budget, ×K); ``[]`` when there are
+    too few pairs for them. Arguments as in :func:`fit_proxies`."""
+    size, k_members = cfg.proxy_sizes[0], cfg.ensemble_members
+    if k_members * size > len(pair_rows):
+        return []
     shuffled = subsample_pairs(pair_rows, len(pair_rows), cfg.seed + 1)
-    scores = []
-    for k in range(members):
-        proxy, = fit_proxies(shuffled[k * size:(k + 1) * size], features_of, [size], pool_feats[~empty],
-                             alpha=cfg.head_alpha, seed=cfg.seed)
-        scores.append(np.where(empty, world.EMPTY_RESPONSE_SCORE, proxy.score(pool_feats)))
+    return [fit_proxies(shuffled[k * size:(k + 1) * size], features_of, [size], reference_features,
+                        alpha=cfg.head_alpha, seed=cfg.seed)[0] for k in range(k_members)]
+
+
+@dataclass
+class EnsembleProxy:
+    """Coste et al. 2024's ensemble reward over :class:`FeatureProxy` members that read the same frozen features:
+    R(x, y) = ``ensemble_reward``([r_1(φ), …, r_K(φ)], rule, λ) (e.g. ``min``: the worst case over members)."""
+
+    members: list[FeatureProxy]
+    """The K members (each normalised to mean 0 / std 1 on the reference replies)."""
+    rule: str
+    """One of ``equations.overoptimization.ENSEMBLE_RULES``."""
+    lam: float = 1.0
+    """λ of the ``mean-var`` rule."""
+
+    def score(self, features) -> np.ndarray:
+        """The ensemble's rewards of replies from their features. Shape: (..., H) → (...)."""
+        if not self.members:
+            raise ValueError("members: an ensemble needs at least one proxy")
+        return ensemble_reward(np.stack([m.score(features) for m in self.members]), self.rule, lam=self.lam)
+
+    def scorer(self, feature_rm: RewardModel):
+        """``(input_ids, attention_mask, texts) -> (B,)`` rewards in the RL sampler's layout: one forward pass of
+        ``feature_rm``'s frozen backbone, its head's input φ captured (as ``reward_model.reply_features`` does) and
+        read by every member; an empty reply gets ``EMPTY_RESPONSE_SCORE``."""
+        def score(input_ids, attention_mask, texts) -> torch.Tensor:
+            captured: list[torch.Tensor] = []
+            handle = feature_rm.head.register_forward_hook(lambda m, args, out: captured.append(args[0].float().cpu()))
+            try:
+                rm_scores(feature_rm, input_ids, attention_mask, texts)
+            finally:
+                handle.remove()
+            r = self.score(torch.cat(captured).double().numpy())
+            empty = np.array([not t.strip() for t in texts])
+            return torch.as_tensor(np.where(empty, world.EMPTY_RESPONSE_SCORE, r), dtype=torch.float32)
+        return score
+
+
+def ensemble_bon(pair_rows, features_of, pool_feats, empty, gold, cfg: OveroptConfig, n_values) -> dict:
+    """Best-of-n gold under each ensemble rule (``equations.overoptimization.ensemble_reward``, λ =
+    ``cfg.ensemble_lambda``), the members those of :func:`ensemble_members`.
+    Returns ``{rule: {"n", "d", "gold"}}``; ``{}`` when there are too few pairs for the members."""
+    members = ensemble_members(pair_rows, features_of, pool_feats[~empty], cfg)
+    if not members:
+        return {}
+    scores = [np.where(empty, world.EMPTY_RESPONSE_SCORE, m.score(pool_feats)) for m in members]
     out = {}
     for rule in ENSEMBLE_RULES:
         curve = bon_curve(ensemble_reward(scores, rule, lam=cfg.ensemble_lambda), gold, n_values=n_values)
@@ -309,16 +359,18 @@ def gold_breakdown(prompts: list[str], replies: list[str]) -> dict[str, float]:
     return {f: v / max(1, len(replies)) for f, v in sums.items()}
 
 
-def rl_against_proxy(policy, tokenizer, proxy_rm: RewardModel, cfg: OveroptConfig, beta: float = 0.0,
+def rl_against_proxy(policy, tokenizer, proxy_rm, cfg: OveroptConfig, beta: float = 0.0,
                      progress: bool = False) -> dict[str, list]:
-    """GRPO from ``policy`` (trained in place) against ``proxy_rm``; per rollout, on the rollout's own samples:
-    the proxy's mean score, the gold score's mean and standard error, KL(π ‖ π_start) in nats per reply (k1,
-    ``kl/seq``) and d = √max(KL, 0), the gold split by feature (:func:`gold_breakdown`), and
+    """GRPO from ``policy`` (trained in place) against ``proxy_rm`` (a :class:`RewardModel`, or a function
+    ``(input_ids, attention_mask, texts) -> (B,)`` such as :meth:`EnsembleProxy.scorer`); per rollout, on the
+    rollout's own samples: the proxy's mean score, the gold score's mean and standard error, KL(π ‖ π_start) in
+    nats per reply (k1, ``kl/seq``) and d = √max(KL, 0), the gold split by feature (:func:`gold_breakdown`), and
     ``cfg.samples_kept`` sample (prompt, reply) pairs. Lists of one value per rollout."""
     trace: dict[str, list] = {"proxy": [], "gold": [], "gold_se": [], "samples": [], "features": []}
 
     def score(prompts, texts, input_ids, attention_mask):
-        s = rm_scores(proxy_rm, input_ids, attention_mask, texts)
+        s = (rm_scores(proxy_rm, input_ids, attention_mask, texts) if isinstance(proxy_rm, RewardModel)
+             else proxy_rm(input_ids, attention_mask, texts))
         g = np.array([world.gold_score(p, t, allow_empty=True) for p, t in zip(prompts, texts)])
         trace["proxy"].append(float(s.mean()))
         trace["gold"].append(float(g.mean()))
@@ -361,6 +413,32 @@ def peak_then_fall(gold, gold_se, smooth: int = 1) -> dict:
     return {"peak_index": peak_i + k // 2, "peak": float(run[peak_i]), "final": final, "final_se": final_se,
             "start": float(g[0]), "fall": float(run[peak_i]) - final,
             "fall_in_se": (float(run[peak_i]) - final) / final_se if final_se > 0 else math.inf}
+
+
+def _finish_run(trace: dict, proxy_pairs: int, t0: float) -> dict:
+    """Add to an RL trace its proxy's pairs, its seconds, d[0] = 0, Gao's RL fit, the first-half prediction and
+    :func:`peak_then_fall`."""
+    trace["proxy_pairs"] = proxy_pairs
+    trace["seconds"] = time.perf_counter() - t0
+    d, g = np.array(trace["d"]), np.array(trace["gold"])
+    d[0] = 0.0  # the first rollout samples the start policy itself: KL is 0 (k1's estimate is exactly 0 there)
+    trace["d"] = d.tolist()
+    try:
+        trace["fit"] = _fit_dict(fit_overoptimization(d, g, form="rl", subtract_start=True))
+        pred = fit_predicts_peak(d, g, form="rl", fraction=0.5, subtract_start=True)
+        trace["first_half"] = {"n_points": pred.n_fit_points, "predicted_peak_d": pred.predicted_peak_d,
+                               "predicted_peak_value": pred.predicted_peak_value,
+                               "observed_peak_d": pred.observed_peak_d, "observed_peak_value": pred.observed_peak_value}
+    except ValueError as e:  # a run that never moved (β large): no fit
+        trace["fit"] = trace["first_half"] = {"error": str(e)}
+    trace["peak"] = peak_then_fall(g, trace["gold_se"])
+    return trace
+
+
+def _run_line(trace: dict, what: str) -> str:
+    p = trace["peak"]
+    return (f"{what}: gold {p['start']:+.3f} → peak {p['peak']:+.3f} → {p['final']:+.3f} ± {p['final_se']:.3f}; "
+            f"proxy {trace['proxy'][0]:+.2f} → {trace['proxy'][-1]:+.2f} ({trace['seconds']:.0f} s)")
 
 
 def run_overoptimization(cfg: OveroptConfig | None = None, policy: str = "sft-tiny", pool=None,
@@ -437,35 +515,28 @@ def run_overoptimization(cfg: OveroptConfig | None = None, policy: str = "sft-ti
     plan += [(by_pairs[n], 0.0) for n in cfg.rl_proxy_sizes if (n, 0.0) != (proxies[0].pairs, cfg.rl_betas[0])]
     for proxy, beta in plan:
         t0 = time.perf_counter()
-        pol, _ = load_model(policy)
-        trace = rl_against_proxy(pol, tok, proxy.reward_model(feature_rm.backbone), cfg, beta=beta,
-                                 progress=progress)
-        trace["proxy_pairs"] = proxy.pairs
-        trace["seconds"] = time.perf_counter() - t0
-        d, g = np.array(trace["d"]), np.array(trace["gold"])
-        d[0] = 0.0  # the first rollout samples the start policy itself: KL is 0 (k1's estimate is exactly 0 there)
-        trace["d"] = d.tolist()
-        try:
-            fit = fit_overoptimization(d, g, form="rl", subtract_start=True)
-            trace["fit"] = _fit_dict(fit)
-            pred = fit_predicts_peak(d, g, form="rl", fraction=0.5, subtract_start=True)
-            trace["first_half"] = {"n_points": pred.n_fit_points, "predicted_peak_d": pred.predicted_peak_d,
-                                   "predicted_peak_value": pred.predicted_peak_value,
-                                   "observed_peak_d": pred.observed_peak_d,
-                                   "observed_peak_value": pred.observed_peak_value}
-        except ValueError as e:  # a run that never moved (β large): no fit
-            trace["fit"] = trace["first_half"] = {"error": str(e)}
-        trace["peak"] = peak_then_fall(g, trace["gold_se"])
-        runs.append(trace)
-        say(f"RL {proxy.pairs} pairs β={beta}: gold {trace['peak']['start']:+.3f} → "
-            f"peak {trace['peak']['peak']:+.3f} → "
-            f"{trace['peak']['final']:+.3f} ± {trace['peak']['final_se']:.3f}; proxy {trace['proxy'][0]:+.2f} → "
-            f"{trace['proxy'][-1]:+.2f} ({trace['seconds']:.0f} s)")
+        trace = rl_against_proxy(load_model(policy)[0], tok, proxy.reward_model(feature_rm.backbone), cfg,
+                                 beta=beta, progress=progress)
+        runs.append(_finish_run(trace, proxy.pairs, t0))
+        say(_run_line(trace, f"RL {proxy.pairs} pairs β={beta}"))
+    ens_runs = []
+    members = ensemble_members(pairs.rows, lambda p, y: feats[index[p, y]], pool_feats[~empty], cfg)
+    if cfg.rl_ensemble_rules and not members:
+        raise ValueError(f"rl_ensemble_rules: {cfg.ensemble_members} members × {cfg.proxy_sizes[0]} pairs need more "
+                         f"than the {len(pairs.rows)} labelled pairs (raise proxy_prompts)")
+    for rule in cfg.rl_ensemble_rules:
+        t0 = time.perf_counter()
+        ensemble = EnsembleProxy(members, rule, lam=cfg.ensemble_lambda)
+        trace = rl_against_proxy(load_model(policy)[0], tok, ensemble.scorer(feature_rm), cfg, progress=progress)
+        trace.update(rule=rule, members=len(members))
+        ens_runs.append(_finish_run(trace, cfg.proxy_sizes[0], t0))
+        say(_run_line(trace, f"RL ensemble {rule} of {len(members)}×{cfg.proxy_sizes[0]} pairs"))
     seconds["total"] = time.perf_counter() - t_start
     return {"config": asdict(cfg), "policy": policy, "pairs": pairs.counts,
             "pool": {"prompts": P, "size": N, "gold_bon": {"n": gold_curve["n"].tolist(),
                                                            "gold": gold_curve["selector"].tolist()}},
-            "bon": bon, "ensembles": ensembles, "rl": runs, "seconds": seconds}
+            "bon": bon, "ensembles": ensembles, "rl": runs, "seconds": seconds,
+            **({"rl_ensembles": ens_runs} if ens_runs else {})}
 
 
 # --------------------------------------------------------------------------------------------------
