@@ -53,7 +53,7 @@ def test_beta_reaches_the_config_and_bad_names_are_refused():
         load_rlvr_log("ppo")
 
 
-@pytest.mark.parametrize("run", ["grpo", "dr_grpo"])
+@pytest.mark.parametrize("run", ["grpo", "dr_grpo", "grpo_kl"])
 def test_the_shipped_log_loads_and_holds_what_lesson_07_reads(run):
     path = SHIPPED / f"rlvr_{run}.json"
     assert path.stat().st_size < 200_000
@@ -67,3 +67,12 @@ def test_the_shipped_log_loads_and_holds_what_lesson_07_reads(run):
     assert h["eval/step"][0] == 0 and h["eval/step"][-1] == log["steps"]
     fit = fit_sigmoid_compute_curve(*binned(h, "charts/correct_rate"), R0=h["charts/correct_rate"][0])
     assert fit.R0 < fit.A < 1.0 and fit.r2 > 0.7  # lesson 07 asserts the same
+
+
+def test_the_kl_run_differs_from_grpo_by_beta_alone():
+    base, kl = load_rlvr_log("grpo"), load_rlvr_log("grpo_kl")
+    assert kl["beta"] == 0.1 and "--beta 0.1" in SHIPPED_RUNS["grpo_kl"]
+    assert {k: v for k, v in kl["config"].items() if k != "beta"} == {k: v for k, v in base["config"].items()
+                                                                      if k != "beta"}
+    assert kl["history"]["charts/correct_rate"][0] == base["history"]["charts/correct_rate"][0]  # same first rollout
+    assert np.mean(kl["history"]["kl/seq"][-50:]) < 0.6 * np.mean(base["history"]["kl/seq"][-50:])  # lesson 07's claim

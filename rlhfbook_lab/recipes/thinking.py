@@ -5,7 +5,8 @@ The task is ``world.thinking``'s ``sum3`` family (``What is 17 + 25 + 38?``), wh
 step (``17 + 25 = 42. 42 + 38 = 80.``) or gives the answer alone (``17 + 25 + 38 = 80.``). Three stages:
 
 1. :func:`train_sum3_writer`: a short SFT from the shipped ``sft-tiny`` on conversations of which half write the
-   step and half do not (``thinking.instruction_data``); no checkpoint ships, it trains in seconds;
+   step and half do not (``thinking.instruction_data``; 300 steps of 16, about a minute of CPU); no checkpoint
+   ships;
 2. :func:`form_accuracy`: held-out accuracy with each form *forced* (the reply prefilled with ``"a + b ="`` or
    ``"a + b +"``: the same problems, only the form differs), and what the model does when free — the share of
    sampled replies that write the step, and the accuracy of each form among them;
@@ -48,7 +49,7 @@ STUDY_COMMAND = ("python -c \"from rlhfbook_lab.recipes.thinking import thinking
 """The command that wrote :data:`SHIPPED_STUDY`."""
 
 
-def train_sum3_writer(steps: int = 80, batch_size: int = 16, lr: float = 1e-3, num_examples: int = 2000,
+def train_sum3_writer(steps: int = 300, batch_size: int = 16, lr: float = 1e-3, num_examples: int = 2000,
                       step_share: float = 0.5, seed: int = 0, start: str = "sft-tiny", progress: bool = False):
     """Fine-tune ``start`` on ``num_examples`` ``sum3`` conversations, a share ``step_share`` of them writing the
     step; return ``(model, tokenizer, history)`` (the SFT loop's history)."""
@@ -201,7 +202,7 @@ def _round(x: float):
     return None if x != x else round(float(x), 4)  # NaN as JSON's null
 
 
-def thinking_study(sft_steps: int = 80, step_share: float = 0.5, rl: Sum3RLConfig | None = None,
+def thinking_study(sft_steps: int = 300, step_share: float = 0.5, rl: Sum3RLConfig | None = None,
                    eval_problems: int = 200, samples: int = 8, seed: int = 0, out: str | Path | None = None,
                    progress: bool = False) -> dict:
     """SFT on a half-and-half mix of the two forms (:func:`train_sum3_writer`), :func:`form_accuracy` on
