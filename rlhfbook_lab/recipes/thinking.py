@@ -199,7 +199,8 @@ def grpo_sum3(policy, tokenizer, cfg: Sum3RLConfig, progress: bool = False):
 
 
 def _round(x: float):
-    return None if x != x else round(float(x), 4)  # NaN as JSON's null
+    """4 decimals; an int stays an int; NaN as JSON's null."""
+    return x if isinstance(x, int) else None if x != x else round(float(x), 4)
 
 
 def thinking_study(sft_steps: int = 300, step_share: float = 0.5, rl: Sum3RLConfig | None = None,
