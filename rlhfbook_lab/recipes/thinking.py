@@ -76,7 +76,8 @@ def form_accuracy(model, tokenizer, problems, samples: int = 8, max_new_tokens: 
 
     Returns:
         ``forced_step`` / ``forced_direct``: greedy accuracy with the reply prefilled by
-        ``thinking.forced_prefix`` (same problems, the form imposed); ``greedy``, ``greedy_step_share``: greedy
+        ``thinking.forced_prefix`` (same problems, the form imposed; a reply counts if it is right *and* keeps
+        that form to the end); ``greedy``, ``greedy_step_share``: greedy
         accuracy and form when free; ``sampled``, ``step_share``, ``other_share``: accuracy and the shares of
         forms over ``samples`` replies per problem at temperature 1; ``sampled_step`` / ``sampled_direct``:
         accuracy among sampled replies of each form (``nan`` if none); ``step_right``: share of sampled
