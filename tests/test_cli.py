@@ -100,7 +100,7 @@ CASES = [
     ("scaling --n 0", "--n: expected an int >= 1"),
     ("scaling --families chess --out {d}/o38", "families must be one of"),
     ("scaling --temperature 0", "--temperature: expected a finite number > 0"),
-    ("judge --out {d}/o61 --steps 0", "--steps: expected an int >= 1"),
+    ("judge --out {d}/o61 --steps 0", "--steps must be an int >= 1; got 0"),
     ("judge --out {d}/o62 --lr -1", "--lr"),
     ("judge --out {d}/a_file", "is a file"),
     ("rs --out {d}/a_file --fast", "is a file"),
