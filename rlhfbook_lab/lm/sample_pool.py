@@ -89,7 +89,7 @@ class Pool:
 
 @torch.no_grad()
 def sample_pool(model, tokenizer, problems: list[world.Problem], n: int = 64, temperature: float = 1.0,
-                max_new_tokens: int = 32, batch_size: int = 1024, seed: int = 0) -> Pool:
+                max_new_tokens: int = 32, batch_size: int = 1024, seed: int = 0, engine: str = "auto") -> Pool:
     """Sample ``n`` replies to each problem at ``temperature`` (batched: ``batch_size`` rows per
     ``generate`` call with the KV cache; finished rows stop costing attention but stay in the batch).
 
@@ -99,6 +99,8 @@ def sample_pool(model, tokenizer, problems: list[world.Problem], n: int = 64, te
         max_new_tokens: reply budget in tokens (characters); an addition reply needs ~15.
         batch_size: rows per call; a multiple of ``n`` is used (at least one problem per call).
         seed: seeds torch's RNG once: the same model and seed give the same pool.
+        engine: ``generation.generate``'s engine (``"auto"``: the cached sampler; ``"hf"``: ``model.generate``,
+            which ``benchmarks/bench_pool.py`` times against it).
     """
     if not problems or not all(isinstance(p, world.Problem) for p in problems):
         raise ValueError("problems must be a non-empty list of world.Problem")
@@ -112,7 +114,7 @@ def sample_pool(model, tokenizer, problems: list[world.Problem], n: int = 64, te
     for i in range(0, len(problems), per_call):
         chunk = problems[i:i + per_call]
         gen = generate(model, tokenizer, [p.prompt for p in chunk], max_new_tokens=max_new_tokens,
-                       temperature=temperature, num_return_sequences=n)
+                       temperature=temperature, num_return_sequences=n, engine=engine)
         tokens += int(gen.completion_mask.sum())
         replies += [gen.texts[j * n:(j + 1) * n] for j in range(len(chunk))]
     return Pool(problems=list(problems), replies=replies, seconds=time.perf_counter() - t0, tokens=tokens)
