@@ -18,6 +18,8 @@ from rlhfbook_lab.lm.reward_model import RewardModel, reply_features, score_repl
 from rlhfbook_lab.recipes.overoptimization import (
     HISTORY,
     HISTORY_COMMAND,
+    HISTORY_FULL,
+    HISTORY_FULL_COMMAND,
     RECIPES,
     EnsembleProxy,
     FeatureProxy,
@@ -242,6 +244,7 @@ def test_tiny_study_end_to_end(tiny_result, tmp_path):
     out = write_report(r, tmp_path / "report")
     assert {p.name for p in out.iterdir()} == {"result.json", "fits.json", "fits.md", "samples.md", "curves.png"}
     assert "| RL (GRPO) | 4 | 0.0 |" in (out / "fits.md").read_text()
+    assert "| RL, ensemble min | 4×2 | 0.0 |" in (out / "fits.md").read_text()
 
 
 def test_shipped_history_has_the_recipes_format(tiny_result):
@@ -284,3 +287,30 @@ def test_shipped_history_meets_its_stated_quality():
     assert gaps, "the history should hold a KL-penalised run"
     for gap in gaps:  # early stopping: it stops closer, on about the same gold–KL curve
         assert gap["final_d"] < 0.5 * gap["final_d_ref"] and abs(gap["gap"]) < 3 * gap["gap_se"] + 0.02, gap
+
+
+def test_shipped_full_history_matches_its_command_and_meets_its_stated_quality(tiny_result):
+    """The full-mode history: the recipe's format, the sizes of HISTORY_FULL_COMMAND, < 1 MB; an unpenalised RL run
+    and Gao's RL fit per proxy size; the smallest proxy's run ends below its gold peak by more than its s.e. while
+    its proxy score rises; RL against each ensemble rule of the command."""
+    h = load_history(full=True)
+    assert HISTORY_FULL.stat().st_size < 1_000_000
+    assert _keys(h) == _keys(tiny_result)
+    cfg = h["config"]
+    for arg in HISTORY_FULL_COMMAND.split("&&")[0].split("--")[1:]:
+        name, *value = arg.split()
+        if name == "out":
+            continue
+        want, got = cfg[name.replace("-", "_")], value[0].split(",")
+        if name == "rl-ensemble-rules":
+            assert want == got
+        else:
+            assert np.allclose(np.atleast_1d(want), [float(v) for v in got]), (name, want, got)
+    sizes = sorted(v["pairs"] for v in h["bon"].values())
+    unpenalised = {r["proxy_pairs"]: r for r in h["rl"] if r["beta"] == 0}
+    assert sorted(unpenalised) == sizes
+    for r in unpenalised.values():
+        assert "alpha" in r["fit"] and math.isfinite(r["fit"]["r2"]), r["fit"]
+    small = unpenalised[sizes[0]]
+    assert small["peak"]["fall"] > small["peak"]["final_se"] and small["proxy"][-1] > small["proxy"][0]
+    assert [r["rule"] for r in h["rl_ensembles"]] == cfg["rl_ensemble_rules"]

@@ -43,7 +43,7 @@ class DPOOveroptConfig:
 
     betas: tuple[float, ...] = (0.05, 0.5)
     """DPO's β values, one run each from the same SFT model on the same pairs."""
-    epochs: int = 4
+    epochs: int = 6
     """Passes over the pairs per run."""
     pairs: int = 256
     """Pairs trained on: a seeded subset of the study's gold-annotator pairs (an error if fewer exist)."""
@@ -53,7 +53,7 @@ class DPOOveroptConfig:
     """Peak learning rate (4 warm-up steps, then the shared loop's schedule)."""
     evals_per_epoch: int = 2
     """Checkpoints judged per epoch (and the start and the last step)."""
-    eval_prompts: int = 64
+    eval_prompts: int = 256
     """Held-out prompts per checkpoint: one sampled reply each, gold-judged, and the KL on the policy's samples."""
     seed: int = 0
     """Seeds the pairs (``overoptimization.proxy_pairs`` with the fast study's prompts), the subset, the order of

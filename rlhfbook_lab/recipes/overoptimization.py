@@ -16,12 +16,14 @@ the truth. The study (``rlhfbook-lab overopt --out DIR [--fast]``, lesson 14):
    scores of each rollout's own samples against d = √KL(π ‖ π_SFT) measured on those samples (``kl/seq``); Gao's
    RL form R(d) = d(α − β log d) fitted, and a fit on the first half of the run asked to predict the peak. The gold
    score is split along the run into the judge's features (w_f · feature_f): which taste the proxy exploits.
-4. **Mitigation**: the same RL with a KL penalty β > 0 (``rl_betas``): where does its gold land against KL?
+4. **Mitigations**: the same RL with a KL penalty β > 0 (``rl_betas``): where does its gold land against KL? And
+   RL against an ensemble of proxies (``rl_ensemble_rules``, Coste et al. 2024: the worst case over members, or
+   mean − λ·variance; :class:`EnsembleProxy`).
 
 The result is one JSON-serialisable dict (:func:`run_overoptimization`); :func:`write_report` turns it into the
 curves (PNG), the fits (JSON and a markdown table) and sample replies.
 
-Why one module (~620 lines): the study and its report read one result dict; splitting the steps from the report
+Why one module (~720 lines): the study and its report read one result dict; splitting the steps from the report
 would put one schema in two files.
 """
 
@@ -58,10 +60,11 @@ from rlhfbook_lab.paths import DATA_DIR
 from rlhfbook_lab.trainers.rl import RLConfig, train_rl
 from rlhfbook_lab.trainers.rl.rollout import Scorer, rm_scores
 
-__all__ = ["HISTORY", "HISTORY_COMMAND", "RECIPES", "EnsembleProxy", "FeatureProxy", "OveroptConfig", "bon_curve",
-           "ensemble_bon", "ensemble_members", "fast_config", "fit_proxies", "fits_table", "gold_breakdown",
-           "kl_penalty_frontier", "load_history", "peak_then_fall", "plot_curves", "proxy_pairs", "rank_agreement",
-           "rl_against_proxy", "run_overoptimization", "samples_text", "write_report"]
+__all__ = ["HISTORY", "HISTORY_COMMAND", "HISTORY_FULL", "HISTORY_FULL_COMMAND", "RECIPES", "EnsembleProxy",
+           "FeatureProxy", "OveroptConfig", "bon_curve", "ensemble_bon", "ensemble_members", "fast_config",
+           "fit_proxies", "fits_table", "gold_breakdown", "kl_penalty_frontier", "load_history", "peak_then_fall",
+           "plot_curves", "proxy_pairs", "rank_agreement", "rl_against_proxy", "run_overoptimization",
+           "samples_text", "write_report"]
 
 
 @dataclass
@@ -560,6 +563,12 @@ def fits_table(result: dict) -> str:
             continue
         lines.append(f"| RL (GRPO) | {pairs} | {run['beta']} | {f['alpha']:.3f} | {f['beta']:.3f} | {f['r2']:.3f} | "
                      f"{f['peak_d']:.2f} ({f['peak_kl']:.2f}) | {f['peak_value']:+.3f} |")
+    for run in result.get("rl_ensembles", []):
+        f, what = run["fit"], f"RL, ensemble {run['rule']}"
+        pairs = f"{run['members']}×{run['proxy_pairs']}"
+        lines.append(f"| {what} | {pairs} | 0.0 | – | – | – | – | – |" if "error" in f else
+                     f"| {what} | {pairs} | 0.0 | {f['alpha']:.3f} | {f['beta']:.3f} | {f['r2']:.3f} | "
+                     f"{f['peak_d']:.2f} ({f['peak_kl']:.2f}) | {f['peak_value']:+.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -680,11 +689,27 @@ HISTORY_COMMAND = ("OMP_NUM_THREADS=1 rlhfbook-lab overopt --out /tmp/overopt --
 on 2026-12-03 (1,120 s wall on a heavily shared 2-core machine)."""
 
 
-def load_history(path: str | Path | None = None) -> dict:
-    """The shipped result of :func:`run_overoptimization` (:data:`HISTORY`, made by :data:`HISTORY_COMMAND`)."""
-    path = Path(path) if path is not None else HISTORY
+HISTORY_FULL = DATA_DIR / "overopt" / "history_full.json"
+"""The study at larger sizes as shipped (lesson 14's full mode): a 256-reply pool, proxies of 100 … 1,500 pairs, an
+unpenalised RL run against every proxy (Gao's RL fit per proxy size), a KL-penalised one, and RL against the
+``min`` and ``mean-var`` ensembles of four 100-pair proxies."""
+
+HISTORY_FULL_COMMAND = ("OMP_NUM_THREADS=1 rlhfbook-lab overopt --out /tmp/overopt_full --proxy-prompts 400 "
+                        "--proxy-sizes 100,250,600,1500 --pool-prompts 32 --pool-size 256 --rl-steps 24 "
+                        "--rl-prompts-per-step 12 --rl-lr 2e-4 --rl-betas 0,0.3 --rl-proxy-sizes 250,600,1500 "
+                        "--rl-ensemble-rules min,mean-var "
+                        "&& cp /tmp/overopt_full/result.json data/overopt/history_full.json")
+"""The command that regenerates :data:`HISTORY_FULL` (its ``seconds`` record how long it took): 625 CPU-s, measured
+once on 2026-12-03 (1,137 s wall on the shared 2-core machine)."""
+
+
+def load_history(path: str | Path | None = None, full: bool = False) -> dict:
+    """The shipped result of :func:`run_overoptimization`: :data:`HISTORY` (made by :data:`HISTORY_COMMAND`), or
+    with ``full`` :data:`HISTORY_FULL` (made by :data:`HISTORY_FULL_COMMAND`), or the one at ``path``."""
+    path = Path(path) if path is not None else (HISTORY_FULL if full else HISTORY)
     if not path.is_file():
-        raise ValueError(f"path: no over-optimization history at {path}; make it with: {HISTORY_COMMAND}")
+        raise ValueError(f"path: no over-optimization history at {path}; make it with: "
+                         f"{HISTORY_FULL_COMMAND if full else HISTORY_COMMAND}")
     result = json.loads(path.read_text())
     missing = {"config", "bon", "ensembles", "rl", "pool"} - set(result)
     if missing:
