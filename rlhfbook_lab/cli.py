@@ -249,7 +249,7 @@ def _cmd_rlvr_study(args) -> None:
     if out.is_dir() or (out.exists() and not args.overwrite):
         raise ValueError(f"--out {out} {'is a folder' if out.is_dir() else 'exists'}: expected a new .json file "
                          "(or --overwrite)")
-    log = rlvr_study(args.algo, steps=args.steps, seed=args.seed, policy=args.policy)
+    log = rlvr_study(args.algo, steps=args.steps, seed=args.seed, policy=args.policy, beta=args.beta)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(log, separators=(",", ":")) + "\n")
     h = log["history"]
@@ -492,12 +492,13 @@ def _add_looking_commands(sub) -> None:
     _out_flags(p, "default runs/scaling")
     p.set_defaults(func=_cmd_scaling)
 
-    p = sub.add_parser("rlvr-study", help="lesson 07's long RLVR run (verifier reward on addition, no KL) as a small "
+    p = sub.add_parser("rlvr-study", help="lesson 07's long RLVR run (verifier reward on addition, KL β) as a small "
                                           "JSON log: lengths, rambling, accuracy and FLOPs per rollout")
     p.add_argument("--algo", default="grpo", choices=ALGORITHMS, help="the preset (RLConfig.preset)")
     p.add_argument("--steps", type=_positive_int, default=200, help="rollouts (lesson 07 §4 fast mode: 20)")
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--policy", default="sft-tiny", help="the model to start from (checkpoint name or folder)")
+    p.add_argument("--beta", type=float, default=0.0, help="KL coefficient (0: R1-Zero; the shipped grpo_kl run: 0.1)")
     p.add_argument("--out", required=True, help="the .json file to write (e.g. data/reasoning/rlvr_grpo.json)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=_cmd_rlvr_study)

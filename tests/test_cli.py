@@ -108,6 +108,7 @@ CASES = [
     ("rlvr-study --out {d}/a_file", "exists: expected a new .json file"),
     ("rlvr-study --out {d}", "is a folder"),
     ("rlvr-study --steps 0 --out {d}/r.json", "--steps: expected an int >= 1"),
+    ("rlvr-study --beta -0.1 --steps 1 --out {d}/r.json", "beta must be"),
     ("rlvr-study --policy nosuchmodel --steps 1 --out {d}/r.json", "unknown model 'nosuchmodel'"),
     ("overopt --out {d}/a_file --fast", "is a file"),
     ("overopt --out {d}/o21 --pool-size 0", "pool_size must be an int >= 1"),

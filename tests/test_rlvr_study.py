@@ -11,6 +11,7 @@ from rlhfbook_lab.equations.scaling import fit_sigmoid_compute_curve
 from rlhfbook_lab.recipes.rlvr_study import (
     KEPT,
     SHIPPED,
+    SHIPPED_RUNS,
     binned,
     cumulative_flops,
     load_rlvr_log,
@@ -43,10 +44,22 @@ def test_cumulative_flops_sums_rl_rollout_flops(tokenizer):
         rlvr_study_config("trpo")
 
 
-def test_the_shipped_log_loads_and_holds_what_lesson_07_reads():
-    path = SHIPPED / "rlvr_grpo.json"
+def test_beta_reaches_the_config_and_bad_names_are_refused():
+    assert rlvr_study_config().beta == 0.0 and rlvr_study_config(beta=0.1).beta == 0.1
+    assert rlvr_study_config("dr_grpo", beta=0.1).kl_estimator == "k2"  # the preset's own estimator
+    with pytest.raises(ValueError, match="beta"):
+        rlvr_study_config(beta=-0.1)
+    with pytest.raises(ValueError, match="run"):
+        load_rlvr_log("ppo")
+
+
+@pytest.mark.parametrize("run", ["grpo", "dr_grpo", "grpo_kl"])
+def test_the_shipped_log_loads_and_holds_what_lesson_07_reads(run):
+    path = SHIPPED / f"rlvr_{run}.json"
     assert path.stat().st_size < 200_000
-    log = load_rlvr_log("grpo")
+    log = load_rlvr_log(run)
+    assert log["algo"] == run.removesuffix("_kl") and run in SHIPPED_RUNS
+    assert f"--algo {log['algo']}" in SHIPPED_RUNS[run] and f"rlvr_{run}.json" in SHIPPED_RUNS[run]
     h = log["history"]
     assert set(KEPT) | {"flops/cumulative"} == set(h)
     assert log["steps"] >= 10 * 20 and len(h["step"]) == log["steps"]  # ten times lesson 07's fast-mode run
@@ -54,3 +67,12 @@ def test_the_shipped_log_loads_and_holds_what_lesson_07_reads():
     assert h["eval/step"][0] == 0 and h["eval/step"][-1] == log["steps"]
     fit = fit_sigmoid_compute_curve(*binned(h, "charts/correct_rate"), R0=h["charts/correct_rate"][0])
     assert fit.R0 < fit.A < 1.0 and fit.r2 > 0.7  # lesson 07 asserts the same
+
+
+def test_the_kl_run_differs_from_grpo_by_beta_alone():
+    base, kl = load_rlvr_log("grpo"), load_rlvr_log("grpo_kl")
+    assert kl["beta"] == 0.1 and "--beta 0.1" in SHIPPED_RUNS["grpo_kl"]
+    assert {k: v for k, v in kl["config"].items() if k != "beta"} == {k: v for k, v in base["config"].items()
+                                                                      if k != "beta"}
+    assert kl["history"]["charts/correct_rate"][0] == base["history"]["charts/correct_rate"][0]  # same first rollout
+    assert np.mean(kl["history"]["kl/seq"][-50:]) < 0.6 * np.mean(base["history"]["kl/seq"][-50:])  # lesson 07's claim

@@ -137,6 +137,64 @@ def test_first_position_steering_in_generation_equals_a_manual_first_step(sft):
             assert int(logits.argmax()) == token or tie
 
 
+def test_stops_steering_pushes_the_prefill_end_and_one_token_passes_of_a_full_stop(sft):
+    """Hand value: `where="stops"` adds α·v at the last position of a multi-token pass (as "first") and in a
+    one-token pass only to the rows whose token is ".", leaving other rows as they were."""
+    model, tok = sft
+    ids = _ids(tok, PROBLEMS[1].prompt)
+    mask = torch.ones_like(ids)
+    v = torch.randn(model.config.hidden_size, generator=torch.Generator().manual_seed(3))
+    stop, other = tok.convert_tokens_to_ids("."), tok.convert_tokens_to_ids("a")
+    one = torch.tensor([[stop], [other], [stop]])
+    before, before_one = layer_outputs(model, ids, mask, 2), layer_outputs(model, one, torch.ones_like(one), 2)
+    with steering(model, v, 2, 0.5, where="stops", tokenizer=tok):
+        after = layer_outputs(model, ids, mask, 2)
+        after_one = layer_outputs(model, one, torch.ones_like(one), 2)
+    assert torch.equal(after[:, :-1], before[:, :-1])
+    assert_numerically_equal(after[:, -1] - before[:, -1], 0.5 * v[None], what="h + αv at the prefill's end", ulps=64)
+    assert torch.equal(after_one[1], before_one[1])  # not a full stop: untouched
+    assert_numerically_equal(after_one[[0, 2]] - before_one[[0, 2]], (0.5 * v).expand(2, 1, -1),
+                             what="h + αv after a full stop", ulps=64)
+
+
+def test_stops_steering_in_generation_equals_a_teacher_forced_pass(sft):
+    """Second implementation: greedy generation steered at the stops picks each token as one full forward pass over
+    the finished row ranks it, with α·v added by hand at the prompt's last position and at every "." of the reply.
+    Greedy picks from the two computations are compared as the numerical contract says (ties within rounding)."""
+    model, tok = sft
+    prompts = [p.prompt for p in PROBLEMS]
+    v = opener_vector(model, tok, 3, n=16)
+    v = 400 * v / v.norm()  # loud enough that replies go on past their first full stop
+    with steering(model, v, 3, 1.0, where="stops", tokenizer=tok):
+        out = generate(model, tok, prompts, greedy=True, max_new_tokens=24)
+    plain = generate(model, tok, prompts, greedy=True, max_new_tokens=24)
+    assert out.texts != plain.texts
+    stop = tok.convert_tokens_to_ids(".")
+    went_on = 0
+    for row in range(len(prompts)):
+        ids = out.input_ids[row][out.attention_mask[row].bool()][None]
+        P = int(out.attention_mask[row, :out.prompt_length].sum())
+        where = torch.zeros(ids.shape[1], 1)
+        where[P - 1] = 1
+        where[P:] = (ids[0, P:] == stop).float()[:, None]
+        went_on += int(where[P:-1].sum() > 0)  # a full stop that was not the reply's last token
+        push = where * v  # (T, D): α·v at the prompt's last position and at the reply's full stops
+
+        def by_hand(module, args, output, push=push):
+            return (output[0] + push, *output[1:]) if isinstance(output, tuple) else output + push
+
+        handle = model.model.layers[3].register_forward_hook(by_hand)
+        try:
+            with torch.no_grad():
+                logits = model(input_ids=ids).logits[0, P - 1:-1]
+        finally:
+            handle.remove()
+        for step, token in zip(logits, ids[0, P:].tolist()):
+            top = step.topk(2).values
+            assert int(step.argmax()) == token or float(top[0] - top[1]) <= numerical_tolerance(step)
+    assert went_on > 0  # the pushes at full stops were exercised
+
+
 def test_the_hook_never_outlives_its_block(sft):
     model, tok = sft
     v = torch.ones(model.config.hidden_size)
@@ -178,6 +236,9 @@ def test_bad_steering_arguments_raise(sft):
             pass
     with pytest.raises(ValueError, match="where must be one of"):
         with steering(model, torch.zeros(D), 0, 1.0, where="last"):
+            pass
+    with pytest.raises(ValueError, match="tokenizer is needed"):
+        with steering(model, torch.zeros(D), 0, 1.0, where="stops"):
             pass
     with pytest.raises(ValueError, match="alpha must be a finite number"):
         with steering(model, torch.zeros(D), 0, float("inf")):

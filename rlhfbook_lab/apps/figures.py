@@ -673,19 +673,44 @@ def principle_agreement(pairs: str = "256"):
 
 
 @figure("rlvr_lengths")
-def rlvr_lengths(algo: str = "grpo"):
+def rlvr_lengths(runs: str = "grpo,dr_grpo"):
     """Reply length of right and wrong replies, and the gold judge's rambling and repetition features, over the
-    shipped long RLVR run (``data/reasoning/rlvr_<algo>.json``, means over windows of 10 rollouts)."""
-    h = load_rlvr_log(algo)["history"]
+    shipped long RLVR runs ``runs`` (comma-separated names of ``recipes.rlvr_study.SHIPPED_RUNS``: one line style
+    per run; means over windows of 10 rollouts)."""
+    names = [r for r in runs.split(",") if r] if isinstance(runs, str) else list(runs)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key, label in (("charts/length_correct", "right replies"), ("charts/length_wrong", "wrong replies")):
-        ax1.plot(*binned(h, key, x="step"), "o-", ms=3, label=label)
-    ax1.set(xlabel="rollout", ylabel="completion tokens", title=f"{algo}: reply length over training")
-    ax1.legend()
-    for key, label in (("charts/extra_words", "extra words (rambling)"), ("charts/repetition", "repeated 3-grams")):
-        ax2.plot(*binned(h, key, x="step"), "o-", ms=3, label=label)
+    for run, style in zip(names, ("o-", "s--", "^:")):
+        h = load_rlvr_log(run)["history"]
+        for color, (key, label) in enumerate((("charts/length_correct", "right"), ("charts/length_wrong", "wrong"))):
+            ax1.plot(*binned(h, key, x="step"), style, color=f"C{color}", ms=3, label=f"{run}: {label}")
+        for color, (key, label) in enumerate((("charts/extra_words", "extra words"), ("charts/repetition",
+                                                                                       "repeated 3-grams"))):
+            ax2.plot(*binned(h, key, x="step"), style, color=f"C{color + 2}", ms=3, label=f"{run}: {label}")
+    ax1.set(xlabel="rollout", ylabel="completion tokens", title="Reply length over training")
+    ax1.legend(fontsize=7)
     ax2.set(xlabel="rollout", ylabel="per reply (gold judge's features)", title="What the gold judge penalises")
-    ax2.legend()
+    ax2.legend(fontsize=7)
+    return fig
+
+
+@figure("rlvr_kl")
+def rlvr_kl(runs: str = "grpo,grpo_kl"):
+    """Training-sample pass@1 (windows of 10 rollouts), held-out greedy accuracy (every 10 rollouts) and the KL to
+    ``sft-tiny`` over the shipped long RLVR runs ``runs`` (comma-separated), labelled by their β."""
+    names = [r for r in runs.split(",") if r] if isinstance(runs, str) else list(runs)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, run in enumerate(names):
+        log = load_rlvr_log(run)
+        h, label = log["history"], f"{log['algo']}, β = {log.get('beta', 0.0):g}"
+        ax1.plot(*binned(h, "charts/correct_rate", x="step"), "o-", color=f"C{i}", ms=3,
+                 label=f"{label}: pass@1 (training)")
+        ax1.plot(h["eval/step"], h["eval/correct_rate"], "s:", color=f"C{i}", ms=3, label=f"{label}: greedy (held out)")
+        ax2.plot(h["step"], h["kl/seq"], color=f"C{i}", lw=0.8, alpha=0.5)
+        ax2.plot(*binned(h, "kl/seq", x="step"), "o-", color=f"C{i}", ms=3, label=label)
+    ax1.set(xlabel="rollout", ylabel="accuracy on addition", title="Accuracy with and without the KL penalty")
+    ax1.legend(fontsize=7)
+    ax2.set(xlabel="rollout", ylabel="KL to sft-tiny (nats per reply)", title="The penalty holds the policy near sft")
+    ax2.legend(fontsize=8)
     return fig
 
 

@@ -13,7 +13,9 @@ the completion mask of ``data.tokenize_conversation``). **Steering** adds α·v 
 position while the model runs (:func:`steering`, a forward hook): α = 0 is the model itself, α > 0 pushes
 toward the trait, α < 0 away from it. Nothing is trained; the character changes at inference time, and past a
 point it breaks the model: over-steering. ``where="first"`` pushes only the position that predicts the reply's
-first token, where an opener is chosen, and leaves the rest of the reply unsteered.
+first token, where an opener is chosen, and leaves the rest of the reply unsteered. ``where="stops"`` pushes there
+and at every full stop the reply writes, where the model decides whether the reply ends or goes on: a gentle push
+adds one opener, a hard one adds polite phrases after the answer too (lesson 17's inverted U).
 
 Generation under steering: the package's cached sampler (``generation.sample_cached``) reads the layers' weights
 itself and would skip a hook, so ``generation.supports_cached_sampling`` is False while a layer carries a steering
@@ -110,19 +112,23 @@ def steering_vector(model, tokenizer, prompts, with_trait, without_trait, layer:
     return plus.mean(0) - minus.mean(0)
 
 
-STEER_WHERE = ("all", "first")
-"""Where :func:`steering` adds α·v: at every position, or at the reply's first position only."""
+STEER_WHERE = ("all", "first", "stops")
+"""Where :func:`steering` adds α·v: at every position; at the reply's first position only; there and at every full
+stop of the reply."""
 
 
 @contextmanager
-def steering(model, vector: torch.Tensor, layer: int, alpha: float, where: str = "all"):
+def steering(model, vector: torch.Tensor, layer: int, alpha: float, where: str = "all", tokenizer=None):
     """Within the block, decoder layer ``layer`` outputs h + α·v (a forward hook, removed on exit even after an
     error). ``vector``: (D,) with D the model's hidden size.
 
     ``where="all"``: at every position of every forward pass. ``where="first"``: only at the *last* position of a
     forward pass over more than one token, and not at all in one-token passes. In generation with a KV cache
     (``model.generate``, which ``generate`` falls back to under a steering hook) that is the prompt's prefill: the
-    push lands on the position whose output predicts the reply's first token, and the reply goes on unsteered."""
+    push lands on the position whose output predicts the reply's first token, and the reply goes on unsteered.
+    ``where="stops"`` (needs ``tokenizer``): as ``"first"``, and also in every one-token pass whose token is a full
+    stop ``"."`` — in generation, each place where the reply has just finished a sentence and the next token decides
+    whether it ends (``<|end|>``) or goes on."""
     block = _check_layer(model, layer)
     alpha = check_number("alpha", alpha)
     check_choice("where", where, STEER_WHERE)
@@ -132,22 +138,38 @@ def steering(model, vector: torch.Tensor, layer: int, alpha: float, where: str =
                          f"{tuple(vector.shape) if isinstance(vector, torch.Tensor) else type(vector).__name__}")
     if not torch.isfinite(vector).all():
         raise ValueError("vector has NaN or infinite entries")
+    stop = None
+    if where == "stops":
+        if tokenizer is None:
+            raise ValueError('tokenizer is needed for where="stops" (to find the full stop\'s token id)')
+        stop = tokenizer.convert_tokens_to_ids(".")
+        if not isinstance(stop, int) or stop == tokenizer.unk_token_id:
+            raise ValueError(f'tokenizer has no single token for "." (got {stop!r}); where="stops" needs one')
+    seen = {}  # the token ids of the model's current forward pass (read by a pre-hook on the model)
+
+    def read_ids(module, args, kwargs):
+        seen["ids"] = kwargs["input_ids"] if kwargs.get("input_ids") is not None else args[0]
 
     def add(module, args, output):
         h = _hidden(output)
         push = alpha * vector.to(device=h.device, dtype=h.dtype)
         if where == "all":
             h = h + push
-        elif h.shape[1] > 1:  # "first": the prefill's last position only
+        elif h.shape[1] > 1:  # "first", "stops": the prefill's last position only
             h = torch.cat([h[:, :-1], h[:, -1:] + push], dim=1)
+        elif where == "stops":  # a one-token pass: push the rows whose token is a full stop
+            at_stop = (seen["ids"][:, -1:] == stop).to(h.dtype)[..., None]  # (B, 1, 1)
+            h = h + at_stop * push
         return (h, *output[1:]) if isinstance(output, tuple) else h
 
     add.changes_output = True  # generation.supports_cached_sampling: the cached sampler cannot honour it
-    handle = block.register_forward_hook(add)
+    handles = [model.register_forward_pre_hook(read_ids, with_kwargs=True)] if where == "stops" else []
+    handles.append(block.register_forward_hook(add))
     try:
         yield
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
 
 
 def opener_vector(model, tokenizer, layer: int, n: int = 64, seed: int = 0) -> torch.Tensor:
@@ -167,14 +189,17 @@ def steering_curve(model, tokenizer, vector: torch.Tensor, layer: int, alphas, p
     """The model's behaviour at each steering strength: one reply per problem (``evaluate_chat``) with α·v
     added at ``layer`` (``where``: as in :func:`steering`). Returns one row per α: ``alpha``, ``gold`` (mean
     gold score), ``correct``, ``eos``, ``opener`` (share of replies opening with a polite phrase), ``polite``
-    (polite phrases per reply, ``world.count_polite``), ``example`` (the first reply)."""
+    (polite phrases per reply, ``world.count_polite``), ``excess`` (polite phrases beyond the first, per reply: the
+    spec's ``polite_excess``), ``example`` (the first reply), ``replies`` (all of them, in ``problems``' order)."""
     rows = []
     for alpha in alphas:
-        with steering(model, vector, layer, alpha, where):
+        with steering(model, vector, layer, alpha, where, tokenizer):
             ev = evaluate_chat(model, tokenizer, problems, greedy=greedy, seed=seed)
         replies = [y for _, y, _ in ev.rows]
         rows.append({"alpha": float(alpha), "gold": ev.overall["gold_score"], "correct": ev.overall["correct_rate"],
                      "eos": ev.overall["eos_rate"],
                      "opener": sum(y.startswith(world.judge.POLITE_OPENERS) for y in replies) / len(replies),
-                     "polite": sum(world.count_polite(y) for y in replies) / len(replies), "example": replies[0]})
+                     "polite": sum(world.count_polite(y) for y in replies) / len(replies),
+                     "excess": sum(max(0, world.count_polite(y) - 1) for y in replies) / len(replies),
+                     "example": replies[0], "replies": replies})
     return rows

@@ -20,7 +20,7 @@ import time
 import numpy as np
 from torch import nn
 
-from rlhfbook_lab.checks import check_choice, check_int
+from rlhfbook_lab.checks import check_choice, check_int, check_number
 from rlhfbook_lab.equations.flops import rl_rollout_flops
 from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.paths import DATA_DIR
@@ -32,14 +32,16 @@ KEPT = ("step", "rewards/score", "charts/correct_rate", "charts/response_length"
 """The history keys the shipped log keeps (``train_rl``'s docstring says what each is)."""
 
 
-def rlvr_study_config(algo: str = "grpo", steps: int = 200, seed: int = 0) -> RLConfig:
+def rlvr_study_config(algo: str = "grpo", steps: int = 200, seed: int = 0, beta: float = 0.0) -> RLConfig:
     """Lesson 07 §4's run (the ``algo`` preset, verifier reward on addition, β = 0, lr 1e-4, 16 prompts × 8
     replies) for ``steps`` rollouts, with room for replies to grow (48 tokens) and held-out greedy accuracy on
-    100 addition prompts every 10 rollouts."""
+    100 addition prompts every 10 rollouts. ``beta`` > 0 adds the preset's KL penalty to ``sft-tiny`` (R1-Zero
+    has none; DeepSeekMath's GRPO used β = 0.04 as a k3 loss term)."""
     check_choice("algo", algo, ALGORITHMS)
     check_int("steps", steps, minimum=1)
     check_int("seed", seed, minimum=0)
-    return RLConfig.preset(algo, reward="verifier", families=("addition",), beta=0.0, max_new_tokens=48,
+    check_number("beta", beta, minimum=0)
+    return RLConfig.preset(algo, reward="verifier", families=("addition",), beta=float(beta), max_new_tokens=48,
                            eval_prompts=100, eval_every=10, eval_families=("addition",),
                            **{"train.steps": steps, "train.lr": 1e-4, "train.seed": seed})
 
@@ -70,31 +72,42 @@ def _rounded(x):
 
 
 def rlvr_study(algo: str = "grpo", steps: int = 200, seed: int = 0, policy: str = "sft-tiny",
-               progress: bool = True) -> dict:
-    """Run :func:`rlvr_study_config` from ``policy`` and return the JSON-ready log: ``{"algo", "config"
+               progress: bool = True, beta: float = 0.0) -> dict:
+    """Run :func:`rlvr_study_config` from ``policy`` and return the JSON-ready log: ``{"algo", "beta", "config"
     (the fields that differ from the GRPO preset), "policy", "matmul_params", "cpu_seconds", "history"}`` with
     ``history`` the :data:`KEPT` keys (4 significant digits; None where a rollout had no right or no wrong reply)
     plus ``flops/cumulative``."""
-    cfg = rlvr_study_config(algo, steps, seed)
+    cfg = rlvr_study_config(algo, steps, seed, beta)
     model, tok = load_model(policy)
     t0 = time.process_time()
     model, history = train_rl(model, tok, cfg, progress=progress)
     kept = {k: [_rounded(v) for v in history[k]] for k in KEPT}
     kept["flops/cumulative"] = [float(f"{f:.4g}") for f in cumulative_flops(history, model, cfg)]
-    return {"algo": algo, "policy": str(policy), "seed": seed, "steps": steps,
+    return {"algo": algo, "beta": cfg.beta, "policy": str(policy), "seed": seed, "steps": steps,
             "config": {k: v[0] for k, v in cfg.differs_from(RLConfig.preset("grpo")).items()},
             "matmul_params": matmul_params(model), "cpu_seconds": round(time.process_time() - t0, 1),
             "history": kept}
 
 
 SHIPPED = DATA_DIR / "reasoning"
-"""Where the shipped logs live: ``rlvr_<algo>.json``, each written by ``rlhfbook-lab rlvr-study --algo <algo>``."""
+"""Where the shipped logs live: ``rlvr_<run>.json``, each written by ``rlhfbook-lab rlvr-study --algo <algo>``
+(:data:`SHIPPED_RUNS` gives each run's command)."""
+
+SHIPPED_RUNS = {
+    "grpo": "rlhfbook-lab rlvr-study --algo grpo --out data/reasoning/rlvr_grpo.json",
+    "dr_grpo": "rlhfbook-lab rlvr-study --algo dr_grpo --out data/reasoning/rlvr_dr_grpo.json",
+    "grpo_kl": "rlhfbook-lab rlvr-study --algo grpo --beta 0.1 --out data/reasoning/rlvr_grpo_kl.json",
+}
+"""The shipped runs (the file stem after ``rlvr_``) and the command that wrote each: GRPO and Dr. GRPO with β = 0
+(R1-Zero), and GRPO with a KL penalty."""
 
 
-def load_rlvr_log(algo: str = "grpo", path=None) -> dict:
-    """A log :func:`rlvr_study` wrote (default: the shipped ``data/reasoning/rlvr_<algo>.json``), with every history
-    series as a float NumPy array (null → NaN)."""
-    path = SHIPPED / f"rlvr_{algo}.json" if path is None else path
+def load_rlvr_log(run: str = "grpo", path=None) -> dict:
+    """A log :func:`rlvr_study` wrote (default: the shipped ``data/reasoning/rlvr_<run>.json``, ``run`` one of
+    :data:`SHIPPED_RUNS`), with every history series as a float NumPy array (null → NaN)."""
+    if path is None:
+        check_choice("run", run, tuple(SHIPPED_RUNS))
+        path = SHIPPED / f"rlvr_{run}.json"
     log = json.loads(open(path).read())
     log["history"] = {k: np.array([np.nan if v is None else v for v in vals], dtype=float)
                       for k, vals in log["history"].items()}

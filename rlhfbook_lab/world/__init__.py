@@ -9,7 +9,8 @@ Pure Python, deterministic, no model inside. See each module's docstring:
 - :mod:`.corpus` — pretraining text and chat instruction data;
 - :mod:`.verifiers` — rule-based rewards (correctness, format) and answer extraction for RLVR (ch 7);
 - :mod:`.calculator` — the calculator tool, safe on hostile input (ch 13);
-- :mod:`.tool_use` — tool calls in the reply's text (render, parse, pending call) and the ``addition3`` family.
+- :mod:`.tool_use` — tool calls in the reply's text (render, parse, pending call) and the ``addition3`` family;
+- :mod:`.thinking` — the ``sum3`` family: three-operand sums whose reply may write the intermediate step (ch 7).
 """
 
 from .annotators import ANNOTATORS, Annotator, bayes_ceiling_pair, spec_annotators
@@ -27,6 +28,7 @@ from .judge import (
 )
 from .spec import Spec, load_spec, spec_from_dict, spec_names
 from .tasks import FAMILIES, Problem, is_correct, make_problem, parse_prompt, sample_problem, split_of
+from .thinking import direct_reply, forced_prefix, reply_form, step_reply
 from .tool_use import inline_tool_messages, parse_reply, pending_call, render_reply
 from .verifiers import correctness_reward, extract_answer, format_reward, reference_answer, set_answer, verifier_rewards
 
@@ -37,5 +39,5 @@ __all__ = [
     "load_spec", "spec_from_dict", "spec_names", "FAMILIES", "Problem", "is_correct", "make_problem",
     "parse_prompt", "sample_problem", "split_of", "correctness_reward", "extract_answer", "format_reward",
     "reference_answer", "set_answer", "verifier_rewards", "inline_tool_messages", "parse_reply", "pending_call",
-    "render_reply",
+    "render_reply", "direct_reply", "forced_prefix", "reply_form", "step_reply",
 ]

@@ -232,7 +232,8 @@ _INT = re.compile(r"-?\d+")
 def is_correct(problem: Problem, response: str) -> bool:
     """The family's correctness check (the verifier of ch 7).
 
-    - addition: the *last* integer in the response is the sum (answer extraction, as RLVR verifiers do);
+    - addition (and ``world.thinking``'s ``sum3``): the *last* integer in the response is the sum (answer
+      extraction, as RLVR verifiers do);
     - reverse: the answer word is the reversed string — the word after the last "is", or the last word if
       there is no "is" (so trailing filler sentences do not hide a right answer);
     - creatures: the response names the right value of the attribute and no other value of it;
@@ -240,7 +241,7 @@ def is_correct(problem: Problem, response: str) -> bool:
       the requested polarity than of the other, at least one).
     """
     text = response.lower()
-    if problem.family == "addition":
+    if problem.family in ("addition", "sum3"):  # sum3: world.thinking's three-operand sums, judged the same way
         ints = _INT.findall(text)
         return bool(ints) and int(ints[-1]) == sum(problem.key)
     words = _WORD.findall(text)
