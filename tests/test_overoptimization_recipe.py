@@ -227,7 +227,7 @@ def _keys(result: dict) -> dict:
 def tiny_result():
     cfg = OveroptConfig(proxy_prompts=8, proxy_sizes=(2, 4), pool_prompts=3, pool_size=6, max_new_tokens=24,
                         rl_steps=2, rl_prompts_per_step=2, rl_group_size=2, rl_betas=(0.0, 0.5), rl_proxy_sizes=(4,),
-                        samples_kept=1, rl_ensemble_rules=("min",))
+                        samples_kept=1, rl_ensemble_rules=("min",), rl_baseline=True)
     return run_overoptimization(cfg, log=None)
 
 
@@ -237,6 +237,7 @@ def test_tiny_study_end_to_end(tiny_result, tmp_path):
     assert set(r["ensembles"]) == {"single", "mean", "min", "mean-var"}  # 4 members × 2 pairs ≤ the pairs there
     for curve in r["ensembles"].values():  # n = 1 is the policy itself, whatever the rule
         assert curve["gold"][0] == pytest.approx(r["ensembles"]["single"]["gold"][0])
+    assert len(r["rl_baseline"]["gold"]) == len(r["rl_baseline"]["gold_se"]) == 2  # one per rollout
     (ens,) = r["rl_ensembles"]
     assert ens["rule"] == "min" and ens["members"] == 4 and len(ens["gold"]) == 2 and ens["d"][0] == 0.0
     (gap,) = kl_penalty_frontier(r)
@@ -254,10 +255,10 @@ def test_shipped_history_has_the_recipes_format(tiny_result):
     assert HISTORY.stat().st_size < 300_000
     want = json.loads(json.dumps(asdict(fast_config(rl_betas=(0.0, 0.3)))))
     assert {k: want[k] for k in h["config"]} == h["config"]  # fields added since take their defaults
-    assert set(want) - set(h["config"]) <= {"ensemble_members", "rl_ensemble_rules"}
+    assert set(want) - set(h["config"]) <= {"ensemble_members", "rl_ensemble_rules", "rl_baseline"}
     want = _keys(tiny_result)
-    want["top"] -= {"rl_ensembles"} - set(h)  # RL against ensembles is in a history only when it was asked for
-    want["config"] -= {"ensemble_members", "rl_ensemble_rules"} - set(h["config"])  # fields added since
+    want["top"] -= {"rl_ensembles", "rl_baseline"} - set(h)  # in a history only when asked for
+    want["config"] -= {"ensemble_members", "rl_ensemble_rules", "rl_baseline"} - set(h["config"])  # added since
     assert _keys(h) == want
     for arg in HISTORY_COMMAND.split("--")[1:]:
         name, *value = arg.split()
@@ -304,6 +305,8 @@ def test_shipped_full_history_matches_its_command_and_meets_its_stated_quality(t
         want, got = cfg[name.replace("-", "_")], value[0].split(",")
         if name == "rl-ensemble-rules":
             assert want == got
+        elif name == "rl-baseline":
+            assert want is True and got == ["true"]
         else:
             assert np.allclose(np.atleast_1d(want), [float(v) for v in got]), (name, want, got)
     sizes = sorted(v["pairs"] for v in h["bon"].values())

@@ -58,12 +58,13 @@ from rlhfbook_lab.lm.reward_model import RewardModel, reply_features
 from rlhfbook_lab.lm.sample_pool import Pool, sample_pool
 from rlhfbook_lab.paths import DATA_DIR
 from rlhfbook_lab.trainers.rl import RLConfig, train_rl
+from rlhfbook_lab.trainers.rl.loop import training_prompts
 from rlhfbook_lab.trainers.rl.rollout import Scorer, rm_scores
 
 __all__ = ["HISTORY", "HISTORY_COMMAND", "HISTORY_FULL", "HISTORY_FULL_COMMAND", "RECIPES", "EnsembleProxy",
            "FeatureProxy", "OveroptConfig", "bon_curve", "ensemble_bon", "ensemble_members", "fast_config",
            "fit_proxies", "fits_table", "gold_breakdown", "kl_penalty_frontier", "load_history", "peak_then_fall",
-           "plot_curves", "proxy_pairs", "rank_agreement", "rl_against_proxy", "run_overoptimization",
+           "plot_curves", "proxy_pairs", "rank_agreement", "rl_against_proxy", "rl_baseline", "run_overoptimization",
            "samples_text", "write_report"]
 
 
@@ -100,6 +101,10 @@ class OveroptConfig:
     RL fit per proxy size; the ``rl_betas`` runs are all against the smallest proxy."""
     ensemble_lambda: float = 1.0
     """λ of the ``mean-var`` ensemble rule (mean − λ·variance of the members' normalised scores)."""
+    rl_baseline: bool = False
+    """Also sample the SFT policy on every rollout's prompts (the same seeded stream the RL runs draw, a group
+    each): the result's ``rl_baseline``, per rollout the SFT gold on those prompts, a paired baseline for the runs'
+    gold (each rollout draws new prompts, so a run's own start is one rollout's prompts only)."""
     ensemble_members: int = 4
     """K: proxies in an ensemble, each fitted on its own disjoint slice of ``proxy_sizes[0]`` pairs."""
     rl_ensemble_rules: tuple[str, ...] = ()
@@ -362,6 +367,25 @@ def gold_breakdown(prompts: list[str], replies: list[str]) -> dict[str, float]:
     return {f: v / max(1, len(replies)) for f, v in sums.items()}
 
 
+def _rl_config(cfg: OveroptConfig, beta: float) -> RLConfig:
+    return RLConfig.preset("grpo", beta=beta, eval_prompts=0, prompts_per_step=cfg.rl_prompts_per_step,
+                           group_size=cfg.rl_group_size, max_new_tokens=cfg.max_new_tokens,
+                           **{"train.steps": cfg.rl_steps, "train.lr": cfg.rl_lr, "train.seed": cfg.seed})
+
+
+def rl_baseline(policy, tokenizer, cfg: OveroptConfig) -> dict[str, list]:
+    """The start policy's gold on every rollout's prompts: the RL runs' seeded prompt stream
+    (``trainers.rl.loop.training_prompts``), ``cfg.rl_group_size`` samples of ``policy`` per prompt
+    (``lm.sample_pool``); per rollout the mean gold and its standard error. A run's gold minus this, rollout by
+    rollout, is its gain with the prompts' difficulty paired out."""
+    draw = training_prompts(_rl_config(cfg, 0.0))
+    prompts = [p for _ in range(cfg.rl_steps) for p in draw()]
+    pool = sample_pool(policy, tokenizer, [world.parse_prompt(p) for p in prompts], n=cfg.rl_group_size,
+                       max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    g = np.asarray(pool.gold, dtype=np.float64).reshape(cfg.rl_steps, -1)  # (steps, prompts × group)
+    return {"gold": g.mean(axis=1).tolist(), "gold_se": (g.std(axis=1, ddof=1) / math.sqrt(g.shape[1])).tolist()}
+
+
 def rl_against_proxy(policy, tokenizer, proxy_rm, cfg: OveroptConfig, beta: float = 0.0,
                      progress: bool = False) -> dict[str, list]:
     """GRPO from ``policy`` (trained in place) against ``proxy_rm`` (a :class:`RewardModel`, or a function
@@ -383,10 +407,7 @@ def rl_against_proxy(policy, tokenizer, proxy_rm, cfg: OveroptConfig, beta: floa
         trace["samples"].append([[prompts[i], texts[i]] for i in range(0, len(texts), step)][:cfg.samples_kept])
         return s
 
-    rl_cfg = RLConfig.preset("grpo", beta=beta, eval_prompts=0, prompts_per_step=cfg.rl_prompts_per_step,
-                             group_size=cfg.rl_group_size, max_new_tokens=cfg.max_new_tokens,
-                             **{"train.steps": cfg.rl_steps, "train.lr": cfg.rl_lr, "train.seed": cfg.seed})
-    _, history = train_rl(policy, tokenizer, rl_cfg, reward_fn=Scorer(score), progress=progress)
+    _, history = train_rl(policy, tokenizer, _rl_config(cfg, beta), reward_fn=Scorer(score), progress=progress)
     trace["kl"] = [float(k) for k in history["kl/seq"]]
     trace["d"] = [math.sqrt(max(k, 0.0)) for k in trace["kl"]]
     trace["beta"] = beta
@@ -512,6 +533,7 @@ def run_overoptimization(cfg: OveroptConfig | None = None, policy: str = "sft-ti
     say("best-of-n: " + ", ".join(f"{k} pairs α={v['fit']['alpha']:.3f} β={v['fit']['beta']:.3f} "
                                   f"R²={v['fit']['r2']:.2f}" for k, v in bon.items()))
 
+    baseline = rl_baseline(sft, tok, cfg) if cfg.rl_baseline else None
     runs = []
     by_pairs = {p.pairs: p for p in proxies}
     plan = [(proxies[0], beta) for beta in cfg.rl_betas]
@@ -539,7 +561,7 @@ def run_overoptimization(cfg: OveroptConfig | None = None, policy: str = "sft-ti
             "pool": {"prompts": P, "size": N, "gold_bon": {"n": gold_curve["n"].tolist(),
                                                            "gold": gold_curve["selector"].tolist()}},
             "bon": bon, "ensembles": ensembles, "rl": runs, "seconds": seconds,
-            **({"rl_ensembles": ens_runs} if ens_runs else {})}
+            **({"rl_ensembles": ens_runs} if ens_runs else {}), **({"rl_baseline": baseline} if baseline else {})}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -697,7 +719,7 @@ unpenalised RL run against every proxy (Gao's RL fit per proxy size), a KL-penal
 HISTORY_FULL_COMMAND = ("OMP_NUM_THREADS=1 rlhfbook-lab overopt --out /tmp/overopt_full --proxy-prompts 400 "
                         "--proxy-sizes 100,250,600,1500 --pool-prompts 32 --pool-size 256 --rl-steps 24 "
                         "--rl-prompts-per-step 12 --rl-lr 2e-4 --rl-betas 0,0.3 --rl-proxy-sizes 250,600,1500 "
-                        "--rl-ensemble-rules min,mean-var "
+                        "--rl-ensemble-rules min,mean-var --rl-baseline true "
                         "&& cp /tmp/overopt_full/result.json data/overopt/history_full.json")
 """The command that regenerates :data:`HISTORY_FULL` (its ``seconds`` record how long it took): 625 CPU-s, measured
 once on 2026-12-03 (1,137 s wall on the shared 2-core machine)."""
