@@ -317,3 +317,9 @@ def test_shipped_full_history_matches_its_command_and_meets_its_stated_quality(t
     small = unpenalised[sizes[0]]
     assert small["peak"]["fall"] > small["peak"]["final_se"] and small["proxy"][-1] > small["proxy"][0]
     assert [r["rule"] for r in h["rl_ensembles"]] == cfg["rl_ensemble_rules"]
+    # paired with the SFT model's gold on the same prompts (rl_baseline): the larger proxies' runs end far below it,
+    # the smallest proxy's run (which barely moves) near it
+    base = np.array(h["rl_baseline"]["gold"])
+    assert len(base) == cfg["rl_steps"]
+    end = {n: float(np.mean((np.array(r["gold"]) - base)[-6:])) for n, r in unpenalised.items()}
+    assert all(end[n] < -0.3 for n in sizes[1:]) and end[sizes[0]] > -0.1, end

@@ -713,16 +713,16 @@ on 2026-12-03 (1,120 s wall on a heavily shared 2-core machine)."""
 
 HISTORY_FULL = DATA_DIR / "overopt" / "history_full.json"
 """The study at larger sizes as shipped (lesson 14's full mode): a 256-reply pool, proxies of 100 … 1,500 pairs, an
-unpenalised RL run against every proxy (Gao's RL fit per proxy size), a KL-penalised one, and RL against the
-``min`` and ``mean-var`` ensembles of four 100-pair proxies."""
+unpenalised RL run against every proxy (Gao's RL fit per proxy size), a KL-penalised one, RL against the
+``min`` and ``mean-var`` ensembles of four 100-pair proxies, and ``rl_baseline`` (the SFT gold per rollout)."""
 
 HISTORY_FULL_COMMAND = ("OMP_NUM_THREADS=1 rlhfbook-lab overopt --out /tmp/overopt_full --proxy-prompts 400 "
                         "--proxy-sizes 100,250,600,1500 --pool-prompts 32 --pool-size 256 --rl-steps 24 "
                         "--rl-prompts-per-step 12 --rl-lr 2e-4 --rl-betas 0,0.3 --rl-proxy-sizes 250,600,1500 "
                         "--rl-ensemble-rules min,mean-var --rl-baseline true "
                         "&& cp /tmp/overopt_full/result.json data/overopt/history_full.json")
-"""The command that regenerates :data:`HISTORY_FULL` (its ``seconds`` record how long it took): 625 CPU-s, measured
-once on 2026-12-03 (1,137 s wall on the shared 2-core machine)."""
+"""The command that regenerates :data:`HISTORY_FULL` (its ``seconds`` record how long it took): 634 CPU-s, measured
+once on 2026-12-03 (789 s wall on the shared 2-core machine)."""
 
 
 def load_history(path: str | Path | None = None, full: bool = False) -> dict:
