@@ -20,7 +20,7 @@ from rlhfbook_lab import world
 from rlhfbook_lab.apps.browser import find_chromium
 from rlhfbook_lab.apps.chat_server import CHAT_HELP, add_chat_arguments, serve
 from rlhfbook_lab.apps.slides import build_decks
-from rlhfbook_lab.checks import OneLineParser, check_choice, one_line
+from rlhfbook_lab.checks import OneLineParser, check_choice, check_int, check_number, one_line
 from rlhfbook_lab.config import add_config_arguments, build, override, overrides_from_args
 from rlhfbook_lab.lm import distributed
 from rlhfbook_lab.lm.data import read_pairs
@@ -42,6 +42,7 @@ from rlhfbook_lab.lm.tokenizer import build_and_save, load_tokenizer
 from rlhfbook_lab.paths import CHECKPOINTS
 from rlhfbook_lab.recipes.evaluation import evaluate_players
 from rlhfbook_lab.recipes.evaluation import write_report as write_eval_report
+from rlhfbook_lab.recipes.judge_model import JudgeConfig, write_judge
 from rlhfbook_lab.recipes.overoptimization import RECIPES as OVEROPT_RECIPES
 from rlhfbook_lab.recipes.overoptimization import OveroptConfig, run_overoptimization
 from rlhfbook_lab.recipes.overoptimization import write_report as write_overopt_report
@@ -319,6 +320,20 @@ def _cmd_overopt(args) -> None:
     print(f"curves: {out / 'curves.png'}; sample replies: {out / 'samples.md'}")
 
 
+def _cmd_judge(args) -> None:
+    cfg = JudgeConfig(seed=check_int("--seed", args.seed, minimum=0))
+    cfg.sft.train.seed = args.seed
+    cfg.sft.train.steps = check_int("--steps", args.steps, minimum=1)
+    cfg.sft.train.lr = check_number("--lr", args.lr, minimum=0, strict=True)
+    check_output_folder(args.out, args.overwrite)  # fail before training, not after
+    report = write_judge(args.out, cfg, overwrite=args.overwrite, progress=True)
+    h = report["heldout"]
+    print(json.dumps({"out": args.out, "train_cpu_seconds": report["train_cpu_seconds"],
+                      "agreement": round(h["agreement"], 3), "bayes_ceiling": round(h["bayes_ceiling"], 3),
+                      "swap_consistency": round(h["position"]["consistency"], 3),
+                      "first_rate": round(h["position"]["first_rate"], 3)}))
+
+
 def _cmd_slides(args) -> None:
     if not args.no_pdf and find_chromium() is None:
         raise FileNotFoundError("the PDF needs Chromium: install Debian's `chromium` package, set RLHFBOOK_CHROMIUM, "
@@ -393,6 +408,16 @@ def _add_pipeline_and_data_commands(sub) -> None:
     p.add_argument("--fast", action="store_true", help="the lesson's fast sizes (about 75 CPU-s)")
     add_config_arguments(p, OveroptConfig)
     p.set_defaults(func=_cmd_overopt)
+
+    p = sub.add_parser("judge", help="train the generative pairwise judge (ch 12: reads a question and replies A, B; "
+                                     "says A or B) from sft-tiny on the gold-labelled pairs; saves it with its report")
+    p.add_argument("--out", required=True, help="folder for the judge (data/checkpoints/judge-tiny is the shipped one)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--steps", type=int, default=JudgeConfig().sft.train.steps, help="SFT steps (default: the shipped "
+                                                                                  "recipe's)")
+    p.add_argument("--lr", type=float, default=JudgeConfig().sft.train.lr, help="peak learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the A/B placement and of training")
+    p.set_defaults(func=_cmd_judge)
 
     p = sub.add_parser("tokenizer", help="rebuild the world's character-level tokenizer (data/tokenizer)")
     p.add_argument("--out", default=None, help="output folder (default data/tokenizer)")

@@ -10,9 +10,12 @@ from _models import tiny_llama
 
 from rlhfbook_lab.lm.generation import encode_prompts
 from rlhfbook_lab.recipes.thinking import (
+    SHIPPED_STUDY,
+    STUDY_COMMAND,
     Sum3RLConfig,
     form_accuracy,
     grpo_sum3,
+    load_thinking_study,
     prefilled_prompt,
 )
 from rlhfbook_lab.world import gold_score, tasks, thinking
@@ -131,3 +134,15 @@ def test_form_accuracy_and_grpo_on_a_tiny_model(tokenizer):
         grpo_sum3(model, tokenizer, {"steps": 1})
     with pytest.raises(ValueError, match="problems"):
         form_accuracy(model, tokenizer, [])
+
+
+def test_the_shipped_study_loads_and_holds_what_lesson_07_asserts():
+    assert SHIPPED_STUDY.stat().st_size < 20_000
+    study = load_thinking_study()
+    assert study["command"] == STUDY_COMMAND and study["rl"] == {**Sum3RLConfig().__dict__}
+    assert {len(v) for v in study["history"].values()} == {study["rl"]["steps"]}
+    b, a = study["before"], study["after"]
+    assert b["n"] == a["n"] == study["eval_problems"] == 200
+    assert b["forced_step"] > b["forced_direct"] + 0.5  # writing the step helps
+    assert 0.3 < b["step_share"] < 0.7 and a["step_share"] > 0.9  # RL on the answer alone grew it
+    assert a["greedy"] > b["greedy"] + 0.3 and a["forced_direct"] < b["forced_direct"] + 0.05

@@ -4,7 +4,8 @@
 # Run a cell at a time (VS Code / Jupyter understand the `# %%` markers) or the whole file with
 # `python lessons/solutions/07_reasoning_solutions.py`. Exercises 1–3 read one pool of samples of `sft-tiny`
 # (60 problems × 32 samples with `RLHFBOOK_FAST=1`, 200 × 256 otherwise); exercise 4 trains the policy once
-# (about 30 CPU-s in fast mode, 90 otherwise); exercise 5 reads the shipped long RLVR log.
+# (about 30 CPU-s in fast mode, 90 otherwise); exercise 5 reads the shipped long RLVR log, exercise 6 the shipped
+# thinking study.
 
 # %%
 import numpy as np
@@ -121,3 +122,26 @@ assert h["eval/correct_rate"][-1] > fit_train.A  # greedy decoding ends above sa
 # greedy accuracy does not: it starts at 0.79, reaches 0.95+ within a few dozen rollouts and then only wobbles
 # (100 prompts: ±0.02), so the fit is ill-posed — A above 1, B and C_mid on the search box's edge. A compute
 # fit needs a metric that is still far from its ceiling: here sampling at T = 1, not greedy decoding.
+
+# %% [markdown]
+# ## 6 · When did the step take over?
+#
+# From the shipped thinking study (lesson 07 §7), find the first GRPO rollout at which at least 90 % of the
+# sampled replies write the step, and compare the accuracy of step and answer-alone replies over the first five
+# rollouts.
+
+# %%
+from rlhfbook_lab.recipes.thinking import load_thinking_study  # noqa: E402
+
+hist3 = load_thinking_study()["history"]
+share = np.array(hist3["step_share"])
+first_90 = int(np.argmax(share >= 0.9)) + 1
+acc_step = np.nanmean(hist3["correct_step"][:5])
+acc_direct = np.nanmean(hist3["correct_direct"][:5])
+print(f"step share: rollout 1 {share[0]:.2f}, first ≥ 0.9 at rollout {first_90}, last {share[-1]:.2f}")
+print(f"first five rollouts: accuracy of replies writing the step {acc_step:.2f}, of answers alone {acc_direct:.2f}")
+assert share.max() >= 0.9 and acc_step > acc_direct + 0.3
+# What you should see (shipped study): the share passes 0.9 at rollout 7. In the first rollouts a step reply is right
+# about four times as often as an answer-alone reply, so almost every mixed group gives the step a positive
+# advantage and the other form a negative one, at the one token where the forms part (`=` or `+` after `a + b`):
+# a large, consistent push on a single decision, which a handful of updates at lr 1e-4 is enough to settle.

@@ -52,6 +52,7 @@ from rlhfbook_lab.lm.tools import tokenize_tool_conversation
 from rlhfbook_lab.paths import CHECKPOINTS, DATA_DIR
 from rlhfbook_lab.recipes.rlvr_study import binned, load_rlvr_log
 from rlhfbook_lab.recipes.synthetic_data import CONSTITUTION, annotator_judge, constitution_judge, judge_biases
+from rlhfbook_lab.recipes.thinking import load_thinking_study
 
 hf_logging.disable_progress_bar()  # loading a shipped model must not print progress bars into the build log
 
@@ -710,6 +711,30 @@ def rlvr_kl(runs: str = "grpo,grpo_kl"):
     ax1.set(xlabel="rollout", ylabel="accuracy on addition", title="Accuracy with and without the KL penalty")
     ax1.legend(fontsize=7)
     ax2.set(xlabel="rollout", ylabel="KL to sft-tiny (nats per reply)", title="The penalty holds the policy near sft")
+    ax2.legend(fontsize=8)
+    return fig
+
+
+@figure("thinking_forms")
+def thinking_forms():
+    """The shipped ``sum3`` study (``recipes.thinking``): held-out accuracy with the step written or not (each
+    form forced by a prefix) before and after GRPO on the final answer, and the share of sampled replies that write
+    the step over the RL run."""
+    study = load_thinking_study()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    cols = [("forced_step", "step\nforced"), ("forced_direct", "answer alone\nforced"), ("greedy", "free\n(greedy)"),
+            ("sampled", "free\n(T = 1)")]
+    x = np.arange(len(cols))
+    for i, (when, label) in enumerate((("before", "after SFT"), ("after", "after GRPO"))):
+        ax1.bar(x + (i - 0.5) * 0.38, [study[when][k] for k, _ in cols], 0.38, label=label)
+    ax1.set_xticks(x, [label for _, label in cols], fontsize=8)
+    ax1.set(ylim=(0, 1.05), ylabel="held-out accuracy (sum3)", title="Writing the step is what makes it right")
+    ax1.legend(fontsize=8)
+    h = study["history"]
+    steps = np.arange(1, len(h["step_share"]) + 1)
+    ax2.plot(steps, h["step_share"], "o-", ms=3, label="share of replies writing the step")
+    ax2.plot(steps, h["reward"], "s-", ms=3, label="reward (final answer right)")
+    ax2.set(ylim=(0, 1.05), xlabel="GRPO rollout", title="Rewarded on the answer only, the step takes over")
     ax2.legend(fontsize=8)
     return fig
 

@@ -302,12 +302,27 @@ def judge_biases(judge: Judge, rows: list[dict], fillers: int = 2, seed: int = 0
     - ``politeness``: the same reply against itself behind a pile of polite openers (``"Sure! Happy to help!"``):
       ``judge_picks_piled`` beside ``gold_picks_piled`` (one opener pays, the second costs more: 0). The
       Goodhart lever of chapter 14, asked directly.
+
+    A judge with a ``fits(problem, a, b) -> bool`` attribute (a model with a context limit:
+    ``judge_model.model_judge``) is measured on the pairs whose every question it can read; ``unreadable`` counts
+    the others (0 for a judge without the attribute).
     """
     if not rows:
         raise ValueError("rows is empty: a judge is measured on at least one gold-labelled pair")
     check_int("fillers", fillers, 1)
-    problems = [world.parse_prompt(r["prompt"]) for r in rows]
+    problems = problems_all = [world.parse_prompt(r["prompt"]) for r in rows]
     chosen, rejected = [r["chosen"] for r in rows], [r["rejected"] for r in rows]
+    padded = restyle(problems, chosen, fillers=fillers)
+    piled = [f"Sure! Happy to help! {c.strip()}" for c in chosen]
+    fits = getattr(judge, "fits", None)  # a judge that can read only so much (model_judge) says what it can read
+    if fits is not None:
+        keep = [i for i, (p, c, r, x, y) in enumerate(zip(problems, chosen, rejected, padded, piled))
+                if all(fits(p, u, v) for u, v in ((c, r), (r, c), (c, x), (c, y)))]
+        if not keep:
+            raise ValueError("the judge can read none of the pairs (every judge prompt is over its context)")
+        rows = [rows[i] for i in keep]
+        problems, chosen, rejected, padded, piled = ([xs[i] for i in keep]
+                                                     for xs in (problems, chosen, rejected, padded, piled))
     flip = np.random.default_rng(seed).random(len(rows)) < 0.5
     first = [r if f else c for c, r, f in zip(chosen, rejected, flip)]
     second = [c if f else r for c, r, f in zip(chosen, rejected, flip)]
@@ -317,14 +332,13 @@ def judge_biases(judge: Judge, rows: list[dict], fillers: int = 2, seed: int = 0
     gold_gap = np.array([world.gold_score(p, c) - world.gold_score(p, r)
                          for p, c, r in zip(problems, chosen, rejected)])
     decisive = gold_gap != 0
-    padded = restyle(problems, chosen, fillers=fillers)
     v_pad = check_verdicts(judge(problems, chosen, padded), len(rows))
     gold_pad = [world.gold_score(p, x) > world.gold_score(p, c) for p, c, x in zip(problems, chosen, padded)]
-    piled = [f"Sure! Happy to help! {c.strip()}" for c in chosen]
     v_pile = check_verdicts(judge(problems, chosen, piled), len(rows))
     gold_pile = [world.gold_score(p, x) > world.gold_score(p, c) for p, c, x in zip(problems, chosen, piled)]
     return {
         "pairs": len(rows),
+        "unreadable": len(problems_all) - len(rows),
         "agreement": float(picks_chosen.mean()),
         "bayes_ceiling": pairs_bayes_ceiling(rows),
         "agreement_gold_utility": float(np.mean(picks_chosen[decisive] == (gold_gap[decisive] > 0))),

@@ -76,7 +76,8 @@ def form_accuracy(model, tokenizer, problems, samples: int = 8, max_new_tokens: 
 
     Returns:
         ``forced_step`` / ``forced_direct``: greedy accuracy with the reply prefilled by
-        ``thinking.forced_prefix`` (same problems, the form imposed); ``greedy``, ``greedy_step_share``: greedy
+        ``thinking.forced_prefix`` (same problems, the form imposed; a reply counts if it is right *and* keeps
+        that form to the end); ``greedy``, ``greedy_step_share``: greedy
         accuracy and form when free; ``sampled``, ``step_share``, ``other_share``: accuracy and the shares of
         forms over ``samples`` replies per problem at temperature 1; ``sampled_step`` / ``sampled_direct``:
         accuracy among sampled replies of each form (``nan`` if none); ``step_right``: share of sampled
@@ -199,7 +200,8 @@ def grpo_sum3(policy, tokenizer, cfg: Sum3RLConfig, progress: bool = False):
 
 
 def _round(x: float):
-    return None if x != x else round(float(x), 4)  # NaN as JSON's null
+    """4 decimals; an int stays an int; NaN as JSON's null."""
+    return x if isinstance(x, int) else None if x != x else round(float(x), 4)
 
 
 def thinking_study(sft_steps: int = 300, step_share: float = 0.5, rl: Sum3RLConfig | None = None,

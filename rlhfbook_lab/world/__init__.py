@@ -10,6 +10,7 @@ Pure Python, deterministic, no model inside. See each module's docstring:
 - :mod:`.verifiers` — rule-based rewards (correctness, format) and answer extraction for RLVR (ch 7);
 - :mod:`.calculator` — the calculator tool, safe on hostile input (ch 13);
 - :mod:`.tool_use` — tool calls in the reply's text (render, parse, pending call) and the ``addition3`` family;
+- :mod:`.pairwise` — the pairwise-judge task: a question and replies A and B, the verdict "A" or "B" (ch 12);
 - :mod:`.thinking` — the ``sum3`` family: three-operand sums whose reply may write the intermediate step (ch 7).
 """
 
@@ -26,6 +27,7 @@ from .judge import (
     render_response,
     taste_features,
 )
+from .pairwise import JUDGE_QUESTION, VERDICTS, judge_conversations, judge_prompt, parse_verdict
 from .spec import Spec, load_spec, spec_from_dict, spec_names
 from .tasks import FAMILIES, Problem, is_correct, make_problem, parse_prompt, sample_problem, split_of
 from .thinking import direct_reply, forced_prefix, reply_form, step_reply
@@ -39,5 +41,6 @@ __all__ = [
     "load_spec", "spec_from_dict", "spec_names", "FAMILIES", "Problem", "is_correct", "make_problem",
     "parse_prompt", "sample_problem", "split_of", "correctness_reward", "extract_answer", "format_reward",
     "reference_answer", "set_answer", "verifier_rewards", "inline_tool_messages", "parse_reply", "pending_call",
-    "render_reply", "direct_reply", "forced_prefix", "reply_form", "step_reply",
+    "render_reply", "direct_reply", "forced_prefix", "reply_form", "step_reply", "JUDGE_QUESTION", "VERDICTS",
+    "judge_conversations", "judge_prompt", "parse_verdict",
 ]
