@@ -1,14 +1,20 @@
 """recipes/dpo_overoptimization.py: DPO's gold against √KL over epochs and β, and its shipped result."""
 
+import json
 import math
+from dataclasses import asdict
 
+import numpy as np
 import pytest
 
 from rlhfbook_lab.lm.shipped_data import load_preference_file
 from rlhfbook_lab.recipes.dpo_overoptimization import (
+    DPO_HISTORY,
+    DPO_HISTORY_COMMAND,
     DPOOveroptConfig,
     dpo_overoptimization,
     fast_dpo_config,
+    load_dpo_history,
 )
 
 
@@ -37,3 +43,28 @@ def test_tiny_run_end_to_end():
     with pytest.raises(ValueError, match="pairs"):
         dpo_overoptimization(DPOOveroptConfig(pairs=30), pairs=rows, log=None)
 
+
+
+def test_shipped_result_loads_and_meets_its_stated_quality():
+    """Lesson 14's claims on the shipped DPO result, made by DPO_HISTORY_COMMAND at the full recipe: the smaller β
+    travels much further in KL; at every β gold first rises above the start; at the smaller β it then falls below
+    its peak by more than 3 s.e. and below the start; the larger β ends with more gold."""
+    h = load_dpo_history()
+    assert DPO_HISTORY.stat().st_size < 1_000_000 and "data/overopt/dpo.json" in DPO_HISTORY_COMMAND
+    assert h["config"] == json.loads(json.dumps(asdict(DPOOveroptConfig())))
+    lo, hi = min(h["runs"], key=lambda r: r["beta"]), max(h["runs"], key=lambda r: r["beta"])
+    assert lo["kl"][-1] > 3 * hi["kl"][-1]
+    for r in (lo, hi):
+        assert np.all(np.diff(r["step"]) > 0) and r["kl"][0] == pytest.approx(0.0, abs=1e-4)
+        assert r["peak"]["peak"] > r["peak"]["start"] + 3 * r["gold_se"][0]
+    p = lo["peak"]
+    assert p["fall"] > 3 * p["final_se"] and p["final"] < p["start"], p
+    assert hi["peak"]["final"] > p["final"] + 3 * p["final_se"]
+
+
+def test_load_dpo_history_refuses_a_missing_or_foreign_file(tmp_path):
+    with pytest.raises(ValueError, match="path"):
+        load_dpo_history(tmp_path / "none.json")
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(ValueError, match="path"):
+        load_dpo_history(tmp_path / "x.json")

@@ -18,6 +18,8 @@ from rlhfbook_lab.lm.reward_model import RewardModel, reply_features, score_repl
 from rlhfbook_lab.recipes.overoptimization import (
     HISTORY,
     HISTORY_COMMAND,
+    HISTORY_FULL,
+    HISTORY_FULL_COMMAND,
     RECIPES,
     EnsembleProxy,
     FeatureProxy,
@@ -225,7 +227,7 @@ def _keys(result: dict) -> dict:
 def tiny_result():
     cfg = OveroptConfig(proxy_prompts=8, proxy_sizes=(2, 4), pool_prompts=3, pool_size=6, max_new_tokens=24,
                         rl_steps=2, rl_prompts_per_step=2, rl_group_size=2, rl_betas=(0.0, 0.5), rl_proxy_sizes=(4,),
-                        samples_kept=1, rl_ensemble_rules=("min",))
+                        samples_kept=1, rl_ensemble_rules=("min",), rl_baseline=True)
     return run_overoptimization(cfg, log=None)
 
 
@@ -235,6 +237,7 @@ def test_tiny_study_end_to_end(tiny_result, tmp_path):
     assert set(r["ensembles"]) == {"single", "mean", "min", "mean-var"}  # 4 members × 2 pairs ≤ the pairs there
     for curve in r["ensembles"].values():  # n = 1 is the policy itself, whatever the rule
         assert curve["gold"][0] == pytest.approx(r["ensembles"]["single"]["gold"][0])
+    assert len(r["rl_baseline"]["gold"]) == len(r["rl_baseline"]["gold_se"]) == 2  # one per rollout
     (ens,) = r["rl_ensembles"]
     assert ens["rule"] == "min" and ens["members"] == 4 and len(ens["gold"]) == 2 and ens["d"][0] == 0.0
     (gap,) = kl_penalty_frontier(r)
@@ -242,6 +245,7 @@ def test_tiny_study_end_to_end(tiny_result, tmp_path):
     out = write_report(r, tmp_path / "report")
     assert {p.name for p in out.iterdir()} == {"result.json", "fits.json", "fits.md", "samples.md", "curves.png"}
     assert "| RL (GRPO) | 4 | 0.0 |" in (out / "fits.md").read_text()
+    assert "| RL, ensemble min | 4×2 | 0.0 |" in (out / "fits.md").read_text()
 
 
 def test_shipped_history_has_the_recipes_format(tiny_result):
@@ -251,10 +255,10 @@ def test_shipped_history_has_the_recipes_format(tiny_result):
     assert HISTORY.stat().st_size < 300_000
     want = json.loads(json.dumps(asdict(fast_config(rl_betas=(0.0, 0.3)))))
     assert {k: want[k] for k in h["config"]} == h["config"]  # fields added since take their defaults
-    assert set(want) - set(h["config"]) <= {"ensemble_members", "rl_ensemble_rules"}
+    assert set(want) - set(h["config"]) <= {"ensemble_members", "rl_ensemble_rules", "rl_baseline"}
     want = _keys(tiny_result)
-    want["top"] -= {"rl_ensembles"} - set(h)  # RL against ensembles is in a history only when it was asked for
-    want["config"] -= {"ensemble_members", "rl_ensemble_rules"} - set(h["config"])  # fields added since
+    want["top"] -= {"rl_ensembles", "rl_baseline"} - set(h)  # in a history only when asked for
+    want["config"] -= {"ensemble_members", "rl_ensemble_rules", "rl_baseline"} - set(h["config"])  # added since
     assert _keys(h) == want
     for arg in HISTORY_COMMAND.split("--")[1:]:
         name, *value = arg.split()
@@ -284,3 +288,38 @@ def test_shipped_history_meets_its_stated_quality():
     assert gaps, "the history should hold a KL-penalised run"
     for gap in gaps:  # early stopping: it stops closer, on about the same gold–KL curve
         assert gap["final_d"] < 0.5 * gap["final_d_ref"] and abs(gap["gap"]) < 3 * gap["gap_se"] + 0.02, gap
+
+
+def test_shipped_full_history_matches_its_command_and_meets_its_stated_quality(tiny_result):
+    """The full-mode history: the recipe's format, the sizes of HISTORY_FULL_COMMAND, < 1 MB; an unpenalised RL run
+    and Gao's RL fit per proxy size; the smallest proxy's run ends below its gold peak by more than its s.e. while
+    its proxy score rises; RL against each ensemble rule of the command."""
+    h = load_history(full=True)
+    assert HISTORY_FULL.stat().st_size < 1_000_000
+    assert _keys(h) == _keys(tiny_result)
+    cfg = h["config"]
+    for arg in HISTORY_FULL_COMMAND.split("&&")[0].split("--")[1:]:
+        name, *value = arg.split()
+        if name == "out":
+            continue
+        want, got = cfg[name.replace("-", "_")], value[0].split(",")
+        if name == "rl-ensemble-rules":
+            assert want == got
+        elif name == "rl-baseline":
+            assert want is True and got == ["true"]
+        else:
+            assert np.allclose(np.atleast_1d(want), [float(v) for v in got]), (name, want, got)
+    sizes = sorted(v["pairs"] for v in h["bon"].values())
+    unpenalised = {r["proxy_pairs"]: r for r in h["rl"] if r["beta"] == 0}
+    assert sorted(unpenalised) == sizes
+    for r in unpenalised.values():
+        assert "alpha" in r["fit"] and math.isfinite(r["fit"]["r2"]), r["fit"]
+    small = unpenalised[sizes[0]]
+    assert small["peak"]["fall"] > small["peak"]["final_se"] and small["proxy"][-1] > small["proxy"][0]
+    assert [r["rule"] for r in h["rl_ensembles"]] == cfg["rl_ensemble_rules"]
+    # paired with the SFT model's gold on the same prompts (rl_baseline): the larger proxies' runs end far below it,
+    # the smallest proxy's run (which barely moves) near it
+    base = np.array(h["rl_baseline"]["gold"])
+    assert len(base) == cfg["rl_steps"]
+    end = {n: float(np.mean((np.array(r["gold"]) - base)[-6:])) for n, r in unpenalised.items()}
+    assert all(end[n] < -0.3 for n in sizes[1:]) and end[sizes[0]] > -0.1, end

@@ -16,12 +16,14 @@ the truth. The study (``rlhfbook-lab overopt --out DIR [--fast]``, lesson 14):
    scores of each rollout's own samples against d = √KL(π ‖ π_SFT) measured on those samples (``kl/seq``); Gao's
    RL form R(d) = d(α − β log d) fitted, and a fit on the first half of the run asked to predict the peak. The gold
    score is split along the run into the judge's features (w_f · feature_f): which taste the proxy exploits.
-4. **Mitigation**: the same RL with a KL penalty β > 0 (``rl_betas``): where does its gold land against KL?
+4. **Mitigations**: the same RL with a KL penalty β > 0 (``rl_betas``): where does its gold land against KL? And
+   RL against an ensemble of proxies (``rl_ensemble_rules``, Coste et al. 2024: the worst case over members, or
+   mean − λ·variance; :class:`EnsembleProxy`).
 
 The result is one JSON-serialisable dict (:func:`run_overoptimization`); :func:`write_report` turns it into the
 curves (PNG), the fits (JSON and a markdown table) and sample replies.
 
-Why one module (~620 lines): the study and its report read one result dict; splitting the steps from the report
+Why one module (~720 lines): the study and its report read one result dict; splitting the steps from the report
 would put one schema in two files.
 """
 
@@ -56,12 +58,14 @@ from rlhfbook_lab.lm.reward_model import RewardModel, reply_features
 from rlhfbook_lab.lm.sample_pool import Pool, sample_pool
 from rlhfbook_lab.paths import DATA_DIR
 from rlhfbook_lab.trainers.rl import RLConfig, train_rl
+from rlhfbook_lab.trainers.rl.loop import training_prompts
 from rlhfbook_lab.trainers.rl.rollout import Scorer, rm_scores
 
-__all__ = ["HISTORY", "HISTORY_COMMAND", "RECIPES", "EnsembleProxy", "FeatureProxy", "OveroptConfig", "bon_curve",
-           "ensemble_bon", "ensemble_members", "fast_config", "fit_proxies", "fits_table", "gold_breakdown",
-           "kl_penalty_frontier", "load_history", "peak_then_fall", "plot_curves", "proxy_pairs", "rank_agreement",
-           "rl_against_proxy", "run_overoptimization", "samples_text", "write_report"]
+__all__ = ["HISTORY", "HISTORY_COMMAND", "HISTORY_FULL", "HISTORY_FULL_COMMAND", "RECIPES", "EnsembleProxy",
+           "FeatureProxy", "OveroptConfig", "bon_curve", "ensemble_bon", "ensemble_members", "fast_config",
+           "fit_proxies", "fits_table", "gold_breakdown", "kl_penalty_frontier", "load_history", "peak_then_fall",
+           "plot_curves", "proxy_pairs", "rank_agreement", "rl_against_proxy", "rl_baseline", "run_overoptimization",
+           "samples_text", "write_report"]
 
 
 @dataclass
@@ -97,6 +101,10 @@ class OveroptConfig:
     RL fit per proxy size; the ``rl_betas`` runs are all against the smallest proxy."""
     ensemble_lambda: float = 1.0
     """λ of the ``mean-var`` ensemble rule (mean − λ·variance of the members' normalised scores)."""
+    rl_baseline: bool = False
+    """Also sample the SFT policy on every rollout's prompts (the same seeded stream the RL runs draw, a group
+    each): the result's ``rl_baseline``, per rollout the SFT gold on those prompts, a paired baseline for the runs'
+    gold (each rollout draws new prompts, so a run's own start is one rollout's prompts only)."""
     ensemble_members: int = 4
     """K: proxies in an ensemble, each fitted on its own disjoint slice of ``proxy_sizes[0]`` pairs."""
     rl_ensemble_rules: tuple[str, ...] = ()
@@ -359,6 +367,25 @@ def gold_breakdown(prompts: list[str], replies: list[str]) -> dict[str, float]:
     return {f: v / max(1, len(replies)) for f, v in sums.items()}
 
 
+def _rl_config(cfg: OveroptConfig, beta: float) -> RLConfig:
+    return RLConfig.preset("grpo", beta=beta, eval_prompts=0, prompts_per_step=cfg.rl_prompts_per_step,
+                           group_size=cfg.rl_group_size, max_new_tokens=cfg.max_new_tokens,
+                           **{"train.steps": cfg.rl_steps, "train.lr": cfg.rl_lr, "train.seed": cfg.seed})
+
+
+def rl_baseline(policy, tokenizer, cfg: OveroptConfig) -> dict[str, list]:
+    """The start policy's gold on every rollout's prompts: the RL runs' seeded prompt stream
+    (``trainers.rl.loop.training_prompts``), ``cfg.rl_group_size`` samples of ``policy`` per prompt
+    (``lm.sample_pool``); per rollout the mean gold and its standard error. A run's gold minus this, rollout by
+    rollout, is its gain with the prompts' difficulty paired out."""
+    draw = training_prompts(_rl_config(cfg, 0.0))
+    prompts = [p for _ in range(cfg.rl_steps) for p in draw()]
+    pool = sample_pool(policy, tokenizer, [world.parse_prompt(p) for p in prompts], n=cfg.rl_group_size,
+                       max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    g = np.asarray(pool.gold, dtype=np.float64).reshape(cfg.rl_steps, -1)  # (steps, prompts × group)
+    return {"gold": g.mean(axis=1).tolist(), "gold_se": (g.std(axis=1, ddof=1) / math.sqrt(g.shape[1])).tolist()}
+
+
 def rl_against_proxy(policy, tokenizer, proxy_rm, cfg: OveroptConfig, beta: float = 0.0,
                      progress: bool = False) -> dict[str, list]:
     """GRPO from ``policy`` (trained in place) against ``proxy_rm`` (a :class:`RewardModel`, or a function
@@ -380,10 +407,7 @@ def rl_against_proxy(policy, tokenizer, proxy_rm, cfg: OveroptConfig, beta: floa
         trace["samples"].append([[prompts[i], texts[i]] for i in range(0, len(texts), step)][:cfg.samples_kept])
         return s
 
-    rl_cfg = RLConfig.preset("grpo", beta=beta, eval_prompts=0, prompts_per_step=cfg.rl_prompts_per_step,
-                             group_size=cfg.rl_group_size, max_new_tokens=cfg.max_new_tokens,
-                             **{"train.steps": cfg.rl_steps, "train.lr": cfg.rl_lr, "train.seed": cfg.seed})
-    _, history = train_rl(policy, tokenizer, rl_cfg, reward_fn=Scorer(score), progress=progress)
+    _, history = train_rl(policy, tokenizer, _rl_config(cfg, beta), reward_fn=Scorer(score), progress=progress)
     trace["kl"] = [float(k) for k in history["kl/seq"]]
     trace["d"] = [math.sqrt(max(k, 0.0)) for k in trace["kl"]]
     trace["beta"] = beta
@@ -509,6 +533,7 @@ def run_overoptimization(cfg: OveroptConfig | None = None, policy: str = "sft-ti
     say("best-of-n: " + ", ".join(f"{k} pairs α={v['fit']['alpha']:.3f} β={v['fit']['beta']:.3f} "
                                   f"R²={v['fit']['r2']:.2f}" for k, v in bon.items()))
 
+    baseline = rl_baseline(sft, tok, cfg) if cfg.rl_baseline else None
     runs = []
     by_pairs = {p.pairs: p for p in proxies}
     plan = [(proxies[0], beta) for beta in cfg.rl_betas]
@@ -536,7 +561,7 @@ def run_overoptimization(cfg: OveroptConfig | None = None, policy: str = "sft-ti
             "pool": {"prompts": P, "size": N, "gold_bon": {"n": gold_curve["n"].tolist(),
                                                            "gold": gold_curve["selector"].tolist()}},
             "bon": bon, "ensembles": ensembles, "rl": runs, "seconds": seconds,
-            **({"rl_ensembles": ens_runs} if ens_runs else {})}
+            **({"rl_ensembles": ens_runs} if ens_runs else {}), **({"rl_baseline": baseline} if baseline else {})}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -559,6 +584,12 @@ def fits_table(result: dict) -> str:
             lines.append(f"| RL (GRPO) | {pairs} | {run['beta']} | – | – | – | – | – |")
             continue
         lines.append(f"| RL (GRPO) | {pairs} | {run['beta']} | {f['alpha']:.3f} | {f['beta']:.3f} | {f['r2']:.3f} | "
+                     f"{f['peak_d']:.2f} ({f['peak_kl']:.2f}) | {f['peak_value']:+.3f} |")
+    for run in result.get("rl_ensembles", []):
+        f, what = run["fit"], f"RL, ensemble {run['rule']}"
+        pairs = f"{run['members']}×{run['proxy_pairs']}"
+        lines.append(f"| {what} | {pairs} | 0.0 | – | – | – | – | – |" if "error" in f else
+                     f"| {what} | {pairs} | 0.0 | {f['alpha']:.3f} | {f['beta']:.3f} | {f['r2']:.3f} | "
                      f"{f['peak_d']:.2f} ({f['peak_kl']:.2f}) | {f['peak_value']:+.3f} |")
     return "\n".join(lines) + "\n"
 
@@ -680,11 +711,27 @@ HISTORY_COMMAND = ("OMP_NUM_THREADS=1 rlhfbook-lab overopt --out /tmp/overopt --
 on 2026-12-03 (1,120 s wall on a heavily shared 2-core machine)."""
 
 
-def load_history(path: str | Path | None = None) -> dict:
-    """The shipped result of :func:`run_overoptimization` (:data:`HISTORY`, made by :data:`HISTORY_COMMAND`)."""
-    path = Path(path) if path is not None else HISTORY
+HISTORY_FULL = DATA_DIR / "overopt" / "history_full.json"
+"""The study at larger sizes as shipped (lesson 14's full mode): a 256-reply pool, proxies of 100 … 1,500 pairs, an
+unpenalised RL run against every proxy (Gao's RL fit per proxy size), a KL-penalised one, RL against the
+``min`` and ``mean-var`` ensembles of four 100-pair proxies, and ``rl_baseline`` (the SFT gold per rollout)."""
+
+HISTORY_FULL_COMMAND = ("OMP_NUM_THREADS=1 rlhfbook-lab overopt --out /tmp/overopt_full --proxy-prompts 400 "
+                        "--proxy-sizes 100,250,600,1500 --pool-prompts 32 --pool-size 256 --rl-steps 24 "
+                        "--rl-prompts-per-step 12 --rl-lr 2e-4 --rl-betas 0,0.3 --rl-proxy-sizes 250,600,1500 "
+                        "--rl-ensemble-rules min,mean-var --rl-baseline true "
+                        "&& cp /tmp/overopt_full/result.json data/overopt/history_full.json")
+"""The command that regenerates :data:`HISTORY_FULL` (its ``seconds`` record how long it took): 634 CPU-s, measured
+once on 2026-12-03 (789 s wall on the shared 2-core machine)."""
+
+
+def load_history(path: str | Path | None = None, full: bool = False) -> dict:
+    """The shipped result of :func:`run_overoptimization`: :data:`HISTORY` (made by :data:`HISTORY_COMMAND`), or
+    with ``full`` :data:`HISTORY_FULL` (made by :data:`HISTORY_FULL_COMMAND`), or the one at ``path``."""
+    path = Path(path) if path is not None else (HISTORY_FULL if full else HISTORY)
     if not path.is_file():
-        raise ValueError(f"path: no over-optimization history at {path}; make it with: {HISTORY_COMMAND}")
+        raise ValueError(f"path: no over-optimization history at {path}; make it with: "
+                         f"{HISTORY_FULL_COMMAND if full else HISTORY_COMMAND}")
     result = json.loads(path.read_text())
     missing = {"config", "bon", "ensembles", "rl", "pool"} - set(result)
     if missing:
