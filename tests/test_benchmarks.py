@@ -80,3 +80,13 @@ def test_grpo_generate_timer_counts_completion_tokens_up_to_eos():
     timer = bench.GenerateTimer(fake, "generate", bench.hf_generate_tokens(eos))
     fake.generate(input_ids=torch.ones(3, 2, dtype=torch.long))
     assert timer.tokens == [3 + 1 + 6] and len(timer.seconds) == len(timer.starts) == 1
+
+
+def test_pool_benchmark_runs_both_engines_on_the_same_pool(capsys):
+    """bench_pool.py end to end at a toy size: both engines sample the pool and the table names each once."""
+    bench = importlib.import_module("bench_pool")
+    bench.main(["--prompts", "2", "--n", "4", "--repeats", "1", "--max-new-tokens", "8"])
+    out = capsys.readouterr().out
+    assert "pool of 4 replies × 2 problems" in out
+    rows = [line.split()[0] for line in out.splitlines() if line.startswith(("ours ", "hf "))]
+    assert rows == ["ours", "hf"]
