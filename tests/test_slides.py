@@ -2,6 +2,7 @@
 and a built lesson page reference nothing on the network, maths became MathML, images are embedded; the site's
 cache is filled by nbval and read back. The browser checks are in test_browser.py."""
 
+import json
 import re
 
 import nbformat
@@ -87,6 +88,18 @@ def test_every_lesson_has_a_deck_and_every_deck_resolves():
         for fence in _FENCE.finditer(text):
             if fence["info"].strip().startswith("source"):
                 assert "<pre>" in source_listing(fence["info"].strip()[len("source"):]), fence["info"]
+
+
+def test_every_lesson_is_valid_nbformat_with_cell_ids_and_no_outputs():
+    """Each lesson validates as nbformat 4.5 with an id on every cell (a missing id is a warning today and an error
+    in later nbformat releases), and is committed without outputs."""
+    for path in site.lesson_paths():
+        raw = json.loads(path.read_text())  # as stored: nbformat.read would add missing ids on the way in
+        assert (raw["nbformat"], raw["nbformat_minor"]) == (4, 5), path.name
+        assert all("id" in cell for cell in raw["cells"]), f"{path.name}: cells without an id"
+        assert not any(cell.get("outputs") for cell in raw["cells"] if cell["cell_type"] == "code"), \
+            f"{path.name}: committed with outputs"
+        nbformat.validate(nbformat.from_dict(raw))
 
 
 def test_source_listing_is_the_package_source(tmp_path):
