@@ -91,7 +91,7 @@ class Pool:
 def sample_pool(model, tokenizer, problems: list[world.Problem], n: int = 64, temperature: float = 1.0,
                 max_new_tokens: int = 32, batch_size: int = 1024, seed: int = 0, engine: str = "auto") -> Pool:
     """Sample ``n`` replies to each problem at ``temperature`` (batched: ``batch_size`` rows per
-    ``generate`` call with the KV cache; finished rows stop costing attention but stay in the batch).
+    ``generate`` call with the KV cache; the cached sampler drops finished rows from its cache as they end).
 
     Args:
         problems: world problems (``world.heldout_prompts(P, families=("addition",))``).
