@@ -30,8 +30,7 @@ RM_RUN_COMMAND = ("OMP_NUM_THREADS=1 rlhfbook-lab rl --algo grpo --reward rm --b
                   "--eval-prompts 200 --out /tmp/rl_rm && cp /tmp/rl_rm/training_log.json data/overopt/rl_rm_tiny.json")
 """The command that makes :data:`RM_RUN`: 512 CPU-s, measured once on 2026-12-03."""
 
-_KEYS = ("step", "rewards/score", "charts/gold_score", "charts/correct_rate", "kl/seq", "eval/step",
-         "eval/gold_score", "eval/correct_rate")
+_KEYS = ("rewards/score", "charts/gold_score", "kl/seq", "eval/step", "eval/gold_score", "eval/correct_rate")
 
 
 def load_rm_run(path: str | Path | None = None) -> dict:
@@ -50,7 +49,7 @@ def rm_run_curves(log: dict) -> dict:
     """Gao's curves from a training log (:func:`load_rm_run`).
 
     Per rollout t (arrays of length T): ``d`` = √max(KL_t, 0) with d_0 = 0 (the first rollout samples the start
-    policy), ``proxy`` (the reward model's mean score), ``gold``, ``correct`` (of the rollout's own samples).
+    policy), ``proxy`` (the reward model's mean score) and ``gold`` of the rollout's own samples.
     At each held-out evaluation e (every 10 rollouts, greedy replies to 200 held-out prompts): ``eval_step``,
     ``eval_gold``, ``eval_correct``, and ``eval_d``: d of the rollout at that step (the evaluation after the last
     rollout has none and is left out). ``fit_gold`` / ``fit_proxy``: R(d) = d(α − β log d) fitted to the per-rollout
@@ -62,7 +61,6 @@ def rm_run_curves(log: dict) -> dict:
     keep = steps < T
     out = {"d": d, "proxy": np.asarray(log["rewards/score"], dtype=float),
            "gold": np.asarray(log["charts/gold_score"], dtype=float),
-           "correct": np.asarray(log["charts/correct_rate"], dtype=float),
            "eval_step": steps[keep], "eval_d": d[steps[keep]],
            "eval_gold": np.asarray(log["eval/gold_score"], dtype=float)[keep],
            "eval_correct": np.asarray(log["eval/correct_rate"], dtype=float)[keep]}
