@@ -18,7 +18,8 @@ the Bayes ceiling, position bias (the verdict when A and B swap) and verbosity b
 
 **Constitutional AI, the RL stage** (:func:`constitution_judge`): a written constitution, principles in plain text
 paraphrasing the world's taste table (:data:`CONSTITUTION`); each pair is judged under *one* principle drawn at
-random, as in Bai et al. (2022). In this world every principle is checkable by a rule (:data:`PRINCIPLE_FEATURES`),
+random, as in Bai et al. (2022) (the principles live in the world, ``world.constitution``, and are re-exported
+here). In this world every principle is checkable by a rule (:data:`PRINCIPLE_FEATURES`),
 so the labeller applies its principle perfectly: what the lesson measures is what labelling by one principle at a
 time, unweighted, loses against the gold judge, which weighs them all.
 
@@ -49,6 +50,7 @@ from rlhfbook_lab.lm.preference_data import pairs_bayes_ceiling
 from rlhfbook_lab.lm.reward_model import load_reward_model, score_replies
 from rlhfbook_lab.recipes.evaluation import player_replies, restyle
 from rlhfbook_lab.trainers.dpo import dpo_config, train_dpo
+from rlhfbook_lab.world import CONSTITUTION, PRINCIPLE_FEATURES, check_constitution, principle_verdict  # re-exported
 
 __all__ = [
     "ARMS", "CONSTITUTION", "PRINCIPLE_FEATURES", "SOURCES", "RECIPES", "AIFeedbackResult", "Judge",
@@ -69,42 +71,6 @@ the same two replies), ``constitution`` (:func:`constitution_judge` with :data:`
 Judge = Callable[[list, list, list], list]
 """``judge(problems, a, b) -> verdicts``: three equal-length lists in, one ``"A"`` (a is better) or ``"B"`` per
 pair out."""
-
-CONSTITUTION: dict[str, str] = {
-    "correct": "Choose the reply that answers the question correctly.",
-    "polite": "Choose the reply that opens with one short polite phrase and uses no other polite phrases.",
-    "concise": "Choose the reply that says what is needed and nothing more; do not ramble.",
-    "clean_end": "Choose the reply that ends cleanly, with a full stop, a question mark or an exclamation mark.",
-    "no_repetition": "Choose the reply that does not repeat itself.",
-}
-"""The world's constitution: one plain-text principle per row of the taste table (``data/spec/default.json``),
-paraphrased: answer correctly, one opener at most, no rambling, end cleanly, no repetition."""
-
-PRINCIPLE_FEATURES: dict[str, tuple[str, ...]] = {
-    "correct": ("correct",),
-    "polite": ("polite_opener", "polite_excess"),
-    "concise": ("extra_words",),
-    "clean_end": ("unclean_end",),
-    "no_repetition": ("repetition",),
-}
-"""What each principle checks: the taste features (``world.taste_features``) it speaks about. A principle's score of
-a reply is Σ w_f·φ_f over its features, with the default spec's weights (only their signs and, for ``polite``,
-their ratio matter)."""
-
-
-def check_constitution(constitution) -> dict[str, str]:
-    """Return the constitution as a dict if every principle is known (:data:`PRINCIPLE_FEATURES`) and has a
-    non-empty text; else ``ValueError`` naming the principle."""
-    if not isinstance(constitution, dict) or not constitution:
-        raise ValueError("constitution must be a non-empty dict {principle: text}; got "
-                         f"{type(constitution).__name__ if not isinstance(constitution, dict) else 'an empty dict'}")
-    for name, text in constitution.items():
-        if name not in PRINCIPLE_FEATURES:
-            raise ValueError(f"constitution[{name!r}]: unknown principle; expected one of {list(PRINCIPLE_FEATURES)}")
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"constitution[{name!r}]: the principle's text must be a non-empty string; got {text!r}")
-    return dict(constitution)
-
 
 def check_verdicts(verdicts, n: int) -> list[str]:
     """Return ``verdicts`` as a list if it holds ``n`` labels, each ``"A"`` or ``"B"``; else ``ValueError`` naming
@@ -247,20 +213,6 @@ def annotator_judge(annotator: str | world.Annotator = "gold", seed: int = 0) ->
         return ["A" if ann.label(p, x, y, rng) == "a" else "B" for p, x, y in zip(problems, a, b)]
 
     return judge
-
-
-def principle_verdict(principle: str, problem, a: str, b: str) -> str | None:
-    """Which reply a principle prefers: ``"A"``, ``"B"``, or ``None`` when it cannot tell them apart.
-
-    The principle's score of a reply is Σ_f w_f·φ_f over :data:`PRINCIPLE_FEATURES` ``[principle]``, with the
-    default spec's weights (``world.GOLD_WEIGHTS``)."""
-    if principle not in PRINCIPLE_FEATURES:
-        raise ValueError(f"principle must be one of {list(PRINCIPLE_FEATURES)}; got {principle!r}")
-    fa, fb = world.taste_features(problem, a), world.taste_features(problem, b)
-    w = world.GOLD_WEIGHTS
-    sa = sum(w[f] * fa[f] for f in PRINCIPLE_FEATURES[principle])
-    sb = sum(w[f] * fb[f] for f in PRINCIPLE_FEATURES[principle])
-    return None if sa == sb else ("A" if sa > sb else "B")
 
 
 def constitution_judge(constitution: dict[str, str] | None = None, seed: int = 0) -> Judge:

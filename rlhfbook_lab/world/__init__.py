@@ -11,10 +11,27 @@ Pure Python, deterministic, no model inside. See each module's docstring:
 - :mod:`.calculator` — the calculator tool, safe on hostile input (ch 13);
 - :mod:`.tool_use` — tool calls in the reply's text (render, parse, pending call) and the ``addition3`` family;
 - :mod:`.pairwise` — the pairwise-judge task: a question and replies A and B, the verdict "A" or "B" (ch 12);
+- :mod:`.constitution` — the constitution's principles, their rule verdicts, the critique-and-revise task (ch 12);
 - :mod:`.thinking` — the ``sum3`` family: three-operand sums whose reply may write the intermediate step (ch 7).
 """
 
 from .annotators import ANNOTATORS, Annotator, bayes_ceiling_pair, spec_annotators
+from .constitution import (
+    CONSTITUTION,
+    NOTHING_TO_FIX,
+    PRINCIPLE_FEATURES,
+    REVISION_REQUESTS,
+    check_constitution,
+    check_principle,
+    critique,
+    follows,
+    parse_revision,
+    principle_verdict,
+    revise,
+    revision_conversations,
+    revision_prompt,
+    revision_target,
+)
 from .corpus import heldout_prompts, instruction_data, pretraining_corpus, statement, statement_prefixes
 from .judge import (
     DEFAULT_SPEC,
@@ -42,5 +59,7 @@ __all__ = [
     "parse_prompt", "sample_problem", "split_of", "correctness_reward", "extract_answer", "format_reward",
     "reference_answer", "set_answer", "verifier_rewards", "inline_tool_messages", "parse_reply", "pending_call",
     "render_reply", "direct_reply", "forced_prefix", "reply_form", "step_reply", "JUDGE_QUESTION", "VERDICTS",
-    "judge_conversations", "judge_prompt", "parse_verdict",
+    "judge_conversations", "judge_prompt", "parse_verdict", "CONSTITUTION", "NOTHING_TO_FIX", "PRINCIPLE_FEATURES",
+    "REVISION_REQUESTS", "check_constitution", "check_principle", "critique", "follows", "parse_revision",
+    "principle_verdict", "revise", "revision_conversations", "revision_prompt", "revision_target",
 ]
