@@ -19,6 +19,9 @@ from rlhfbook_lab.world import (
     gold_score,
     make_problem,
     parse_revision,
+    principle_judge_conversations,
+    principle_judge_prompt,
+    principle_verdict,
     revise,
     revision_conversations,
     revision_prompt,
@@ -145,7 +148,30 @@ def test_conversations_draw_principles_and_match_the_rule():
     assert fixed[1][1]["content"] == f"Critique: {NOTHING_TO_FIX}\nRevision: {replies[1]}"
 
 
+def test_the_principled_judge_prompt_by_hand_and_its_labels_are_the_rule():
+    assert principle_judge_prompt("What is 17 + 25?", "17 + 25 = 42", "17 + 25 = 42.", "clean_end") == (
+        "Which reply is better? Principle: end with a full stop.\nQ: What is 17 + 25?\nA: 17 + 25 = 42\n"
+        "B: 17 + 25 = 42.")
+    a = ["17 + 25 = 42.", "Sure! 17 + 25 = 41.", "17 + 25 = 42"]
+    b = ["17 + 25 = 41.", "17 + 25 = 42.", "17 + 25 = 42."]
+    convs, kept = principle_judge_conversations([ADD] * 3, a, b, ["correct", "polite", "correct"])
+    assert kept == [0, 1]  # the third pair is a tie under "correct": left out
+    assert [c[1]["content"] for c in convs] == ["A", "A"]  # polite prefers the opener even on a wrong answer
+    rng = random.Random(5)
+    problems = [world.sample_problem(world.FAMILIES[i % 4], rng) for i in range(300)]
+    a, b = [_reply(p, rng) for p in problems], [_reply(p, rng) for p in problems]
+    names = [rng.choice(list(PRINCIPLE_FEATURES)) for _ in problems]
+    convs, kept = principle_judge_conversations(problems, a, b, names)
+    assert 50 < len(kept) < 300
+    for c, i in zip(convs, kept):  # every label is the rule's verdict, every pair shown as given
+        assert c[1]["content"] == principle_verdict(names[i], problems[i], a[i], b[i])
+        assert c[0]["content"].splitlines()[2:] == [f"A: {' '.join(a[i].split())}", f"B: {' '.join(b[i].split())}"]
+
+
 @pytest.mark.parametrize(("call", "match"), [
+    (lambda: principle_judge_prompt("What is 1 + 2?", "3", "", "correct"), "b must be a non-empty string"),
+    (lambda: principle_judge_conversations([ADD], ["42"], ["41"], ["charm"]), "row 0: principle must be one of"),
+    (lambda: principle_judge_conversations([ADD], ["42"], [], ["correct"]), "one length"),
     (lambda: revise(ADD, "17 + 25 = 42", "charm"), "principle must be one of"),
     (lambda: revise(ADD, "17 + 25 = 42", ""), "principle must be one of"),
     (lambda: revise(ADD, "   ", "correct"), "reply must be a non-empty string"),

@@ -3,7 +3,8 @@
 #
 # Run a cell at a time (VS Code / Jupyter understand the `# %%` markers) or the whole file with
 # `python lessons/solutions/12_synthetic_data_solutions.py`. Exercises 1–3 take seconds; exercise 4 runs the
-# lesson's study once more with one DPO arm (about 25 s of CPU in fast mode).
+# lesson's study once more with one DPO arm (about 25 s of CPU in fast mode); exercise 5 reads the shipped
+# distillation result.
 
 # %%
 import numpy as np
@@ -15,6 +16,7 @@ from rlhfbook_lab.lm.pool_scoring import gold_scorer, reward_model_scorer
 from rlhfbook_lab.lm.preference_data import subsample_pairs
 from rlhfbook_lab.lm.reward_model import load_reward_model
 from rlhfbook_lab.lm.shipped_data import load_preference_file
+from rlhfbook_lab.recipes import distillation as dist
 from rlhfbook_lab.recipes import synthetic_data as sd
 
 seed_everything(0)
@@ -96,3 +98,25 @@ g = low_beta.gains["dpo[ai] - sft"]
 print(pd.DataFrame(low_beta.table).set_index("model").round(3))
 print(f"β = 0.01: DPO on AI labels {g['diff']:+.3f} ± {g['se']:.3f} gold over SFT")
 assert np.isfinite(g["diff"]) and g["se"] > 0
+
+# %% [markdown]
+# ## 5 · What a student keeps, family by family
+#
+# The oracle teacher gains most where `sft-tiny` is least sure: on `creatures` (where a creature lives, a fact
+# learned in pretraining) eight guesses often contain the right one and the gold judge picks it. A student learns
+# one reply per prompt; on held-out creatures it must *recall* the fact, and no reply it was shown teaches a fact
+# it did not know. So that family's gain is the search's, not the data's: the student keeps none of it.
+
+# %%
+distilled = dist.load_result()
+m = distilled["models"]
+keep = {}
+for family, base in m["sft-tiny"]["correct_by_family"].items():
+    teacher_gain = m["teacher[gold]"]["correct_by_family"][family] - base
+    student_gain = m["student[gold]"]["correct_by_family"][family] - base
+    keep[family] = {"teacher gain": teacher_gain, "student gain": student_gain,
+                    "kept": student_gain / teacher_gain if teacher_gain else float("nan")}
+keep = pd.DataFrame(keep).T
+print(keep.round(2))
+assert keep.loc["creatures", "teacher gain"] == keep["teacher gain"].max()   # the search helps most here ...
+assert keep.loc["creatures", "student gain"] < 0                              # ... and the student keeps none of it

@@ -50,6 +50,7 @@ from rlhfbook_lab.lm.shipped_data import load_preference_file
 from rlhfbook_lab.lm.tokenizer import load_tokenizer
 from rlhfbook_lab.lm.tools import tokenize_tool_conversation
 from rlhfbook_lab.paths import CHECKPOINTS, DATA_DIR
+from rlhfbook_lab.recipes.ai_feedback_sweep import cliff_lr, load_budget, load_sweep, sweep_line
 from rlhfbook_lab.recipes.rlvr_study import binned, load_rlvr_log
 from rlhfbook_lab.recipes.synthetic_data import CONSTITUTION, annotator_judge, constitution_judge, judge_biases
 from rlhfbook_lab.recipes.thinking import load_thinking_study
@@ -667,6 +668,63 @@ def principle_agreement(pairs: str = "256"):
     ax.set(ylim=(0.3, 1.0), ylabel="agreement with gold labels",
            title="One principle at a time loses the weights; the constitution mixes them")
     ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+@figure("dpo_lr_sweep")
+def dpo_lr_sweep(path: str | None = None):
+    """The shipped DPO sweep of lesson 12 §2 (``recipes.ai_feedback_sweep.load_sweep``): held-out gold gain over SFT
+    (± 2 paired s.e.) and KL(π ‖ π_SFT) against DPO's learning rate, one line per labeller × β; a thin vertical line
+    marks each line's cliff (``cliff_lr``)."""
+    sweep = load_sweep(path)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    betas = sweep["grid"]["betas"]
+    for labels in sweep["grid"]["labels"]:
+        for beta in betas:
+            line = sweep_line(sweep, labels, beta)
+            lrs = [r["lr"] for r in line]
+            style = dict(color=COLORS[0] if labels == "ai" else COLORS[2], ls="-" if beta == betas[0] else "--",
+                         marker="o" if beta == betas[0] else "s", label=f"{labels} labels, β {beta:g}")
+            ax1.errorbar(lrs, [r["gain"]["diff"] for r in line], yerr=[2 * r["gain"]["se"] for r in line],
+                         capsize=3, **style)
+            ax2.plot(lrs, [r["kl"] for r in line], **style)
+            cliff = cliff_lr(sweep, labels, beta)
+            if cliff is not None:
+                ax1.axvline(cliff, color=style["color"], ls=style["ls"], lw=0.8, alpha=0.5)
+    ax1.axhline(0, color="k", lw=0.8)
+    ax1.set(xscale="log", xlabel="DPO peak learning rate", ylabel="held-out gold − SFT (± 2 s.e.)",
+            title="Gold rises, peaks near 1e-4, then falls off a cliff")
+    ax2.set(xscale="log", yscale="log", xlabel="DPO peak learning rate", ylabel="KL(π ‖ π_SFT), nats per reply",
+            title="How far each run moved from SFT")
+    ax1.legend(fontsize=8)
+    return fig
+
+
+@figure("label_budget")
+def label_budget(path: str | None = None):
+    """The shipped label-budget study of lesson 12 §2 (``recipes.ai_feedback_sweep.load_budget``): n gold labels
+    spent two ways, on a reward model that then labels the study's pairs for DPO, or on DPO directly; held-out
+    gold gain over SFT (± 2 paired s.e.) and the reward model's held-out accuracy against n."""
+    study = load_budget(path)
+    ns = [p["n"] for p in study["points"]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key, color, label in (("ai", COLORS[0], "DPO on the labels of an RM trained on n"),
+                              ("direct", COLORS[2], "DPO on the n gold labels directly")):
+        ax1.errorbar(ns, [p[key]["gain"]["diff"] for p in study["points"]],
+                     yerr=[2 * p[key]["gain"]["se"] for p in study["points"]], color=color, marker="o", capsize=3,
+                     label=label)
+    ax1.axhline(0, color="k", lw=0.8)
+    ax1.set(xscale="log", xlabel="gold labels spent, n", ylabel="held-out gold − SFT (± 2 s.e.)",
+            title="The same gold labels, spent two ways")
+    ax1.legend(fontsize=8)
+    ax2.plot(ns, [p["rm"]["heldout_accuracy"] for p in study["points"]], "o-", color=COLORS[1],
+             label="RM held-out accuracy")
+    ax2.plot(ns, [p["rm"]["label_agreement"] for p in study["points"]], "s--", color=COLORS[4],
+             label="its labels agree with the gold annotator")
+    ax2.axhline(study["points"][0]["rm"]["bayes_ceiling"], color="k", ls=":", lw=1, label="Bayes ceiling")
+    ax2.set(xscale="log", xlabel="gold labels spent, n", ylabel="share", ylim=(0.4, 1.0),
+            title="The labeller's quality against its budget")
+    ax2.legend(fontsize=8)
     return fig
 
 

@@ -76,7 +76,7 @@ def _verdict_ids(tokenizer) -> tuple[int, int]:
     return ids
 
 
-def model_judge(model, tokenizer, batch_size: int = 64) -> Judge:
+def model_judge(model, tokenizer, batch_size: int = 64, prompt=None) -> Judge:
     """A chat model read as a pairwise judge (``synthetic_data.Judge``): for each (problem, a, b), ``"A"`` when the
     logit of ``"A"`` beats that of ``"B"`` at the first reply position of ``world.judge_prompt(question, a, b)``
     (module docstring), else ``"B"``. Rows are left-padded in batches of ``batch_size``.
@@ -84,15 +84,17 @@ def model_judge(model, tokenizer, batch_size: int = 64) -> Judge:
     Raises ``ValueError`` for lists of unequal length, and for a pair whose prompt is longer than the model's context
     (``model.config.max_position_embeddings``), naming the pair: it is refused, not truncated. The judge's attribute
     ``fits(problem, a, b) -> bool`` says beforehand whether a pair is readable (``synthetic_data.judge_biases`` uses
-    it to measure on the readable pairs and count the rest)."""
+    it to measure on the readable pairs and count the rest). ``prompt(question, a, b) -> str``: the judge's user
+    message (default ``world.judge_prompt``; ``recipes.constitutional`` passes a principle's)."""
     check_int("batch_size", batch_size, minimum=1)
+    prompt = world.judge_prompt if prompt is None else prompt
     a_id, b_id = _verdict_ids(tokenizer)
     limit = model.config.max_position_embeddings
 
     rendered: dict[str, list[int]] = {}  # judge prompt → its tokens (fits() and the judge ask for the same ones)
 
     def prompt_ids(problem, a: str, b: str) -> list[int]:
-        text = world.judge_prompt(problem.prompt if isinstance(problem, world.Problem) else problem, a, b)
+        text = prompt(problem.prompt if isinstance(problem, world.Problem) else problem, a, b)
         if text not in rendered:  # rendered, then tokenized as apply_chat_template(tokenize=True) does; verbose=False:
             # a prompt over the context is refused by the caller, so the tokenizer's own warning would only confuse
             chat = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,

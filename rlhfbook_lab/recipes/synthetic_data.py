@@ -54,9 +54,9 @@ from rlhfbook_lab.world import CONSTITUTION, PRINCIPLE_FEATURES, check_constitut
 
 __all__ = [
     "ARMS", "CONSTITUTION", "PRINCIPLE_FEATURES", "SOURCES", "RECIPES", "AIFeedbackResult", "Judge",
-    "SyntheticConfig", "annotator_judge", "check_constitution", "check_verdicts", "constitution_judge",
-    "judge_biases", "pairs_from_verdicts", "principle_verdict", "rm_judge", "run_ai_feedback", "source_replies",
-    "synthetic_config", "ultrafeedback_pairs",
+    "LabelledPairs", "SyntheticConfig", "annotator_judge", "check_constitution", "check_verdicts",
+    "constitution_judge", "dpo_policy", "evaluate_models", "judge_biases", "label_pairs", "pairs_from_verdicts",
+    "principle_verdict", "rm_judge", "run_ai_feedback", "source_replies", "synthetic_config", "ultrafeedback_pairs",
 ]
 
 SOURCES = ("sft-tiny@0.7", "sft-tiny@1.0", "sft-tiny@1.3", "base-tiny@1.0")
@@ -395,14 +395,34 @@ def _train_problems(n: int, seed: int) -> list[world.Problem]:
     return [world.sample_problem(world.FAMILIES[i % len(world.FAMILIES)], rng, "train") for i in range(n)]
 
 
-def run_ai_feedback(cfg: SyntheticConfig | None = None, progress: bool = False) -> AIFeedbackResult:
-    """Sample → AI-score → UltraFeedback pairs → relabel per arm → DPO per arm → held-out gold (module docstring)."""
-    t0 = time.process_time()
-    cfg = cfg or synthetic_config()
+class LabelledPairs(NamedTuple):
+    """What :func:`label_pairs` returns: the study's pairs, labelled by every arm, ready for any number of DPO runs."""
+
+    pairs: dict[str, list[dict]]
+    """The DPO pairs of each arm of ``cfg.arms`` (same replies, different orientations)."""
+    labels: dict
+    """The labelling's statistics (:attr:`AIFeedbackResult.labels`)."""
+    loaded: dict
+    """The checkpoints loaded to sample, ``{name: (model, tokenizer)}`` (the policy among them is reused)."""
+    replies: dict[str, list[str]]
+    """The sources' replies, one per training prompt (:func:`source_replies`): pass them back to relabel."""
+
+
+def label_pairs(cfg: SyntheticConfig, labeller: tuple | None = None,
+                replies: dict[str, list[str]] | None = None) -> LabelledPairs:
+    """Sample → AI-score → UltraFeedback pairs → relabel the same pairs per arm (the study's first half).
+
+    ``labeller``: a ``(reward_model, tokenizer)`` that scores instead of ``cfg.labeller``'s checkpoint (e.g. a
+    reward model trained on fewer gold labels); ``replies``: the sources' replies of an earlier call with the same
+    ``cfg`` (:attr:`LabelledPairs.replies`), reused instead of sampled again."""
     problems = _train_problems(cfg.num_prompts, cfg.seed)
     loaded: dict = {}
-    replies = source_replies(cfg.sources, problems, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens, loaded=loaded)
-    rm, rm_tok = load_reward_model(cfg.labeller)
+    if replies is None:
+        replies = source_replies(cfg.sources, problems, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
+                                 loaded=loaded)
+    elif list(replies) != list(cfg.sources):
+        raise ValueError(f"replies must come from cfg.sources {list(cfg.sources)}; got {list(replies)}")
+    rm, rm_tok = labeller if labeller is not None else load_reward_model(cfg.labeller)
     scores = {}
     for s, rs in replies.items():
         keep = [i for i, r in enumerate(rs) if r.strip()]
@@ -426,27 +446,51 @@ def run_ai_feedback(cfg: SyntheticConfig | None = None, progress: bool = False) 
         labels[f"agreement[{arm}]"] = float(np.mean(va == np.array([x == "A" for x in verdicts["gold"]])))
         labels[f"gold_of_chosen[{arm}]"] = float(np.where(va, gold_a, gold_b).mean())
         labels[f"gold_of_rejected[{arm}]"] = float(np.where(va, gold_b, gold_a).mean())
-    start, tok = loaded.get(cfg.policy) or load_model(cfg.policy)
-    models = {"sft": start}
+    return LabelledPairs(pairs, labels, loaded, replies)
+
+
+def dpo_policy(cfg: SyntheticConfig, pairs: list[dict], progress: bool = False):
+    """DPO from ``cfg.policy`` on ``pairs`` with ``cfg``'s steps, batch, lr, β and seed; returns the trained model."""
+    if not pairs:
+        raise ValueError("pairs is empty: DPO needs at least one labelled pair")
     dcfg = dpo_config(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=cfg.beta, seed=cfg.seed,
                       warmup_steps=min(10, cfg.steps // 5), precompute_ref_logps=True)
-    for arm in cfg.arms:
-        policy, _ = load_model(cfg.policy)
-        torch.manual_seed(cfg.seed)
-        train_dpo(policy, tok, pairs[arm], dcfg, progress=progress)
-        models[f"dpo[{arm}]"] = policy
+    policy, tok = load_model(cfg.policy)
+    torch.manual_seed(cfg.seed)
+    train_dpo(policy, tok, pairs, dcfg, progress=progress)
+    return policy
+
+
+def evaluate_models(models: dict, tokenizer, cfg: SyntheticConfig) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Each model's replies to the held-out prompts (``world.heldout_prompts(cfg.eval_prompts, seed=0)``, sampled at
+    ``cfg.eval_temperature`` with seed ``cfg.seed``): rows ``{"model", "gold", "correct", "opener", "eos"}`` and
+    the per-prompt gold of each (:attr:`AIFeedbackResult.table`, :attr:`AIFeedbackResult.heldout_gold`)."""
     heldout = world.heldout_prompts(cfg.eval_prompts, seed=0)
     table, gold = [], {}
     for label, model in models.items():
-        ev = evaluate_chat(model, tok, heldout, greedy=cfg.eval_temperature == 0,
+        ev = evaluate_chat(model, tokenizer, heldout, greedy=cfg.eval_temperature == 0,
                            temperature=cfg.eval_temperature or 1.0, seed=cfg.seed)
         gold[label] = np.array([g for _, _, g in ev.rows])
         table.append({"model": label, "gold": ev.overall["gold_score"], "correct": ev.overall["correct_rate"],
                       "opener": float(np.mean([y.strip().startswith(world.judge.POLITE_OPENERS)
                                                for _, y, _ in ev.rows])),
                       "eos": ev.overall["eos_rate"]})
+    return table, gold
+
+
+def run_ai_feedback(cfg: SyntheticConfig | None = None, progress: bool = False) -> AIFeedbackResult:
+    """Sample → AI-score → UltraFeedback pairs → relabel per arm (:func:`label_pairs`) → DPO per arm
+    (:func:`dpo_policy`) → held-out gold (:func:`evaluate_models`); module docstring."""
+    t0 = time.process_time()
+    cfg = cfg or synthetic_config()
+    lab = label_pairs(cfg)
+    start, tok = lab.loaded.get(cfg.policy) or load_model(cfg.policy)
+    models = {"sft": start}
+    for arm in cfg.arms:
+        models[f"dpo[{arm}]"] = dpo_policy(cfg, lab.pairs[arm], progress=progress)
+    table, gold = evaluate_models(models, tok, cfg)
     gains = {f"dpo[{arm}] - sft": paired_difference(gold[f"dpo[{arm}]"], gold["sft"]) for arm in cfg.arms}
     if "ai" in cfg.arms:
         gains.update({f"dpo[ai] - dpo[{arm}]": paired_difference(gold["dpo[ai]"], gold[f"dpo[{arm}]"])
                       for arm in cfg.arms if arm != "ai"})
-    return AIFeedbackResult(table, gains, labels, pairs, gold, models, time.process_time() - t0)
+    return AIFeedbackResult(table, gains, lab.labels, lab.pairs, gold, models, time.process_time() - t0)

@@ -26,6 +26,8 @@ from .constitution import (
     critique,
     follows,
     parse_revision,
+    principle_judge_conversations,
+    principle_judge_prompt,
     principle_verdict,
     revise,
     revision_conversations,
@@ -61,5 +63,6 @@ __all__ = [
     "render_reply", "direct_reply", "forced_prefix", "reply_form", "step_reply", "JUDGE_QUESTION", "VERDICTS",
     "judge_conversations", "judge_prompt", "parse_verdict", "CONSTITUTION", "NOTHING_TO_FIX", "PRINCIPLE_FEATURES",
     "REVISION_REQUESTS", "check_constitution", "check_principle", "critique", "follows", "parse_revision",
-    "principle_verdict", "revise", "revision_conversations", "revision_prompt", "revision_target",
+    "principle_judge_conversations", "principle_judge_prompt", "principle_verdict", "revise", "revision_conversations",
+    "revision_prompt", "revision_target",
 ]

@@ -54,8 +54,9 @@ from .tasks import Problem, is_correct, parse_prompt
 
 __all__ = [
     "CONSTITUTION", "NOTHING_TO_FIX", "PRINCIPLE_FEATURES", "REVISION_REQUESTS", "check_constitution",
-    "check_principle", "critique", "follows", "parse_revision", "principle_verdict", "revise", "revision_conversations",
-    "revision_prompt", "revision_target",
+    "check_principle", "critique", "follows", "parse_revision", "principle_judge_conversations",
+    "principle_judge_prompt", "principle_verdict", "revise", "revision_conversations", "revision_prompt",
+    "revision_target",
 ]
 
 CONSTITUTION: dict[str, str] = {
@@ -315,3 +316,35 @@ def revision_conversations(problems, replies: list[str], principles: list[str] |
         except ValueError as e:
             raise ValueError(f"row {i}: {e}") from None
     return out
+
+
+def principle_judge_prompt(question: str, a: str, b: str, principle: str) -> str:
+    """The RL stage's judge prompt: ``Which reply is better? Principle: <request>.``, then ``Q:``, ``A:``, ``B:``,
+    one per line (the pairwise judge's task, ``world.pairwise``, under one principle in its short form,
+    :data:`REVISION_REQUESTS`). Each part must be a non-empty string (``ValueError`` naming it), shown on one line."""
+    check_principle(principle)
+    return (f"Which reply is better? Principle: {REVISION_REQUESTS[principle]}.\nQ: {_one_line('question', question)}"
+            f"\nA: {_one_line('a', a)}\nB: {_one_line('b', b)}")
+
+
+def principle_judge_conversations(problems, a: list[str], b: list[str], principles: list[str]):
+    """The principled judge's chat examples, labelled by the constitution's rule (:func:`principle_verdict`, no
+    gold label): ``[user: principle_judge_prompt, assistant: "A" | "B"]`` for each pair its principle can tell apart.
+    Returns ``(conversations, kept)``: ``kept`` lists the indices of the pairs used (a tie under its principle is
+    left out). Lists of unequal length or empty are a ``ValueError``; a bad reply or principle names its row."""
+    problems, a, b, principles = list(problems), list(a), list(b), list(principles)
+    if not problems or not (len(problems) == len(a) == len(b) == len(principles)):
+        raise ValueError(f"problems, a, b and principles must be non-empty lists of one length; got {len(problems)}, "
+                         f"{len(a)}, {len(b)}, {len(principles)}")
+    convs, kept = [], []
+    for i, (p, x, y, n) in enumerate(zip(problems, a, b, principles)):
+        try:
+            p = _problem(p)
+            prompt = principle_judge_prompt(p.prompt, x, y, n)
+            verdict = principle_verdict(n, p, x, y)
+        except ValueError as e:
+            raise ValueError(f"row {i}: {e}") from None
+        if verdict is not None:
+            convs.append([{"role": "user", "content": prompt}, {"role": "assistant", "content": verdict}])
+            kept.append(i)
+    return convs, kept
