@@ -64,9 +64,13 @@ def test_the_shipped_study_meets_the_lessons_claims():
     assert all(v["parsed"] >= 0.95 for v in by.values())
     assert all(by[n]["follows"] >= 0.8 for n in ("polite", "concise", "clean_end", "no_repetition"))
     assert all(v["matches_rule"] < 0.5 and v["gold_after"] < v["rule_gold_after"] for v in by.values())
+    assert by["polite"]["gold_after"] > by["polite"]["gold_before"]
+    assert all(v["gold_after"] < v["gold_before"] for n, v in by.items() if n != "polite")
+    assert r["sl"]["gold_revisions"] > r["sl"]["gold_replies"]
     table = {row["model"]: row for row in r["table"]}
     assert set(table) == {"sft", "sl-cai", "sl-rule", "rl-cai", "rl-gold"}
-    assert table["sl-cai"]["eos"] > table["sft"]["eos"] and table["sl-cai"]["correct"] < table["sft"]["correct"]
+    sl, sft = table["sl-cai"], table["sft"]
+    assert sl["eos"] > sft["eos"] and sl["opener"] > sft["opener"] and sl["correct"] < sft["correct"]
     g = r["gains"]
     assert abs(g["sl-cai - sft"]["diff"]) < 2 * g["sl-cai - sft"]["se"]
     assert g["rl-cai - sft"]["diff"] - 2 * g["rl-cai - sft"]["se"] > 0
