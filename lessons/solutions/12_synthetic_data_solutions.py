@@ -4,7 +4,7 @@
 # Run a cell at a time (VS Code / Jupyter understand the `# %%` markers) or the whole file with
 # `python lessons/solutions/12_synthetic_data_solutions.py`. Exercises 1–3 take seconds; exercise 4 runs the
 # lesson's study once more with one DPO arm (about 25 s of CPU in fast mode); exercise 5 reads the shipped
-# distillation result.
+# distillation result; exercise 6 samples `sft-tiny` once (a few seconds).
 
 # %%
 import numpy as np
@@ -12,6 +12,8 @@ import pandas as pd
 
 from rlhfbook_lab import world
 from rlhfbook_lab.lesson import pick, seed_everything
+from rlhfbook_lab.lm.evaluation import evaluate_chat
+from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.lm.pool_scoring import gold_scorer, reward_model_scorer
 from rlhfbook_lab.lm.preference_data import subsample_pairs
 from rlhfbook_lab.lm.reward_model import load_reward_model
@@ -120,3 +122,29 @@ keep = pd.DataFrame(keep).T
 print(keep.round(2))
 assert keep.loc["creatures", "teacher gain"] == keep["teacher gain"].max()   # the search helps most here ...
 assert keep.loc["creatures", "student gain"] < 0                              # ... and the student keeps none of it
+
+# %% [markdown]
+# ## 6 · Which principle is worth the most?
+#
+# The rule's revision under "answer correctly" lifts gold the most: it changes fewer replies than "polite" does,
+# but correctness is the heaviest row of the taste table. No rule revision lowers a reply's gold score: each fixes
+# its own principle's features and leaves the rest of the reply as it was (`world.revise`'s guarantee, tested in
+# `tests/test_constitution.py`). The learned reviser of §3 is far from this: it miscopies what it should keep.
+
+# %%
+sft_model, sft_tok = load_model("sft-tiny")
+problems6 = world.heldout_prompts(pick(96, 400), seed=3)
+ev6 = evaluate_chat(sft_model, sft_tok, problems6, greedy=False, seed=0)
+pairs6 = [(p, r) for p, (_, r, _) in zip(problems6, ev6.rows) if r.strip()]
+before = np.array([world.gold_score(p, r) for p, r in pairs6])
+worth = {}
+for name in world.CONSTITUTION:
+    revised = [world.revise(p, r, name) for p, r in pairs6]
+    after = np.array([world.gold_score(p, x) for (p, _), x in zip(pairs6, revised)])
+    worth[name] = {"gold gain": float((after - before).mean()),
+                   "replies changed": float(np.mean([x != r.strip() for (_, r), x in zip(pairs6, revised)])),
+                   "lowest change": float((after - before).min())}
+worth = pd.DataFrame(worth).T
+print(worth.round(3))
+assert worth["gold gain"].idxmax() == "correct"
+assert (worth["lowest change"] >= -1e-9).all()
