@@ -137,7 +137,7 @@ def test_bad_budget_arguments_are_refused(kwargs, match):
 
 def test_a_tiny_budget_study_end_to_end(tmp_path):
     study = afs.label_budget_study(_tiny_cfg(), budgets=(8, 4), heldout_pairs=16, min_rm_steps=2,
-                                   out=tmp_path / "b.json")
+                                   judge="judge-tiny", out=tmp_path / "b.json")
     assert afs.load_budget(tmp_path / "b.json") == json.loads(json.dumps(study))
     assert study["budgets"] == [4, 8] and [p["n"] for p in study["points"]] == [4, 8]
     for p in study["points"]:
@@ -145,6 +145,9 @@ def test_a_tiny_budget_study_end_to_end(tmp_path):
         assert 1 <= p["ai"]["pairs"] <= 8  # at most one study pair per training prompt
         assert 0 <= p["rm"]["heldout_accuracy"] <= 1 and 0 <= p["rm"]["label_agreement"] <= 1
         assert p["rm"]["steps"] == 2
+    j = study["judge"]  # the generative judge labels the same study pairs, each shown in a random order
+    assert j["pairs"] + j["unreadable"] == study["points"][0]["ai"]["pairs"] and j["dpo"]["pairs"] == j["pairs"]
+    assert 0 <= j["label_agreement"] <= 1 and 0 <= j["agrees_with_rm"] <= 1 and j["sft"] == study["sft"]
     with pytest.raises(ValueError, match="no label-budget study at"):
         afs.load_budget(tmp_path / "none.json")
 
@@ -167,3 +170,27 @@ def test_the_shipped_sweep_meets_lesson_12s_claims(shipped):
     for b in afs.BETAS:
         g, ai = afs.peak_run(shipped, "gold", b), afs.peak_run(shipped, "ai", b)
         assert g["lr"] < ai["lr"] and g["gain"]["diff"] < ai["gain"]["diff"]
+
+
+def test_the_shipped_budget_study_meets_lesson_12s_claims(shipped):
+    study = afs.load_budget()
+    assert study["budgets"] == list(afs.BUDGETS)
+    assert study["config"] == json.loads(json.dumps(asdict(sd.synthetic_config(arms=("ai", "gold")))))
+    pts = {p["n"]: p for p in study["points"]}
+    full = pts[max(pts)]
+    accs = [p["rm"]["heldout_accuracy"] for p in study["points"]]
+    assert all(x < y for x, y in zip(accs, accs[1:]))
+    assert abs(full["rm"]["label_agreement"] - shipped["labels"]["agreement[ai]"]) < 0.02
+    assert full["ai"]["gain"]["diff"] - 2 * full["ai"]["gain"]["se"] > 0
+    for n, p in pts.items():
+        if n <= 1500:
+            assert p["rm"]["label_agreement"] < 0.5 and p["ai"]["gain"]["diff"] - 2 * p["ai"]["gain"]["se"] < 0
+            assert p["rm"]["gold_of_chosen"] < full["rm"]["gold_of_chosen"] - 0.2
+            assert p["direct"]["gain"]["diff"] - 2 * p["direct"]["gain"]["se"] > \
+                p["ai"]["gain"]["diff"] + 2 * p["ai"]["gain"]["se"]
+    assert pts[min(pts)]["direct"]["gain"]["diff"] >= full["ai"]["gain"]["diff"]
+    assert full["direct"]["gain"]["diff"] - 2 * full["direct"]["gain"]["se"] < 0 < full["ai"]["gain"]["diff"]
+    jt = study["judge"]
+    assert jt["judge"] == "judge-tiny" and jt["sft"] == study["sft"]
+    assert 0.5 < jt["label_agreement"] < full["rm"]["label_agreement"]
+    assert jt["dpo"]["gain"]["diff"] - 2 * jt["dpo"]["gain"]["se"] < 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -32,19 +33,21 @@ from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.lm.preference_data import subsample_pairs
 from rlhfbook_lab.lm.shipped_data import load_preference_file
 from rlhfbook_lab.paths import DATA_DIR
+from rlhfbook_lab.recipes.judge_model import model_judge
 from rlhfbook_lab.recipes.synthetic_data import (
     SyntheticConfig,
     dpo_policy,
     evaluate_models,
     label_pairs,
+    pairs_from_verdicts,
     synthetic_config,
 )
 from rlhfbook_lab.trainers.loop import TrainConfig
 from rlhfbook_lab.trainers.reward import RMConfig, accuracy_by_kind, rm_from_sft, shipped_rm_config
 
 __all__ = ["BETAS", "BUDGET", "BUDGETS", "BUDGET_COMMAND", "LABELS", "LRS", "SWEEP", "SWEEP_COMMAND",
-           "budget_rm_config", "cliff_lr", "dpo_sweep", "label_budget_study", "load_budget", "load_sweep", "peak_run",
-           "sweep_line"]
+           "budget_rm_config", "cliff_lr", "dpo_sweep", "judge_labelled_dpo", "label_budget_study", "load_budget",
+           "load_sweep", "peak_run", "sweep_line"]
 
 LABELS = ("ai", "gold")
 """Who labels the pairs of each sweep line: ``rm-tiny``'s ranking or the gold annotator (``synthetic_data.ARMS``)."""
@@ -193,8 +196,8 @@ BUDGET = DATA_DIR / "synthetic" / "budget.json"
 
 BUDGET_COMMAND = ("OMP_NUM_THREADS=1 python -m rlhfbook_lab.recipes.ai_feedback_sweep --budget "
                   "--out data/synthetic/budget.json")
-"""The command that wrote :data:`BUDGET`: :func:`label_budget_study` with ``synthetic_config()`` and
-:data:`BUDGETS`."""
+"""The command that wrote :data:`BUDGET`: :func:`label_budget_study` with ``synthetic_config()``, :data:`BUDGETS`
+and ``judge="judge-tiny"``."""
 
 
 def budget_rm_config(n: int, min_steps: int = 20) -> RMConfig:
@@ -211,7 +214,8 @@ def budget_rm_config(n: int, min_steps: int = 20) -> RMConfig:
 
 
 def label_budget_study(cfg: SyntheticConfig | None = None, budgets=BUDGETS, heldout_pairs: int | None = None,
-                       min_rm_steps: int = 20, out: str | Path | None = None, progress: bool = False) -> dict:
+                       min_rm_steps: int = 20, judge: str | None = None, out: str | Path | None = None,
+                       progress: bool = False) -> dict:
     """The AI labeller's own label budget: the same ``n`` gold labels spent two ways.
 
     For each ``n`` of ``budgets``: (1) a reward model trained on the first ``n`` shipped train pairs
@@ -221,7 +225,8 @@ def label_budget_study(cfg: SyntheticConfig | None = None, budgets=BUDGETS, held
     the same ``n`` gold-labelled pairs. Both DPO runs use ``cfg``'s recipe (steps, batch, lr, β, seed) and are
     measured on the same held-out prompts, paired with SFT. ``heldout_pairs``: score the reward models on this
     many held-out pairs (``preference_data.subsample_pairs``, seed 0; ``None``: all 1,368); ``min_rm_steps``:
-    :func:`budget_rm_config`'s floor (tests shrink both).
+    :func:`budget_rm_config`'s floor (tests shrink both). ``judge``: also a generative judge's checkpoint as
+    the labeller of the study's pairs (:func:`judge_labelled_dpo`, under the key ``"judge"``).
 
     Returns:
         A JSON-able dict: ``config``, ``budgets``, ``sft`` (row), ``points`` (one per budget: ``n``, ``rm``
@@ -277,12 +282,55 @@ def label_budget_study(cfg: SyntheticConfig | None = None, budgets=BUDGETS, held
                   f"{p['direct']['gain']['diff']:+.3f} ± {p['direct']['gain']['se']:.3f} "
                   f"({time.process_time() - t1:.0f} CPU-s)", flush=True)
     result = {"config": asdict(cfg), "budgets": sorted(budgets),
-              "sft": {k: float(sft_row[k]) for k in ("gold", "correct", "opener", "eos")}, "points": points,
-              "cpu_seconds": round(time.process_time() - t0, 1)}
+              "sft": {k: float(sft_row[k]) for k in ("gold", "correct", "opener", "eos")}, "points": points}
+    if judge is not None:
+        result["judge"] = judge_labelled_dpo(cfg, judge, progress=progress)
+    result["cpu_seconds"] = round(time.process_time() - t0, 1)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def judge_labelled_dpo(cfg: SyntheticConfig | None = None, judge: str = "judge-tiny", progress: bool = False) -> dict:
+    """The generative judge (``recipes.judge_model``, trained on the same 5,371 gold labels as ``rm-tiny``) as the
+    labeller of the study's pairs: each pair (the AI study's best and random other) shown in a random order (a fair
+    coin per pair, stream ``judge-slots-<seed>``: its position bias must not favour ``rm-tiny``'s pick), DPO on its
+    verdicts with ``cfg``'s recipe, measured like :func:`label_budget_study`'s points.
+
+    Returns ``{"judge", "pairs", "unreadable"`` (pairs over its context, left out), ``"label_agreement"`` (with the
+    gold annotator's labels of the same pairs), ``"agrees_with_rm"``, ``"gold_of_chosen"``, ``"sft"`` (row),
+    ``"dpo"`` ``{"gold", "correct", "opener", "eos", "gain": {"diff", "se"}, "pairs"}``, ``"cpu_seconds"}``."""
+    t0 = time.process_time()
+    cfg = replace(cfg or synthetic_config(), arms=("ai", "gold"))
+    lab = label_pairs(cfg)
+    jmodel, jtok = load_model(judge)
+    j = model_judge(jmodel, jtok)
+    rows = [(world.parse_prompt(x["prompt"]), x["chosen"], x["rejected"], g["chosen_was"])
+            for x, g in zip(lab.pairs["ai"], lab.pairs["gold"])]  # ai: chosen = the best, shown as "A"
+    keep = [r for r in rows if j.fits(*r[:3]) and j.fits(r[0], r[2], r[1])]
+    if not keep:
+        raise ValueError(f"judge: {judge} can read none of the study's pairs (every prompt is over its context)")
+    rng = random.Random(f"judge-slots-{cfg.seed}")
+    flip = [rng.random() < 0.5 for _ in keep]
+    probs = [r[0] for r in keep]
+    first = [r[2] if f else r[1] for r, f in zip(keep, flip)]
+    second = [r[1] if f else r[2] for r, f in zip(keep, flip)]
+    verdicts = j(probs, first, second)
+    picks_best = [(v == "A") != f for v, f in zip(verdicts, flip)]  # the judge chose the AI study's best
+    pairs = pairs_from_verdicts(probs, first, second, verdicts, label_source=judge)
+    sft, tok = lab.loaded.get(cfg.policy) or load_model(cfg.policy)
+    (sft_row,), sft_gold = evaluate_models({"sft": sft}, tok, cfg)
+    (row,), gold = evaluate_models({"dpo": dpo_policy(cfg, pairs, progress=progress)}, tok, cfg)
+    gain = paired_difference(gold["dpo"], sft_gold["sft"])
+    return {"judge": judge, "pairs": len(pairs), "unreadable": len(rows) - len(keep),
+            "label_agreement": sum(p == (r[3] == "A") for p, r in zip(picks_best, keep)) / len(keep),
+            "agrees_with_rm": sum(picks_best) / len(keep),
+            "gold_of_chosen": sum(world.gold_score(p, x["chosen"]) for p, x in zip(probs, pairs)) / len(pairs),
+            "sft": {k: float(sft_row[k]) for k in ("gold", "correct", "opener", "eos")},
+            "dpo": {**{k: float(row[k]) for k in ("gold", "correct", "opener", "eos")},
+                    "gain": {"diff": float(gain["diff"]), "se": float(gain["se"])}, "pairs": len(pairs)},
+            "cpu_seconds": round(time.process_time() - t0, 1)}
 
 
 def load_budget(path: str | Path | None = None) -> dict:
@@ -311,7 +359,8 @@ def main(argv: list[str] | None = None) -> None:
     if Path(args.out).suffix != ".json":
         parser.error(f"--out: expected a .json file path; got {args.out}")
     if args.budget:
-        result = label_budget_study(synthetic_config(fast=args.fast), out=args.out, progress=True)
+        result = label_budget_study(synthetic_config(fast=args.fast), judge="judge-tiny", out=args.out,
+                                    progress=True)
         print(f"wrote {args.out}: {len(result['points'])} budgets, {result['cpu_seconds']} CPU-s")
         return
     result = dpo_sweep(synthetic_config(fast=args.fast), out=args.out, progress=True)
