@@ -40,6 +40,7 @@ from rlhfbook_lab.lm.shipped_data import (
 )
 from rlhfbook_lab.lm.tokenizer import build_and_save, load_tokenizer
 from rlhfbook_lab.paths import CHECKPOINTS
+from rlhfbook_lab.recipes.checking_rm import checking_rm
 from rlhfbook_lab.recipes.evaluation import evaluate_players
 from rlhfbook_lab.recipes.evaluation import write_report as write_eval_report
 from rlhfbook_lab.recipes.judge_model import JudgeConfig, write_judge
@@ -52,6 +53,7 @@ from rlhfbook_lab.recipes.rejection_sampling import RSConfig, check_config, run_
 from rlhfbook_lab.recipes.rejection_sampling import write_report as write_rs_report
 from rlhfbook_lab.recipes.rlvr_study import rlvr_study
 from rlhfbook_lab.recipes.spec_change import relabel_pairs
+from rlhfbook_lab.trainers.checker import CheckerConfig
 from rlhfbook_lab.trainers.dpo import FAST_SIZES, RECIPES, DPOConfig, dpo_config, dpo_from_sft
 from rlhfbook_lab.trainers.pretrain import PretrainConfig, heldout_loss, prefix_accuracy, pretrain
 from rlhfbook_lab.trainers.reward import RM_RECIPES, RMConfig, rm_from_sft
@@ -181,7 +183,43 @@ def _cmd_rl(args) -> None:
                       round(time.process_time() - t0, 1), **_rounded(summarize(history))}, indent=2))
 
 
+_CHECK_FLAGS = {"train.steps": "steps", "train.lr": "lr", "batch_size": "batch_size", "train.seed": "seed"}
+
+
+def _rm_report(out, history: dict, ev, t0: float, normalized: bool, **head) -> str:
+    """The JSON both reward-model recipes print: ``head`` first, then the held-out evaluation."""
+    return json.dumps({
+        "out": str(out) if out else None, **head, "train_pairs": history["data/num_pairs"][0],
+        "train_cpu_seconds": round(history["charts/cpu_seconds"][0], 1),
+        "train_seconds": round(history["charts/wall_time"][0], 1), "total_seconds": round(time.perf_counter() - t0, 1),
+        "heldout_pairs": ev.num_pairs, "heldout_accuracy": round(ev.accuracy, 4),
+        "bayes_ceiling": round(ev.bayes_ceiling, 4), "gap_to_ceiling": round(ev.bayes_ceiling - ev.accuracy, 4),
+        "heldout_loss": round(ev.loss, 4), "ece": round(float(ev.calibration.ece), 4),
+        "normalization": {"mean": round(history["normalize/mean"][0], 4), "std": round(history["normalize/std"][0], 4)}
+        if normalized else None}, indent=2)
+
+
+def _cmd_rm_check(args) -> None:
+    given = overrides_from_args(args)
+    if unknown := sorted(k for k in given if k not in _CHECK_FLAGS):
+        raise ValueError(f"--recipe check trains only a checker on frozen models: {unknown} do not apply (it takes "
+                         f"{sorted(_CHECK_FLAGS)})")
+    cfg = override(CheckerConfig(steps=30, batch_size=32) if args.fast else CheckerConfig(),
+                   {_CHECK_FLAGS[k]: v for k, v in given.items()})
+    out = Path(args.out) if args.out else (None if args.fast else CHECKPOINTS / "rm-check-tiny")
+    t0 = time.perf_counter()
+    _, _, history, ev = checking_rm(cfg, reference=args.policy, out=out, overwrite=args.overwrite,
+                                    normalize=args.normalize, data_dir=args.data,
+                                    num_train_pairs=400 if args.fast else None,
+                                    num_eval_pairs=400 if args.fast else None)
+    print(_rm_report(out, history, ev, t0, args.normalize, recipe="check", steps=cfg.steps,
+                     pairs_per_step=2 * cfg.batch_size,
+                     counterfactual_pairs=history["data/num_counterfactual_pairs"][0]))
+
+
 def _cmd_rm(args) -> None:
+    if args.recipe == "check":
+        return _cmd_rm_check(args)
     recipe, default_out, save_dtype = RM_RECIPES[args.recipe]
     base = recipe()
     cfg = _configured(override(base, {"train.steps": 30}) if args.fast else base, args)
@@ -191,16 +229,8 @@ def _cmd_rm(args) -> None:
                                        normalize=args.normalize, data_dir=args.data,
                                        num_eval_pairs=400 if args.fast else None,
                                        save_dtype=save_dtype)
-    print(json.dumps({
-        "out": str(out) if out else None, "steps": cfg.train.steps, "pairs_per_step": cfg.batch_size,
-        "train_pairs": history["data/num_pairs"][0], "train_cpu_seconds": round(history["charts/cpu_seconds"][0], 1),
-        "train_seconds": round(history["charts/wall_time"][0], 1), "total_seconds": round(time.perf_counter() - t0, 1),
-        "heldout_pairs": ev.num_pairs, "heldout_accuracy": round(ev.accuracy, 4),
-        "bayes_ceiling": round(ev.bayes_ceiling, 4), "gap_to_ceiling": round(ev.bayes_ceiling - ev.accuracy, 4),
-        "heldout_loss": round(ev.loss, 4), "ece": round(float(ev.calibration.ece), 4),
-        "normalization": {"mean": round(history["normalize/mean"][0], 4), "std": round(history["normalize/std"][0], 4)}
-        if args.normalize else None,
-    }, indent=2))
+    print(_rm_report(out, history, ev, t0, args.normalize, recipe=args.recipe, steps=cfg.train.steps,
+                     pairs_per_step=cfg.batch_size))
 
 
 def _cmd_dpo(args) -> None:
@@ -467,16 +497,15 @@ def _add_training_commands(sub) -> None:
 
     p = sub.add_parser("rm", help="train the reward model on data/preferences; held-out accuracy vs the Bayes ceiling")
     p.add_argument("--fast", action="store_true", help="30 steps, evaluated on 400 held-out pairs")
-    p.add_argument("--recipe", default="shipped", choices=sorted(RM_RECIPES),
-                   help="shipped: rm-tiny's preference pairs only; check: preference pairs and counterfactual "
-                        "minimal pairs interleaved in every batch (rm-check-tiny, saved in float16)")
+    p.add_argument("--recipe", default="shipped", choices=sorted([*RM_RECIPES, "check"]),
+                   help="shipped: rm-tiny, preference pairs only; check: rm-check-tiny, rm-tiny frozen + a checker of "
+                        "sft-tiny's surprise (takes --steps --lr --batch-size --seed); mix: rm-mix-tiny (float16)")
     p.add_argument("--normalize", action="store_true", help="normalise rewards to mean 0, std 1 on samples of the "
                                                             "reference policy (as the shipped rm-tiny is)")
     p.add_argument("--policy", default="sft-tiny", help="the backbone and reference policy")
     p.add_argument("--data", default=None, help="folder with train.jsonl and heldout.jsonl (default "
                                                 "data/preferences)")
-    _out_flags(p, "default data/checkpoints/rm-tiny (--recipe check: rm-check-tiny); with --fast nothing is saved "
-                  "unless --out is given")
+    _out_flags(p, "default data/checkpoints/<the recipe's model>; with --fast nothing is saved unless --out is given")
     add_config_arguments(p, RMConfig, skip=("mix",))
     p.set_defaults(func=_cmd_rm)
 

@@ -70,6 +70,8 @@ CASES = [
     ("rm --steps -5", "steps must be an int >= 1"),
     ("rm --recipe checks --fast", "invalid choice: 'checks'"),
     ("rm --recipe check --data {d}/missing_folder --fast", "no preference data"),
+    ("rm --recipe mix --data {d}/missing_folder --fast", "no preference data"),
+    ("rm --recipe check --margin 1 --fast", "do not apply"),
     ("sft --data {d}/a_file --out {d}/o11", "is a file"),
     ("sft --base nosuchmodel --out {d}/o12", "unknown model"),
     ("sft --examples 0", "--examples: expected an int >= 1"),

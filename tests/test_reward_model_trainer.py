@@ -38,8 +38,8 @@ from rlhfbook_lab.trainers.reward import (
     RMEval,
     _visiting_order,
     accuracy_by_kind,
-    check_rm_config,
     evaluate_reward_model,
+    mix_rm_config,
     rm_loss_sum,
     train_reward_model,
 )
@@ -453,10 +453,10 @@ def test_accuracy_by_kind_hand_computed():
         accuracy_by_kind(ev, rows[:3])
 
 
-def test_check_recipe_interleaves_preference_and_counterfactual_pairs():
-    cfg = check_rm_config()
+def test_mix_recipe_interleaves_preference_and_counterfactual_pairs():
+    cfg = mix_rm_config()
     assert sum(cfg.mix.values()) == cfg.batch_size and set(cfg.mix) == {"preferences", "counterfactual"}
-    assert RM_RECIPES["check"][0] is check_rm_config and RM_RECIPES["shipped"][1] == "rm-tiny"
+    assert RM_RECIPES["mix"][0] is mix_rm_config and "check" not in RM_RECIPES and RM_RECIPES["shipped"][1] == "rm-tiny"
     assert RM_RECIPES["shipped"][0]().mix is None  # rm-tiny's recipe is unchanged: one set of pairs
 
 

@@ -1,8 +1,9 @@
-"""The shipped reward model (data/checkpoints/rm-tiny) loads and still meets its stated quality
-(``reward_trainer.SHIPPED_QUALITY``) on the shipped held-out preference pairs, and is normalised on samples of
-``sft-tiny`` as its metadata says. Scoring is deterministic; the sampled check is seeded."""
+"""The shipped reward models (data/checkpoints/rm-tiny, and rm-check-tiny below) load and still meet their stated
+quality (``reward_trainer.SHIPPED_QUALITY``, ``checking_rm.CHECK_QUALITY``) on the shipped held-out preference pairs,
+and are normalised on samples of ``sft-tiny`` as their metadata says. Scoring is deterministic; the sampled check is seeded."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -11,10 +12,18 @@ from rlhfbook_lab import world
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import load_model
 from rlhfbook_lab.lm.preference_data import pair_kind, pairs_bayes_ceiling
-from rlhfbook_lab.lm.reward_model import load_reward_model
+from rlhfbook_lab.lm.reward_model import CheckingRewardModel, load_reward_model
 from rlhfbook_lab.lm.shipped_data import load_preference_file, preference_prompts
 from rlhfbook_lab.paths import CHECKPOINTS
-from rlhfbook_lab.trainers.reward import NORMALIZE_SETTINGS, SHIPPED_QUALITY, evaluate_reward_model, shipped_rm_config
+from rlhfbook_lab.recipes.checking_rm import CHECK_QUALITY as CQ
+from rlhfbook_lab.trainers.checker import CheckerConfig
+from rlhfbook_lab.trainers.reward import (
+    NORMALIZE_SETTINGS,
+    SHIPPED_QUALITY,
+    accuracy_by_kind,
+    evaluate_reward_model,
+    shipped_rm_config,
+)
 
 Q = SHIPPED_QUALITY
 RM_DIR = CHECKPOINTS / "rm-tiny"
@@ -78,3 +87,30 @@ def test_shipped_rm_is_normalised_on_the_reference_policy(rm_and_tok):
                          for p, t in zip([p for p in problems for _ in range(4)], gen.texts)])
     corr = torch.corrcoef(torch.stack([r, gold]))[0, 1]
     assert corr > Q["min_gold_correlation"], float(corr)
+
+
+# --- rm-check-tiny: the reward model that checks answers (recipes.checking_rm, issue 18) -------------------------
+
+CHECK_DIR = CHECKPOINTS / "rm-check-tiny"
+
+
+@pytest.fixture(scope="module")
+def check_eval():
+    crm, tok = load_reward_model("rm-check-tiny", device="cpu")
+    return crm, evaluate_reward_model(crm, tok, load_preference_file("heldout"))
+
+
+def test_shipped_checking_rm_checks_answers_and_keeps_taste(check_eval, heldout_eval):
+    crm, ev = check_eval
+    heldout = load_preference_file("heldout")
+    mine, base = accuracy_by_kind(ev, heldout), accuracy_by_kind(heldout_eval, heldout)
+    assert isinstance(crm, CheckingRewardModel) and crm.names == {"taste": "rm-tiny", "reference": "sft-tiny"}
+    assert mine["all"] >= CQ["min_accuracy"] and mine["correctness"] >= CQ["min_correctness"], mine
+    assert base["taste"] - mine["taste"] <= CQ["max_taste_drop"], (mine["taste"], base["taste"])
+    assert mine["correctness"] - base["correctness"] > 0.2  # rm-tiny is at chance there
+    meta = json.loads((CHECK_DIR / "training_meta.json").read_text())
+    # what it reported when it shipped, within 3 of 1,368 pairs (a near-tie pair may flip on another CPU's kernels)
+    assert meta["heldout"]["accuracy"] == pytest.approx(ev.accuracy, abs=0.0022)
+    assert meta["config"] == asdict(CheckerConfig()) and meta["num_train_pairs"] == len(load_preference_file("train"))
+    assert sum(f.stat().st_size for f in CHECK_DIR.iterdir()) < 200_000  # the checker only: the models are named
+    assert crm.is_normalized and float(crm.reward_std) == pytest.approx(meta["normalization"]["std"])

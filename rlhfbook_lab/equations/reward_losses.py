@@ -47,6 +47,8 @@ __all__ = [
     "preference_calibration",
     "ranking_to_pairs",
     "split_chosen_rejected",
+    "SURPRISE_FEATURES",
+    "token_surprise_features",
 ]
 
 
@@ -308,6 +310,47 @@ def orm_loss(logits: torch.Tensor, labels: torch.Tensor, completion_mask: torch.
         raise ValueError("labels must lie in [0, 1] (1 = correct answer, 0 = wrong)")
     per_token_loss = F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="none")  # (B, T)
     return masked_mean(per_token_loss, completion_mask)
+
+
+SURPRISE_FEATURES = ("logp", "gap_to_top", "entropy", "below_top", "log_not_p")
+"""The columns of :func:`token_surprise_features`, in order."""
+
+
+def token_surprise_features(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """How surprised a language model is by each next token: five numbers per position.
+
+    With p_t = softmax(logits[:, t]) the model's distribution for the token at t + 1 and y = input_ids[:, t + 1]:
+
+    .. math::  f_t = \big(\\log p_t(y),\\; \\log p_t(y) - \\max_v \\log p_t(v),\\; H(p_t),\\;
+                 1 - p_t(y) / \\max_v p_t(v),\\; \\log(1 - p_t(y))\big)
+
+    A reply whose answer the model "knows" to be different shows up as a token far from the model's top choice
+    (``gap_to_top`` < 0, ``below_top`` near 1) where the rest of the reply is near it; every feature is a
+    continuous function of the logits (no argmax indicator), so CPUs whose kernels differ in the last bit give
+    features that differ in the last bits only. ``log(1 − p)`` is computed as ``log1p(−p)`` with p clamped
+    below 1 − 1e-6, finite for a certain token.
+
+    Args:
+        logits: Shape (B, T, V), the model's logits at every position.
+        input_ids: Shape (B, T), the tokens.
+
+    Returns:
+        Shape (B, T − 1, 5), float32: row t describes token t + 1 (the columns are :data:`SURPRISE_FEATURES`).
+    """
+    if logits.dim() != 3 or input_ids.dim() != 2 or logits.shape[:2] != input_ids.shape:
+        raise ValueError(f"logits must have shape (B, T, V) and input_ids (B, T) with the same B, T; got "
+                         f"{tuple(logits.shape)} and {tuple(input_ids.shape)}")
+    if input_ids.shape[1] < 2:
+        raise ValueError(f"input_ids must have at least 2 positions (a token and its successor); got "
+                         f"{input_ids.shape[1]}")
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
+    _check_finite(logp, "logits")
+    token = logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1): log p_t(y)
+    gap = token - logp.max(dim=-1).values  # (B, T-1), <= 0
+    entropy = -(logp.exp() * logp).sum(dim=-1)  # (B, T-1)
+    below_top = 1.0 - gap.exp()  # 1 - p(y) / max p
+    log_not_p = torch.log1p(-token.exp().clamp(max=1.0 - 1e-6))
+    return torch.stack([token, gap, entropy, below_top, log_not_p], dim=-1)  # (B, T-1, 5)
 
 
 # --------------------------------------------------------------------------------------------------

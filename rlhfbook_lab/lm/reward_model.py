@@ -8,6 +8,7 @@ trainer is ``trainers.reward``. RL (``trainers.rl``) and the pipeline score samp
 from __future__ import annotations
 
 import copy as _copy
+import json
 import math
 from pathlib import Path
 
@@ -15,19 +16,22 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from rlhfbook_lab.equations.reward_losses import normalization_stats
+from rlhfbook_lab.equations.reward_losses import SURPRISE_FEATURES, normalization_stats, token_surprise_features
 from rlhfbook_lab.lm.data import collate_sft, conversation, tokenize_conversation
 from rlhfbook_lab.lm.forward import eval_mode, position_ids_from_mask
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import load_model, resolve, save_model
 
 __all__ = [
+    "CHECKER_FILE",
+    "CheckingRewardModel",
     "HEAD_FILE",
     "load_reward_model",
     "normalize_on_policy",
     "normalize_on_replies",
     "reply_features",
     "RewardModel",
+    "reply_token_mask",
     "save_reward_model",
     "score_replies",
 ]
@@ -123,6 +127,146 @@ class RewardModel(nn.Module):
                   metadata={"format": "pt", "hidden_size": str(self.head.in_features)})
 
 
+def reply_token_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, assistant_id: int) -> torch.Tensor:
+    """1 on the reply's tokens: the real tokens after the last ``<|assistant|>`` token of each row. Shapes:
+    (B, T), (B, T) → (B, T) bool. Works for any padding (right, left, ``generation.generate``'s layout); a row
+    without an ``<|assistant|>`` token is a ``ValueError`` (there is no reply to check)."""
+    if input_ids.dim() != 2 or input_ids.shape != attention_mask.shape:
+        raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} "
+                         "must both have shape (B, T)")
+    real = attention_mask.bool()
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)  # (B, T)
+    start = torch.where(real & (input_ids == assistant_id), positions, -1).max(dim=1).values  # (B,)
+    missing = (start < 0).nonzero().flatten().tolist()
+    if missing:
+        raise ValueError(f"row(s) {missing} have no <|assistant|> token: a checking reward model scores chat "
+                         "replies (render them with data.tokenize_conversation)")
+    return real & (positions > start.unsqueeze(1))
+
+
+CHECKER_FILE = "checker.safetensors"
+"""A :class:`CheckingRewardModel`'s own weights; ``checker.json`` beside it names its two frozen models."""
+
+
+class CheckingRewardModel(nn.Module):
+    """A reward model that checks answers: a frozen taste model plus a small checker reading a frozen reference
+    language model's surprise at each reply token (issue 18; the counterfactual data of RRM, Liu et al. 2024).
+
+    .. math::  r(x, y) = \alpha\\, r_{taste}(x, y) + \beta\\, \\sigma\\Big(b + \\sum_{t \\in y}
+                 g_t\\, w^\top f_t\\Big), \\qquad g_t = \\sigma\big(\\mathrm{MLP}(h_t)\big)
+
+    ``f_t`` are the reference model's :func:`~rlhfbook_lab.equations.reward_losses.token_surprise_features` of
+    reply token t + 1 and ``h_t`` its last hidden state at t (what it knew before seeing that token); the gate
+    ``g_t`` learns *where* an answer is decided (a digit of a sum, the first letter of a sentiment word), ``w``
+    how surprise there counts. The σ makes the check saturate: two wrong replies both score near 0 on it and two
+    right ones near β, so on pairs that differ only in taste the taste model decides — a graded check (one wrong
+    sum less wrong than another) would add noise there. The frozen models are not trained (the checker has about
+    12,000 parameters and trains in minutes on precomputed features, ``trainers.reward.train_checker``); what the
+    checker can check is bounded by what the reference model knows (lesson 05's *knowledge reach*).
+
+    ``raw_rewards``/``forward``/``set_normalization`` behave as :class:`RewardModel`'s, so RL, evaluation and
+    normalisation take either. Saved as ``checker.safetensors`` + ``checker.json`` naming the frozen models
+    (:func:`save_reward_model`), so a checkpoint is a few kilobytes beside the models it names.
+    """
+
+    def __init__(self, taste: "RewardModel", reference: nn.Module, assistant_id: int, names: dict | None = None,
+                 gate_hidden: int = 64, seed: int = 0):
+        super().__init__()
+        self.taste, self.reference = taste, reference
+        for p in list(taste.parameters()) + list(reference.parameters()):
+            p.requires_grad_(False)
+        self.assistant_id = int(assistant_id)
+        self.names = dict(names or {})
+        hidden = reference.config.hidden_size
+        g = torch.Generator().manual_seed(seed)
+        self.gate = nn.Sequential(nn.Linear(hidden, gate_hidden), nn.Tanh(), nn.Linear(gate_hidden, 1))
+        self.value = nn.Linear(len(SURPRISE_FEATURES), 1)
+        with torch.no_grad():
+            for lin in (self.gate[0], self.gate[2]):
+                lin.weight.uniform_(-1.0, 1.0, generator=g).mul_(lin.in_features ** -0.5)
+                lin.bias.zero_()
+            self.value.weight.zero_()
+            self.value.bias.zero_()
+        self.alpha = nn.Parameter(torch.ones(()))
+        self.beta = nn.Parameter(torch.full((), 2.0))
+        self.bias = nn.Parameter(torch.zeros(()))
+        self.register_buffer("reward_mean", torch.zeros(()))
+        self.register_buffer("reward_std", torch.ones(()))
+        self.to(next(reference.parameters()).device)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The checker's own parameters (the taste and reference models stay frozen)."""
+        return [*self.gate.parameters(), *self.value.parameters(), self.alpha, self.beta, self.bias]
+
+    @torch.no_grad()
+    def frozen_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the frozen models say about each row, the checker's whole input: ``taste`` (B,) the taste model's
+        raw reward; ``hidden`` (B, T − 1, H) the reference's last hidden state at t; ``features`` (B, T − 1, 5)
+        its surprise at token t + 1; ``mask`` (B, T − 1) float, 1 where token t + 1 is a reply token."""
+        mask = reply_token_mask(input_ids, attention_mask, self.assistant_id)
+        out = self.reference.model(input_ids=input_ids, attention_mask=attention_mask,
+                                   position_ids=position_ids_from_mask(attention_mask), use_cache=False)
+        hidden = out.last_hidden_state  # (B, T, H)
+        logits = self.reference.lm_head(hidden)  # (B, T, V)
+        return {"taste": self.taste.raw_rewards(input_ids, attention_mask).float(),
+                "hidden": hidden[:, :-1].float(), "features": token_surprise_features(logits, input_ids),
+                "mask": mask[:, 1:].float()}
+
+    def check_logit(self, hidden: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """z = b + Σ_t mask_t · g_t · w^T f_t. Shapes: (B, T', H), (B, T', 5), (B, T') → (B,)."""
+        gates = torch.sigmoid(self.gate(hidden.float())).squeeze(-1)  # (B, T')
+        values = self.value(features.float()).squeeze(-1)  # (B, T')
+        return self.bias + (gates * values * mask).sum(dim=1)
+
+    def reward_from_inputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """α · taste + β · σ(z) from :meth:`frozen_inputs` (precomputed for training). Shape (B,)."""
+        z = self.check_logit(inputs["hidden"], inputs["features"], inputs["mask"])
+        return self.alpha * inputs["taste"] + self.beta * torch.sigmoid(z)
+
+    def raw_rewards(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """r(x, y) before normalisation. Shapes: (B, T), (B, T) → (B,), float32."""
+        with torch.autocast(input_ids.device.type, enabled=False):
+            return self.reward_from_inputs(self.frozen_inputs(input_ids, attention_mask))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Normalised rewards (raw − reward_mean) / reward_std. Shapes: (B, T), (B, T) → (B,), float32."""
+        return (self.raw_rewards(input_ids, attention_mask) - self.reward_mean) / self.reward_std
+
+    set_normalization = RewardModel.set_normalization
+    is_normalized = RewardModel.is_normalized
+
+    def save_pretrained(self, path: str | Path, safe_serialization: bool = True) -> None:
+        """Write the checker's weights and normalisation to :data:`CHECKER_FILE` and ``checker.json`` (the names
+        of the frozen taste and reference models, which must be shipped names or folders that still exist)."""
+        missing = [k for k in ("taste", "reference") if not self.names.get(k)]
+        if missing:
+            raise ValueError(f"names must give the {missing} model(s) to save a checking reward model: it stores "
+                             "only its own weights and the names of the frozen models it reads")
+        tensors = {k: v for k, v in self.state_dict().items() if not k.startswith(("taste.", "reference."))}
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()},
+                  str(Path(path) / CHECKER_FILE), metadata={"format": "pt"})
+        (Path(path) / "checker.json").write_text(json.dumps({
+            **self.names, "assistant_id": self.assistant_id, "gate_hidden": self.gate[0].out_features,
+            "features": list(SURPRISE_FEATURES)}, indent=2))
+
+
+def _load_checking(path: Path, device) -> tuple["CheckingRewardModel", object]:
+    spec = json.loads((path / "checker.json").read_text())
+    if spec.get("features") != list(SURPRISE_FEATURES):
+        raise ValueError(f"{path}/checker.json: features {spec.get('features')} are not this package's "
+                         f"{list(SURPRISE_FEATURES)}")
+    taste, _ = load_reward_model(spec["taste"], device)
+    reference, tokenizer = load_model(spec["reference"], device)
+    crm = CheckingRewardModel(taste, reference, spec["assistant_id"], {"taste": spec["taste"],
+                              "reference": spec["reference"]}, gate_hidden=spec["gate_hidden"])
+    state = load_file(str(path / CHECKER_FILE), device=str(next(reference.parameters()).device))
+    own = {k for k in crm.state_dict() if not k.startswith(("taste.", "reference."))}
+    if set(state) != own:
+        raise ValueError(f"{path / CHECKER_FILE}: tensors {sorted(state)} do not match a checker's {sorted(own)}")
+    crm.load_state_dict(state, strict=False)
+    return crm.eval(), tokenizer
+
+
 def save_reward_model(rm: RewardModel, tokenizer, out: str | Path, overwrite: bool = False,
                       extra_files: dict[str, str] | None = None, save_dtype: torch.dtype | None = None) -> Path:
     """Save backbone, head and tokenizer atomically (``models.save_model``; ``save_dtype=torch.float16`` stores
@@ -133,7 +277,11 @@ def save_reward_model(rm: RewardModel, tokenizer, out: str | Path, overwrite: bo
 
 def load_reward_model(name_or_path: str | Path, device: torch.device | str | None = None):
     """Load ``(RewardModel, tokenizer)`` saved by :func:`save_reward_model` (a folder or a shipped name), in eval
-    mode on ``device`` (default ``models.get_device()``)."""
+    mode on ``device`` (default ``models.get_device()``); a folder holding ``checker.json`` loads as a
+    :class:`CheckingRewardModel` with the frozen models it names."""
+    src = Path(str(resolve(name_or_path)))
+    if (src / "checker.json").exists():
+        return _load_checking(src, device)
     backbone, tokenizer = load_model(name_or_path, device)
     head_path = Path(resolve(name_or_path)) / HEAD_FILE
     if not head_path.exists():

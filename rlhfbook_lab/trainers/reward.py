@@ -47,7 +47,7 @@ __all__ = [
     "NORMALIZE_SETTINGS",
     "RM_RECIPES",
     "accuracy_by_kind",
-    "check_rm_config",
+    "mix_rm_config",
     "SHIPPED_QUALITY",
     "evaluate_reward_model",
     "normalize_on_policy",
@@ -387,12 +387,13 @@ def shipped_rm_config() -> RMConfig:
     return RMConfig(train=TrainConfig(steps=150, lr=3e-4, warmup_steps=10, bf16=False), batch_size=32)
 
 
-def check_rm_config() -> RMConfig:
-    """The recipe of ``rm-check-tiny`` (``rlhfbook-lab rm --recipe check``): every batch of 16 pairs holds 6 shipped
-    preference pairs and 10 counterfactual minimal pairs of the shipped training replies
+def mix_rm_config() -> RMConfig:
+    """The recipe ``rlhfbook-lab rm --recipe mix`` (``rm-mix-tiny``; before 2026-12-04 it was ``--recipe check``,
+    which now trains ``recipes.checking_rm``'s checker on frozen models instead): every batch of 16 pairs holds 6
+    shipped preference pairs and 10 counterfactual minimal pairs of the shipped training replies
     (``preference_data.counterfactual_pairs``, every family), so taste and the check are learned side by side.
 
-    **It does not meet its goal yet, so no ``rm-check-tiny`` ships and no quality is stated.** The goal (issue 18):
+    **It does not meet its goal, so no ``rm-mix-tiny`` ships and no quality is stated.** The goal (issue 18):
     held-out accuracy >= 0.85, >= 0.80 on correctness pairs (exactly one reply right), taste pairs within 2 points
     of ``rm-tiny``'s 0.866, in <= 20 min on 2 cores. Pilots (``sft-tiny`` backbone; one thread; evaluated on
     ``subsample_pairs(heldout, 400, seed=0)``, about 150 correctness pairs, so ±4 points; CPU seconds of training
@@ -439,7 +440,7 @@ def check_rm_config() -> RMConfig:
 
 
 RM_RECIPES = {"shipped": (shipped_rm_config, "rm-tiny", None),
-              "check": (check_rm_config, "rm-check-tiny", torch.float16)}
+              "mix": (mix_rm_config, "rm-mix-tiny", torch.float16)}
 """``rlhfbook-lab rm --recipe NAME``: ``NAME → (config function, the checkpoint it writes by default, the dtype
 it is stored in; None: float32)``."""
 
@@ -492,7 +493,7 @@ def rm_from_sft(cfg: RMConfig | None = None, policy: str | Path = "sft-tiny", ou
         eval_every: also record held-out accuracy every this many steps (0: only the final evaluation).
         save_dtype: store the weights in this dtype (``torch.float16`` halves the file; ``models.save_model``).
 
-    With ``cfg.mix`` (:func:`check_rm_config`) the training pairs are ``{"preferences": the shipped pairs,
+    With ``cfg.mix`` (:func:`mix_rm_config`) the training pairs are ``{"preferences": the shipped pairs,
     "counterfactual": preference_data.counterfactual_pairs(the shipped pairs)}``.
 
     Returns:

@@ -15,7 +15,7 @@ from rlhfbook_lab.equations.policy_gradient import informative_groups
 from rlhfbook_lab.lm.forward import eval_mode
 from rlhfbook_lab.lm.generation import generate
 from rlhfbook_lab.lm.models import autocast_dtype, resolve
-from rlhfbook_lab.lm.reward_model import RewardModel, load_reward_model
+from rlhfbook_lab.lm.reward_model import CheckingRewardModel, RewardModel, load_reward_model
 from rlhfbook_lab.trainers.loop import autocast_context
 from rlhfbook_lab.trainers.rl.config import RLConfig
 from rlhfbook_lab.trainers.rl.forward import ValueHead, score_tokens, trim_columns
@@ -115,8 +115,8 @@ class Scorer:
 
 
 def reward_source(cfg: RLConfig, reward_fn, tokenizer, device=None) -> Scorer:
-    """Resolve the reward: ``reward_fn`` (a callable (prompts, replies) -> scores, or a RewardModel) if given,
-    else ``cfg.reward``'s source (``"rm"`` loads ``cfg.reward_model``)."""
+    """Resolve the reward: ``reward_fn`` (a callable (prompts, replies) -> scores, a RewardModel or a
+    CheckingRewardModel) if given, else ``cfg.reward``'s source (``"rm"`` loads ``cfg.reward_model``)."""
 
     if isinstance(reward_fn, Scorer):
         return reward_fn
@@ -128,7 +128,7 @@ def reward_source(cfg: RLConfig, reward_fn, tokenizer, device=None) -> Scorer:
         reward_fn, rm_tok = load_reward_model(name, device)
         if rm_tok.get_vocab() != tokenizer.get_vocab():
             raise ValueError(f"reward_model {cfg.reward_model or 'rm-tiny'} uses another tokenizer than the policy")
-    if isinstance(reward_fn, RewardModel):
+    if isinstance(reward_fn, (RewardModel, CheckingRewardModel)):
         rm = reward_fn
         return Scorer(lambda prompts, texts, ids, am: rm_scores(rm, ids, am, texts))
     if reward_fn is not None:
