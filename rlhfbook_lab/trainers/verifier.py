@@ -41,7 +41,8 @@ class VerifierConfig:
     freeze_backbone: bool = True
     """Train the head alone (a logistic regression on its inputs, the backbone's features: fast, convex, and at this
     scale better than fine-tuning, which fitted the base rate and nothing else in every run we tried); ``False``
-    fine-tunes the backbone too."""
+    fine-tunes the backbone too. :func:`train_verifier` sets ``requires_grad`` on the backbone's parameters
+    accordingly, so give it a copy (``TokenRewardModel.from_causal_lm`` copies by default)."""
 
     def __post_init__(self):
         check_choice("kind", self.kind, VERIFIER_KINDS)
