@@ -802,18 +802,19 @@ def thinking_forms():
 def process_rewards(path: str | None = None):
     """The shipped ORM/PRM study of lesson 05 §9 (``recipes.process_rewards``): held-out best-of-n accuracy on
     ``sum3`` (mean over problems ± 2 s.e.) against n, the reply picked by the Bradley-Terry ``rm-tiny``, the ORM, the
-    PRM (min of its steps) and the checker."""
+    PRM (min of its steps), the ORM whose head reads the hidden state alone, and the checker."""
     study = load_process_reward_study(path)
     ns, bon = study["ns"], study["best_of_n"]
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for key, color, marker, label in (("gold", "k", "s", "gold checker (pass@n)"),
                                       ("prm_min", COLORS[2], "o", "PRM (min over steps)"),
                                       ("orm", COLORS[0], "^", "ORM"),
+                                      ("orm_hidden", "#888888", "x", "ORM, head on the hidden state alone"),
                                       ("bt_rm", COLORS[3], "v", "Bradley-Terry rm-tiny")):
         ax.errorbar(ns, bon[key]["mean"], yerr=[2 * se for se in bon[key]["se"]], color=color, marker=marker,
-                    capsize=3, label=label, ls="--" if key == "gold" else "-")
+                    capsize=3, label=label, ls={"gold": "--", "orm_hidden": ":"}.get(key, "-"))
     ax.set(xscale="log", xlabel="n (replies sampled per problem)", ylabel="accuracy of the picked reply",
-           title="Verifiers trained on the checker's labels climb toward gold; taste does not")
+           title="Verifiers reading the policy's surprise climb toward gold; taste falls")
     ax.set_xticks(ns, [str(n) for n in ns])
     ax.legend(fontsize=8)
     return fig
