@@ -272,3 +272,26 @@ for key in (MINIMAL, OFF):
 # 6,000 minimal pairs of all four families into the shipped data (350 steps, 4.5 min: overall accuracy 0.689,
 # correctness pairs still at chance) and four more transformer layers on top of the backbone (0.716): neither keeps
 # the check. A verifier (chapter 7) gives the signal directly.
+
+# %% [markdown]
+# ## Exercise 8 · Min or product
+#
+# With step probabilities (0.9, 0.9, 0.9, 0.9) for reply A and (0.7) for reply B: the minimum prefers A (0.9 > 0.7),
+# the product prefers B (0.9⁴ = 0.656 < 0.7). The product is the probability that every step is right if their errors
+# were independent, so each extra step costs a factor below 1: 0.9^k < 0.7 from k = 4 on (0.9³ = 0.729 still wins).
+# Under best-of-n a product-scored PRM therefore leans towards replies with fewer steps — including ones that skip
+# the working — while the minimum ("as good as its weakest step") does not count steps at all.
+
+# %%
+from rlhfbook_lab.equations.process_rewards import prm_score  # noqa: E402
+
+logit = torch.logit(torch.tensor([0.9, 0.9, 0.9, 0.9, 0.7, 0.7]))
+logits = torch.stack([logit, logit])  # (2, 6): row A reads the four 0.9 steps, row B the 0.7 step
+steps = torch.tensor([[1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 1, 0]])
+by_min, by_product = prm_score(logits, steps, "min"), prm_score(logits, steps, "product")
+print(f"min: A {float(by_min[0]):.3f}, B {float(by_min[1]):.3f};  product: A {float(by_product[0]):.3f}, "
+      f"B {float(by_product[1]):.3f}")
+assert by_min[0] > by_min[1] and by_product[0] < by_product[1]
+k_flip = next(k for k in range(1, 20) if 0.9 ** k < 0.7)
+print(f"the product ranks k steps at 0.9 below one step at 0.7 from k = {k_flip}")
+assert k_flip == 4

@@ -51,6 +51,7 @@ from rlhfbook_lab.lm.tokenizer import load_tokenizer
 from rlhfbook_lab.lm.tools import tokenize_tool_conversation
 from rlhfbook_lab.paths import CHECKPOINTS, DATA_DIR
 from rlhfbook_lab.recipes.ai_feedback_sweep import cliff_lr, load_budget, load_sweep, sweep_line
+from rlhfbook_lab.recipes.process_rewards import load_process_reward_study
 from rlhfbook_lab.recipes.rlvr_study import binned, load_rlvr_log
 from rlhfbook_lab.recipes.synthetic_data import CONSTITUTION, annotator_judge, constitution_judge, judge_biases
 from rlhfbook_lab.recipes.thinking import load_thinking_study
@@ -794,6 +795,28 @@ def thinking_forms():
     ax2.plot(steps, h["reward"], "s-", ms=3, label="reward (final answer right)")
     ax2.set(ylim=(0, 1.05), xlabel="GRPO rollout", title="Rewarded on the answer only, the step takes over")
     ax2.legend(fontsize=8)
+    return fig
+
+
+@figure("process_rewards")
+def process_rewards(path: str | None = None):
+    """The shipped ORM/PRM study of lesson 05 §9 (``recipes.process_rewards``): held-out best-of-n accuracy on
+    ``sum3`` (mean over problems ± 2 s.e.) against n, the reply picked by the Bradley-Terry ``rm-tiny``, the ORM, the
+    PRM (min of its steps), the ORM whose head reads the hidden state alone, and the checker."""
+    study = load_process_reward_study(path)
+    ns, bon = study["ns"], study["best_of_n"]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for key, color, marker, label in (("gold", "k", "s", "gold checker (pass@n)"),
+                                      ("prm_min", COLORS[2], "o", "PRM (min over steps)"),
+                                      ("orm", COLORS[0], "^", "ORM"),
+                                      ("orm_hidden", "#888888", "x", "ORM, head on the hidden state alone"),
+                                      ("bt_rm", COLORS[3], "v", "Bradley-Terry rm-tiny")):
+        ax.errorbar(ns, bon[key]["mean"], yerr=[2 * se for se in bon[key]["se"]], color=color, marker=marker,
+                    capsize=3, label=label, ls={"gold": "--", "orm_hidden": ":"}.get(key, "-"))
+    ax.set(xscale="log", xlabel="n (replies sampled per problem)", ylabel="accuracy of the picked reply",
+           title="Verifiers reading the policy's surprise climb toward gold; taste falls")
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.legend(fontsize=8)
     return fig
 
 

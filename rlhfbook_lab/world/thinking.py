@@ -35,8 +35,8 @@ import zlib
 from .tasks import ADD_MAX, Problem
 
 __all__ = ["FAMILY", "FORMS", "SUM3_TEMPLATES", "direct_reply", "final_answer", "forced_prefix", "instruction_data",
-           "is_correct", "make_problem", "parse_prompt", "reply_form", "sample_problems", "split_of", "step_is_right",
-           "step_reply", "verifier_reward"]
+           "is_correct", "make_problem", "parse_prompt", "reply_form", "sample_problems", "split_of", "step_ends",
+           "step_is_right", "step_labels", "step_reply", "verifier_reward"]
 
 FAMILY = "sum3"
 FORMS = ("step", "direct")
@@ -46,6 +46,7 @@ HELDOUT_FRACTION = 0.2
 
 _INT = re.compile(r"-?\d+")
 _STEP = re.compile(r"(\d+) \+ (\d+) = (-?\d+)\. (-?\d+) \+ (\d+) = (-?\d+)\.\Z")
+_STEP_END = re.compile(r"\.(?=\s|\Z)")
 _DIRECT = re.compile(r"(\d+) \+ (\d+) \+ (\d+) = (-?\d+)\.\Z")
 _PROMPTS = [re.compile(re.escape(t).replace(r"\{a\}", r"(\d+)").replace(r"\{b\}", r"(\d+)")
                        .replace(r"\{c\}", r"(\d+)") + r"\Z") for t in SUM3_TEMPLATES]
@@ -158,6 +159,43 @@ def step_is_right(problem: Problem, reply: str) -> bool | None:
     x, y, s, s2, z, _ = (int(g) for g in m.groups())
     a, b, c = problem.key
     return (x, y, s, s2, z) == (a, b, a + b, a + b, c)
+
+
+def step_ends(reply: str) -> list[int]:
+    """The character index of the full stop that ends each step (each sentence: a ``.`` followed by a space or the
+    end) of ``reply``, in order: ``[12, 26]`` for ``"17 + 25 = 42. 42 + 38 = 80."``, ``[17]`` for a direct reply,
+    ``[]`` for a reply with no full stop. A process reward model reads its step probabilities at these characters."""
+    if not isinstance(reply, str):
+        raise ValueError(f"reply must be a string; got {type(reply).__name__}")
+    return [m.start() for m in _STEP_END.finditer(reply)]
+
+
+def step_labels(problem: Problem, reply: str) -> list[bool] | None:
+    """The checker's label of each step of ``reply`` (one per :func:`step_ends`), the process supervision of a PRM.
+
+    A step is right when it *and every step before it* are right (labels after the first mistake are wrong, as
+    PRM800K stops at the first wrong step; Lightman et al. 2023):
+
+    * the step form ``x + y = s. s' + z = t.``: step 1 is right iff ``(x, y, s) = (a, b, a + b)``; step 2 iff step 1
+      is, it starts from that result and adds ``c`` rightly: ``(s', z, t) = (a + b, c, a + b + c)``;
+    * the direct form ``x + y + z = t.``: one step, right iff it is ``a + b + c = a+b+c`` with the problem's operands;
+    * any other reply: ``None`` (no steps to label).
+
+    So every step is right exactly when the step form is fully right (:func:`step_is_right` and :func:`is_correct`).
+    """
+    text = reply.strip() if isinstance(reply, str) else None
+    if text is None:
+        raise ValueError(f"reply must be a string; got {type(reply).__name__}")
+    a, b, c = problem.key
+    m = _STEP.fullmatch(text)
+    if m is not None:
+        x, y, s, s2, z, t = (int(g) for g in m.groups())
+        first = (x, y, s) == (a, b, a + b)
+        return [first, first and (s2, z, t) == (a + b, c, a + b + c)]
+    m = _DIRECT.fullmatch(text)
+    if m is not None:
+        return [tuple(int(g) for g in m.groups()) == (a, b, c, a + b + c)]
+    return None
 
 
 def forced_prefix(problem: Problem, form: str) -> str:
