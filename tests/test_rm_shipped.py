@@ -1,6 +1,7 @@
 """The shipped reward models (data/checkpoints/rm-tiny, and rm-check-tiny below) load and still meet their stated
 quality (``reward_trainer.SHIPPED_QUALITY``, ``checking_rm.CHECK_QUALITY``) on the shipped held-out preference pairs,
-and are normalised on samples of ``sft-tiny`` as their metadata says. Scoring is deterministic; the sampled check is seeded."""
+and are normalised on samples of ``sft-tiny`` as their metadata says. Scoring is deterministic; the sampled check is
+seeded."""
 
 import json
 from dataclasses import asdict

@@ -17,11 +17,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rlhfbook_lab.lm.models import check_output_folder, load_model
-from rlhfbook_lab.lm.preference_data import counterfactual_pairs, subsample_pairs
+from rlhfbook_lab.lm.preference_data import counterfactual_pairs
 from rlhfbook_lab.lm.reward_model import CheckingRewardModel, load_reward_model, save_reward_model
-from rlhfbook_lab.lm.shipped_data import load_preference_file
 from rlhfbook_lab.trainers.checker import CheckerConfig, checker_inputs, train_checker
-from rlhfbook_lab.trainers.reward import NORMALIZE_SETTINGS, accuracy_by_kind, evaluate_reward_model, normalize_rm
+from rlhfbook_lab.trainers.reward import (
+    NORMALIZE_SETTINGS,
+    evaluate_reward_model,
+    heldout_summary,
+    normalize_rm,
+    recipe_pairs,
+)
 
 __all__ = ["CHECK_QUALITY", "checking_rm"]
 
@@ -66,11 +71,7 @@ def checking_rm(cfg: CheckerConfig | None = None, taste: str | Path = "rm-tiny",
     cfg = cfg or CheckerConfig()
     if out is not None:  # fail before training, not after
         out = check_output_folder(out, overwrite)
-    train_rows, heldout = load_preference_file("train", data_dir), load_preference_file("heldout", data_dir)
-    if num_train_pairs is not None:
-        train_rows = train_rows[:num_train_pairs]
-    if num_eval_pairs is not None and num_eval_pairs < len(heldout):
-        heldout = subsample_pairs(heldout, num_eval_pairs, seed=0)
+    train_rows, heldout = recipe_pairs(data_dir, num_train_pairs, num_eval_pairs)
     taste_rm, _ = load_reward_model(taste, "cpu")
     ref, tokenizer = load_model(reference, "cpu")
     crm = CheckingRewardModel(taste_rm, ref, tokenizer.convert_tokens_to_ids("<|assistant|>"),
@@ -96,11 +97,7 @@ def checking_rm(cfg: CheckerConfig | None = None, taste: str | Path = "rm-tiny",
                 "num_train_pairs": len(train_rows), "num_counterfactual_pairs": len(cf_rows),
                 "train_cpu_seconds": history["charts/cpu_seconds"][0],
                 "feature_cpu_seconds": feature_cpu, "train_wall_seconds": history["charts/wall_time"][0],
-                "heldout": {"accuracy": evaluation.accuracy, "bayes_ceiling": evaluation.bayes_ceiling,
-                            "loss": evaluation.loss, "ece": float(evaluation.calibration.ece),
-                            "num_pairs": evaluation.num_pairs,
-                            **({"by_kind": accuracy_by_kind(evaluation, heldout)}
-                               if evaluation.num_pairs == len(heldout) else {})},
+                "heldout": heldout_summary(evaluation, heldout),
                 "normalization": ({**NORMALIZE_SETTINGS, "mean": history["normalize/mean"][0],
                                    "std": history["normalize/std"][0]} if normalize else None),
                 "checker": {"alpha": crm.alpha.item(), "beta": crm.beta.item(), "bias": crm.bias.item(),

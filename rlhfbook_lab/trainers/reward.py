@@ -47,6 +47,8 @@ __all__ = [
     "NORMALIZE_SETTINGS",
     "RM_RECIPES",
     "accuracy_by_kind",
+    "heldout_summary",
+    "recipe_pairs",
     "mix_rm_config",
     "SHIPPED_QUALITY",
     "evaluate_reward_model",
@@ -474,6 +476,26 @@ def normalize_rm(rm: RewardModel, tokenizer, policy, settings: dict | None = Non
                                temperature=s["temperature"], max_new_tokens=s["max_new_tokens"])
 
 
+def recipe_pairs(data_dir: str | Path | None = None, num_train_pairs: int | None = None,
+                 num_eval_pairs: int | None = None) -> tuple[list[dict], list[dict]]:
+    """(training pairs, held-out pairs) of a reward-model recipe: the shipped files (or ``data_dir``'s), the first
+    ``num_train_pairs`` training pairs and a fixed subset (``subsample_pairs``, seed 0) of ``num_eval_pairs``."""
+    train_rows, heldout = load_preference_file("train", data_dir), load_preference_file("heldout", data_dir)
+    if num_train_pairs is not None:
+        train_rows = train_rows[:num_train_pairs]
+    if num_eval_pairs is not None and num_eval_pairs < len(heldout):
+        heldout = subsample_pairs(heldout, num_eval_pairs, seed=0)
+    return train_rows, heldout
+
+
+def heldout_summary(evaluation: RMEval, heldout: list[dict]) -> dict:
+    """What a saved reward model's ``training_meta.json`` says of its held-out evaluation (accuracy by pair kind
+    and family when every pair was scored)."""
+    return {"accuracy": evaluation.accuracy, "bayes_ceiling": evaluation.bayes_ceiling, "loss": evaluation.loss,
+            "ece": float(evaluation.calibration.ece), "num_pairs": evaluation.num_pairs,
+            **({"by_kind": accuracy_by_kind(evaluation, heldout)} if evaluation.num_pairs == len(heldout) else {})}
+
+
 def rm_from_sft(cfg: RMConfig | None = None, policy: str | Path = "sft-tiny", out: str | Path | None = None,
                 overwrite: bool = False, normalize: bool = True, data_dir: str | Path | None = None,
                 num_train_pairs: int | None = None, num_eval_pairs: int | None = None, eval_every: int = 0,
@@ -506,11 +528,7 @@ def rm_from_sft(cfg: RMConfig | None = None, policy: str | Path = "sft-tiny", ou
     cfg = cfg or shipped_rm_config()
     if out is not None:  # fail before training, not after
         out = check_output_folder(out, overwrite)
-    train_rows, heldout = load_preference_file("train", data_dir), load_preference_file("heldout", data_dir)
-    if num_train_pairs is not None:
-        train_rows = train_rows[:num_train_pairs]
-    if num_eval_pairs is not None and num_eval_pairs < len(heldout):
-        heldout = subsample_pairs(heldout, num_eval_pairs, seed=0)
+    train_rows, heldout = recipe_pairs(data_dir, num_train_pairs, num_eval_pairs)
     model, tokenizer = load_model(policy)
     rm = RewardModel.from_causal_lm(model, copy=True, seed=cfg.train.seed)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -530,11 +548,7 @@ def rm_from_sft(cfg: RMConfig | None = None, policy: str | Path = "sft-tiny", ou
         meta = {"policy": str(policy), "config": asdict(cfg), "num_train_pairs": history["data/num_pairs"][0],
                 "train_cpu_seconds": history["charts/cpu_seconds"][0],
                 "train_wall_seconds": history["charts/wall_time"][0],
-                "heldout": {"accuracy": evaluation.accuracy, "bayes_ceiling": evaluation.bayes_ceiling,
-                            "loss": evaluation.loss, "ece": float(evaluation.calibration.ece),
-                            "num_pairs": evaluation.num_pairs,
-                            **({"by_kind": accuracy_by_kind(evaluation, heldout)}
-                               if evaluation.num_pairs == len(heldout) else {})},
+                "heldout": heldout_summary(evaluation, heldout),
                 "normalization": ({**NORMALIZE_SETTINGS, **(normalize_settings or {}),
                                    "mean": history["normalize/mean"][0], "std": history["normalize/std"][0]}
                                   if normalize else None)}
