@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from rlhfbook_lab.checks import check_int, check_number
+from rlhfbook_lab.equations.reward_losses import bradley_terry_loss
 from rlhfbook_lab.lm.data import collate_sft, tokenize_pairs
 from rlhfbook_lab.lm.forward import eval_mode
 from rlhfbook_lab.lm.reward_model import CheckingRewardModel
@@ -60,12 +61,13 @@ class CheckerConfig:
 
 def soft_bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Bradley-Terry with soft labels: −[ℓ log σ(r_c − r_r) + (1 − ℓ) log σ(r_r − r_c)], averaged. Shapes:
-    (B,), (B,), (B,) → (); ℓ = 1 is ``reward_losses.bradley_terry_loss``, ℓ = 0.5 a tie."""
+    (B,), (B,), (B,) → (); ℓ = 1 is ``reward_losses.bradley_terry_loss``, ℓ = 0.5 a tie (``trainers.reward.rm_loss_sum``
+    weighs the same two terms, with a margin, and sums)."""
     if not (chosen.shape == rejected.shape == labels.shape) or chosen.dim() != 1:
         raise ValueError(f"chosen, rejected and labels must all have shape (B,); got {tuple(chosen.shape)}, "
                          f"{tuple(rejected.shape)}, {tuple(labels.shape)}")
-    d = chosen.float() - rejected.float()
-    return -(labels * F.logsigmoid(d) + (1 - labels) * F.logsigmoid(-d)).mean()
+    return (labels * bradley_terry_loss(chosen, rejected, reduction="none")
+            + (1 - labels) * bradley_terry_loss(rejected, chosen, reduction="none")).mean()
 
 
 def _pad_cat(chunks: list[torch.Tensor]) -> torch.Tensor:
