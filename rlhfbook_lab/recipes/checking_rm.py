@@ -28,7 +28,7 @@ from rlhfbook_lab.trainers.reward import (
     recipe_pairs,
 )
 
-__all__ = ["CHECK_QUALITY", "checking_rm"]
+__all__ = ["CHECK_QUALITY", "checking_rm", "fit_checking_rm"]
 
 CHECK_QUALITY = {"min_accuracy": 0.79, "min_correctness": 0.73, "max_taste_drop": 0.035}
 """``rm-check-tiny``'s stated quality on the shipped held-out pairs (``tests/test_rm_shipped.py``): accuracy at
@@ -45,7 +45,46 @@ met.** Same-cache pilots (one thread, 2026-12-04; ±1.5 points between settings 
 taste / correctness). Earlier scratch variants (a linear gate, a per-token MLP value, no saturating σ, an argmax
 indicator feature) all landed at 0.79-0.81 overall. What limits it: review (the reference's surprise at the wrong
 sentiment word is about 0.2 nats, as small as its surprise at a style choice) and creatures (``sft-tiny`` knows
-about two in three); both need a reference that knows more, or a checker that reads more than surprise."""
+about two in three); both need a reference that knows more, or a checker that reads more than surprise.
+
+Second round of pilots (2026-12-04, one thread, on one feature cache; overall / taste / correctness). A second
+reading of each reply after a prompt that asks for nothing ("Hello.") gives the *prompt gain* f_t − f⁰_t, whose first
+column is the pointwise mutual information of prompt and token. Alone, summed over the reply, it orders held-out
+review correctness pairs 0.958 of the time (``sft-tiny``'s raw log-probability: 0.593): at the first letter of the
+wrong sentiment word it is about −5 nats, at the right one about 0. A checker with a second gated channel on it:
+0.807 / 0.839 / 0.755 (review 0.636); ungated, or on its negative part only: 0.79-0.80; tanh-bounded: 0.806 / 0.841 /
+0.747; a second gate network: 0.806 / 0.828 / 0.770; the counterfactual term as a per-reply classification (BCE):
+0.774-0.788; the check fitted on counterfactual pairs first, then α, β, b and a temperature on the preferences:
+0.794-0.808. The check logit *alone* orders the correctness pairs well (addition 0.92-0.96, reverse 0.90-0.94, review
+up to 0.958, creatures 0.70-0.76), but on those pairs the taste model prefers the *wrong* reply more often than not
+(review 0.424), and every combination α·r_taste + β·σ(z) that lets the check win there costs taste pairs more than 2
+points (β doubled after training: 0.811 / 0.824 / 0.792). What would help next: a check calibrated per family
+(right replies above 0, wrong below), or a taste model trained not to prefer wrong answers."""
+
+
+def fit_checking_rm(taste_rm, reference, tokenizer, train_rows: list[dict], cfg: CheckerConfig | None = None,
+                    names: dict | None = None, progress: bool = True) -> tuple[CheckingRewardModel, dict]:
+    """A :class:`CheckingRewardModel` on two frozen models already in memory (``rlhfbook-lab pipeline`` builds one
+    on its own SFT and reward models), its checker fitted on ``train_rows`` and their counterfactual twins.
+
+    Returns ``(crm, history)``: ``trainers.checker.train_checker``'s history plus ``charts/feature_cpu_seconds``
+    (the frozen models' pass), ``charts/cpu_seconds`` and ``charts/wall_time`` (features + fit), and the pair
+    counts ``data/num_pairs`` and ``data/num_counterfactual_pairs``."""
+    cfg = cfg or CheckerConfig()
+    crm = CheckingRewardModel(taste_rm, reference, tokenizer.convert_tokens_to_ids("<|assistant|>"), names,
+                              cfg.gate_hidden, cfg.seed)
+    t0, c0 = time.perf_counter(), time.process_time()
+    cf_rows = counterfactual_pairs(train_rows).rows
+    pref_in = checker_inputs(crm, tokenizer, train_rows, cfg.feature_batch_size)
+    cf_in = checker_inputs(crm, tokenizer, cf_rows, cfg.feature_batch_size)
+    feature_cpu = time.process_time() - c0
+    history = train_checker(crm, pref_in, cf_in, cfg, progress=progress)
+    history["charts/feature_cpu_seconds"] = [feature_cpu]
+    history["charts/cpu_seconds"] = [time.process_time() - c0]
+    history["charts/wall_time"] = [time.perf_counter() - t0]
+    history["data/num_pairs"] = [len(train_rows)]
+    history["data/num_counterfactual_pairs"] = [len(cf_rows)]
+    return crm, history
 
 
 def checking_rm(cfg: CheckerConfig | None = None, taste: str | Path = "rm-tiny", reference: str | Path = "sft-tiny",
@@ -74,27 +113,16 @@ def checking_rm(cfg: CheckerConfig | None = None, taste: str | Path = "rm-tiny",
     train_rows, heldout = recipe_pairs(data_dir, num_train_pairs, num_eval_pairs)
     taste_rm, _ = load_reward_model(taste, "cpu")
     ref, tokenizer = load_model(reference, "cpu")
-    crm = CheckingRewardModel(taste_rm, ref, tokenizer.convert_tokens_to_ids("<|assistant|>"),
-                              {"taste": str(taste), "reference": str(reference)}, cfg.gate_hidden, cfg.seed)
-    t0, c0 = time.perf_counter(), time.process_time()
-    cf_rows = counterfactual_pairs(train_rows).rows
-    pref_in = checker_inputs(crm, tokenizer, train_rows, cfg.feature_batch_size)
-    cf_in = checker_inputs(crm, tokenizer, cf_rows, cfg.feature_batch_size)
-    feature_cpu = time.process_time() - c0
-    history = train_checker(crm, pref_in, cf_in, cfg, progress=progress)
-    del pref_in, cf_in
-    history["charts/feature_cpu_seconds"] = [feature_cpu]
-    history["charts/cpu_seconds"] = [time.process_time() - c0]
-    history["charts/wall_time"] = [time.perf_counter() - t0]
-    history["data/num_pairs"] = [len(train_rows)]
-    history["data/num_counterfactual_pairs"] = [len(cf_rows)]
+    crm, history = fit_checking_rm(taste_rm, ref, tokenizer, train_rows, cfg,
+                                   {"taste": str(taste), "reference": str(reference)}, progress)
+    cf_count, feature_cpu = history["data/num_counterfactual_pairs"][0], history["charts/feature_cpu_seconds"][0]
     evaluation = evaluate_reward_model(crm, tokenizer, heldout)
     if normalize:
         mean, std = normalize_rm(crm, tokenizer, ref)
         history["normalize/mean"], history["normalize/std"] = [mean], [std]
     if out is not None:
         meta = {"taste": str(taste), "reference": str(reference), "config": asdict(cfg),
-                "num_train_pairs": len(train_rows), "num_counterfactual_pairs": len(cf_rows),
+                "num_train_pairs": len(train_rows), "num_counterfactual_pairs": cf_count,
                 "train_cpu_seconds": history["charts/cpu_seconds"][0],
                 "feature_cpu_seconds": feature_cpu, "train_wall_seconds": history["charts/wall_time"][0],
                 "heldout": heldout_summary(evaluation, heldout),
