@@ -404,7 +404,7 @@ def _add_pipeline_and_data_commands(sub) -> None:
                                         "judge; writes results.md/json, summary.png and checkpoints into --out")
     p.add_argument("--out", default="pipeline-out", help="folder for the results (default: ./pipeline-out)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--fast", action="store_true", help="shorter runs of every stage (≤ 2 min on 2 CPU cores)")
+    p.add_argument("--fast", action="store_true", help="shorter runs of every stage (≤ 90 s on 2 CPU cores)")
     add_config_arguments(p, PipelineConfig, skip=("fast",))
     p.set_defaults(func=_cmd_pipeline)
 

@@ -85,6 +85,7 @@ CASES = [
     ("pipeline --out {d}/a_file", "is a file"),
     ("pipeline --stages sft,ppo", "stages must be a subset"),
     ("pipeline --rl-algo trpo", "rl_algo must be one of"),
+    ("pipeline --reward-model gold", "reward_model must be one of"),
     ("eval --models sft-tiny nosuchmodel --out {d}/o17", "unknown model 'nosuchmodel'"),
     ("eval --models sft-tiny --out {d}/o18", "at least two different players"),
     ("eval --models sft-tiny sft-tiny@hot --out {d}/o19", "temperature after '@' must be a number"),
